@@ -1,0 +1,149 @@
+//! Distance maps built on the EDT: two-sided, signed (boundary loss) and penalty (distance-penalised CE).
+//!
+//! All three come from one two-sided transform `D(x)`: the distance from `x` to the nearest voxel of the
+//! *other* class (a foreground voxel's distance to the background, a background voxel's distance to the
+//! foreground), in units of the spacing. Equivalently `D = EDT(m) + EDT(¬m)` with scipy's EDT, computed in
+//! a single multi-label pass.
+//!
+//! A mask that is all background or all foreground has no boundary: every map is then 0 everywhere
+//! (finite, and a loss built on it contributes nothing).
+
+use ndarray::{Array, ArrayBase, Data, Dimension};
+
+use crate::edt::{c_order, multilabel_buffer, to_array};
+use crate::element::{Float, Voxel};
+use crate::error::Result;
+use crate::grid::Grid;
+
+/// A binary class as a label of its own (both classes count as labelled for the multi-label kernel).
+#[derive(Clone, Copy)]
+struct Side(bool);
+
+impl Voxel for Side {
+    #[inline(always)]
+    fn is_foreground(self) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn same_label(self, other: Self) -> bool {
+        self.0 == other.0
+    }
+    #[inline(always)]
+    fn label_key(self) -> u64 {
+        self.0 as u64 + 1
+    }
+}
+
+/// Returns the grid, the foreground flags and `D` (see the module documentation).
+fn two_sided<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
+    mask: &ArrayBase<S, D>,
+    spacing: Option<&[f64]>,
+) -> Result<(Vec<bool>, Vec<F>)> {
+    let g = Grid::new(mask.shape(), spacing)?;
+    let data = c_order(mask);
+    let sides: Vec<Side> = data.iter().map(|v| Side(v.is_foreground())).collect();
+    let d = multilabel_buffer::<Side, F>(&sides, &g, false);
+    Ok((sides.into_iter().map(|s| s.0).collect(), d))
+}
+
+/// Two-sided EDT: every voxel's distance to the nearest voxel of the other class, i.e.
+/// `EDT(mask) + EDT(!mask)` (the field of MONAI's `HausdorffDTLoss`); 0 everywhere when the mask is all
+/// foreground or all background.
+///
+/// # Errors
+/// As [`edt`](crate::edt()).
+///
+/// ```
+/// use ndarray::{array, Array1};
+/// let d: Array1<f64> = segloss_core::two_sided_edt(&array![0, 0, 0, 1, 1, 0], None)?;
+/// assert_eq!(d, array![3.0, 2.0, 1.0, 1.0, 1.0, 1.0]);
+/// # Ok::<(), segloss_core::CoreError>(())
+/// ```
+pub fn two_sided_edt<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
+    mask: &ArrayBase<S, D>,
+    spacing: Option<&[f64]>,
+) -> Result<Array<F, D>> {
+    let (_, d) = two_sided::<F, T, S, D>(mask, spacing)?;
+    to_array(mask.raw_dim(), d)
+}
+
+/// Signed distance map of the boundary loss (Kervadec et al. 2019):
+///
+/// `φ(x) = D(x)` outside the object (distance to the object), `φ(x) = −(D(x) − 1)` inside
+/// (minus the distance to the background, plus one: the inner boundary voxels get 0 on a unit grid).
+/// This is Kervadec's `one_hot2dist`: `edt(¬m)·¬m − (edt(m) − 1)·m`, spacing included. An empty or full
+/// mask gives 0 everywhere (Kervadec's code gives 0 for an empty one).
+///
+/// # Errors
+/// As [`edt`](crate::edt()).
+///
+/// ```
+/// use ndarray::{array, Array1};
+/// let phi: Array1<f64> = segloss_core::signed_distance_map(&array![0, 0, 1, 1, 1, 1, 1, 0], None)?;
+/// assert_eq!(phi, array![2.0, 1.0, 0.0, -1.0, -2.0, -1.0, 0.0, 1.0]);
+/// # Ok::<(), segloss_core::CoreError>(())
+/// ```
+pub fn signed_distance_map<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
+    mask: &ArrayBase<S, D>,
+    spacing: Option<&[f64]>,
+) -> Result<Array<F, D>> {
+    let (fg, mut d) = two_sided::<F, T, S, D>(mask, spacing)?;
+    let degenerate = fg.iter().all(|&f| f) || fg.iter().all(|&f| !f);
+    if degenerate {
+        d.fill(F::ZERO);
+    } else {
+        let one = F::from_f64(1.0);
+        for (x, &f) in d.iter_mut().zip(&fg) {
+            if f {
+                *x = one - *x;
+            }
+        }
+    }
+    to_array(mask.raw_dim(), d)
+}
+
+/// Penalty map of the distance-penalised cross-entropy (Caliva et al. 2019), in [0, 1]:
+///
+/// `Φ(x) = (max D⁺ − D⁺(x)) / max D⁺` inside the object and `(max D⁻ − D⁻(x)) / max D⁻` outside, with
+/// `D⁺` the distance of object voxels to the background, `D⁻` the distance of background voxels to the
+/// object, and each maximum taken over its own side. A side whose maximum is 0 (an empty side) contributes
+/// 0, so an empty or full mask gives 0 everywhere. Voxels next to the boundary get values near 1, the
+/// farthest voxel of each side 0. The loss weighs its cross-entropy by `1 + Φ`.
+///
+/// # Errors
+/// As [`edt`](crate::edt()).
+///
+/// ```
+/// use ndarray::{array, Array1};
+/// let phi: Array1<f64> = segloss_core::penalty_map(&array![0, 0, 0, 0, 1, 1, 1], None)?;
+/// assert_eq!(phi, array![0.0, 0.25, 0.5, 0.75, 2.0 / 3.0, 1.0 / 3.0, 0.0]);
+/// # Ok::<(), segloss_core::CoreError>(())
+/// ```
+pub fn penalty_map<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
+    mask: &ArrayBase<S, D>,
+    spacing: Option<&[f64]>,
+) -> Result<Array<F, D>> {
+    let (fg, d) = two_sided::<f64, T, S, D>(mask, spacing)?;
+    let mut max_in = 0f64;
+    let mut max_out = 0f64;
+    for (&x, &f) in d.iter().zip(&fg) {
+        if f {
+            max_in = max_in.max(x);
+        } else {
+            max_out = max_out.max(x);
+        }
+    }
+    let out: Vec<F> = d
+        .iter()
+        .zip(&fg)
+        .map(|(&x, &f)| {
+            let m = if f { max_in } else { max_out };
+            if m > 0.0 {
+                F::from_f64((m - x) / m)
+            } else {
+                F::ZERO
+            }
+        })
+        .collect();
+    to_array(mask.raw_dim(), out)
+}

@@ -1,0 +1,515 @@
+//! The separable exact EDT kernels (Felzenszwalb & Huttenlocher 2012), on C-order buffers padded to 3 axes.
+//!
+//! Pass 1 runs along the contiguous last axis with two linear sweeps; passes 2 and 3 run along the strided
+//! axes, a tile of [`TILE`] neighbouring lines at a time (gathered into a small transposed buffer, so that
+//! every memory access of the big array reads or writes whole cache lines), each line through the lower
+//! envelope of parabolas. Lines and tiles are independent and run in parallel with rayon.
+
+use rayon::prelude::*;
+
+use crate::element::{Float, Voxel};
+use crate::grid::{Grid, SyncPtr};
+
+/// Lines per tile of a strided pass.
+const TILE: usize = 16;
+
+/// Below this many voxels the passes run on the calling thread.
+const PAR_MIN: usize = 1 << 15;
+
+/// The "no feature" index.
+pub(crate) const NO_FEATURE: u32 = u32::MAX;
+
+/// Scratch space of one task.
+pub(crate) struct Scratch {
+    g: Vec<f64>,
+    o: Vec<f64>,
+    gf: Vec<u32>,
+    of: Vec<u32>,
+    v: Vec<u32>,
+    z: Vec<f64>,
+    seg: Vec<f64>,
+    segout: Vec<f64>,
+    arg: Vec<u32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(n: usize, features: bool) -> Scratch {
+        Scratch {
+            g: vec![0.0; TILE * n],
+            o: vec![0.0; TILE * n],
+            gf: if features { vec![0; TILE * n] } else { Vec::new() },
+            of: if features { vec![0; TILE * n] } else { Vec::new() },
+            v: vec![0; n + 2],
+            z: vec![0.0; n + 3],
+            seg: vec![0.0; n + 2],
+            segout: vec![0.0; n + 2],
+            arg: vec![0; n + 2],
+        }
+    }
+}
+
+/// Lower envelope of the parabolas `(x − q·s)² + f[q]` over the finite `f[q]`, evaluated at every `x = p·s`.
+///
+/// Writes `out[p]` and, when `arg` is non-empty, the minimising `q` into `arg[p]` ([`NO_FEATURE`] when no `f`
+/// is finite; `out` is then infinite). `v` needs `f.len()` slots and `z` `f.len() + 1`.
+#[inline]
+pub(crate) fn envelope(
+    f: &[f64],
+    s: f64,
+    out: &mut [f64],
+    v: &mut [u32],
+    z: &mut [f64],
+    arg: &mut [u32],
+) {
+    let n = f.len();
+    let want_arg = !arg.is_empty();
+    let mut k = 0usize;
+    let mut started = false;
+    for (q, &fq) in f.iter().enumerate() {
+        if fq == f64::INFINITY {
+            continue;
+        }
+        if !started {
+            v[0] = q as u32;
+            z[0] = f64::NEG_INFINITY;
+            z[1] = f64::INFINITY;
+            started = true;
+            continue;
+        }
+        let xq = q as f64 * s;
+        let mut sx;
+        loop {
+            let p = v[k] as usize;
+            let xp = p as f64 * s;
+            sx = 0.5 * ((xq + xp) + (fq - f[p]) / (xq - xp));
+            if sx <= z[k] && k > 0 {
+                k -= 1;
+            } else {
+                break;
+            }
+        }
+        if sx <= z[k] {
+            // k == 0 and the new parabola is below the only one left everywhere.
+            v[0] = q as u32;
+            z[1] = f64::INFINITY;
+        } else {
+            k += 1;
+            v[k] = q as u32;
+            z[k] = sx;
+            z[k + 1] = f64::INFINITY;
+        }
+    }
+    if !started {
+        out[..n].fill(f64::INFINITY);
+        if want_arg {
+            arg[..n].fill(NO_FEATURE);
+        }
+        return;
+    }
+    let mut k = 0usize;
+    for p in 0..n {
+        let x = p as f64 * s;
+        while z[k + 1] < x {
+            k += 1;
+        }
+        let q = v[k] as usize;
+        let d = x - q as f64 * s;
+        out[p] = d * d + f[q];
+        if want_arg {
+            arg[p] = q as u32;
+        }
+    }
+}
+
+/// Squared 1-D distance along one line to the nearest voxel where `target(j)` holds (infinite if none).
+#[inline]
+fn line_1d<F: Float>(n: usize, s: f64, target: impl Fn(usize) -> bool, out: &mut [F]) {
+    let mut last: Option<usize> = None;
+    for (j, o) in out.iter_mut().enumerate().take(n) {
+        if target(j) {
+            last = Some(j);
+            *o = F::ZERO;
+        } else {
+            *o = match last {
+                Some(l) => F::from_f64((j - l) as f64),
+                None => F::INFINITY,
+            };
+        }
+    }
+    let mut next: Option<usize> = None;
+    let s2 = s * s;
+    for j in (0..n).rev() {
+        let o = &mut out[j];
+        if *o == F::ZERO {
+            next = Some(j);
+            continue;
+        }
+        let mut d = o.to_f64();
+        if let Some(nx) = next {
+            let dn = (nx - j) as f64;
+            if dn < d {
+                d = dn;
+            }
+        }
+        *o = F::from_f64(d * d * s2);
+    }
+}
+
+/// As [`line_1d`], also writing the index (within the line) of the nearest target voxel into `feat`.
+#[inline]
+fn line_1d_feat<F: Float>(
+    n: usize,
+    s: f64,
+    target: impl Fn(usize) -> bool,
+    out: &mut [F],
+    feat: &mut [u32],
+) {
+    let mut last: Option<usize> = None;
+    for j in 0..n {
+        if target(j) {
+            last = Some(j);
+        }
+        match last {
+            Some(l) => {
+                out[j] = F::from_f64((j - l) as f64);
+                feat[j] = l as u32;
+            }
+            None => {
+                out[j] = F::INFINITY;
+                feat[j] = NO_FEATURE;
+            }
+        }
+    }
+    let mut next: Option<usize> = None;
+    let s2 = s * s;
+    for j in (0..n).rev() {
+        if out[j] == F::ZERO {
+            next = Some(j);
+            continue;
+        }
+        let mut d = out[j].to_f64();
+        if let Some(nx) = next {
+            let dn = (nx - j) as f64;
+            if dn < d {
+                d = dn;
+                feat[j] = nx as u32;
+            }
+        }
+        out[j] = F::from_f64(d * d * s2);
+    }
+}
+
+/// Pass 1 of the binary EDT: squared distance along the last axis to the nearest background voxel of `mask`.
+/// With `feat`, also the flat index of that voxel.
+pub(crate) fn row_pass_mask<T: Voxel, F: Float>(
+    mask: &[T],
+    out: &mut [F],
+    feat: Option<&mut [u32]>,
+    g: &Grid,
+) {
+    let n2 = g.shape[2];
+    let s = g.spacing[2];
+    let parallel = g.len() >= PAR_MIN;
+    match feat {
+        None => {
+            let work = |(o, m): (&mut [F], &[T])| line_1d(n2, s, |j| !m[j].is_foreground(), o);
+            if parallel {
+                out.par_chunks_mut(n2)
+                    .zip(mask.par_chunks(n2))
+                    .for_each(work);
+            } else {
+                out.chunks_mut(n2).zip(mask.chunks(n2)).for_each(work);
+            }
+        }
+        Some(feat) => {
+            let work = |(r, ((o, fe), m)): (usize, ((&mut [F], &mut [u32]), &[T]))| {
+                line_1d_feat(n2, s, |j| !m[j].is_foreground(), o, fe);
+                let base = (r * n2) as u32;
+                for f in fe.iter_mut() {
+                    if *f != NO_FEATURE {
+                        *f += base;
+                    }
+                }
+            };
+            if parallel {
+                out.par_chunks_mut(n2)
+                    .zip(feat.par_chunks_mut(n2))
+                    .zip(mask.par_chunks(n2))
+                    .enumerate()
+                    .for_each(work);
+            } else {
+                out.chunks_mut(n2)
+                    .zip(feat.chunks_mut(n2))
+                    .zip(mask.chunks(n2))
+                    .enumerate()
+                    .for_each(work);
+            }
+        }
+    }
+}
+
+/// Pass 1 on a buffer that holds 0 at the target voxels and anything else elsewhere (on the calling thread).
+pub(crate) fn row_pass_buf<F: Float>(buf: &mut [F], g: &Grid) {
+    let n2 = g.shape[2];
+    let s = g.spacing[2];
+    for row in buf.chunks_mut(n2) {
+        // line_1d reads the target flags before overwriting each slot, front to back.
+        let mut last: Option<usize> = None;
+        for j in 0..n2 {
+            if row[j] == F::ZERO {
+                last = Some(j);
+            } else {
+                row[j] = match last {
+                    Some(l) => F::from_f64((j - l) as f64),
+                    None => F::INFINITY,
+                };
+            }
+        }
+        let mut next: Option<usize> = None;
+        let s2 = s * s;
+        for j in (0..n2).rev() {
+            if row[j] == F::ZERO {
+                next = Some(j);
+                continue;
+            }
+            let mut d = row[j].to_f64();
+            if let Some(nx) = next {
+                let dn = (nx - j) as f64;
+                if dn < d {
+                    d = dn;
+                }
+            }
+            row[j] = F::from_f64(d * d * s2);
+        }
+    }
+}
+
+/// Pass 1 of the multi-label EDT: squared distance along the last axis to the nearest voxel of another
+/// label (0 on background).
+pub(crate) fn row_pass_labels<T: Voxel, F: Float>(labels: &[T], out: &mut [F], g: &Grid) {
+    let n2 = g.shape[2];
+    let s2 = g.spacing[2] * g.spacing[2];
+    let work = |(o, l): (&mut [F], &[T])| {
+        let mut j = 0;
+        while j < n2 {
+            let lab = l[j];
+            let mut e = j + 1;
+            while e < n2 && l[e].same_label(lab) {
+                e += 1;
+            }
+            if !lab.is_foreground() {
+                o[j..e].fill(F::ZERO);
+            } else {
+                for (q, oq) in o.iter_mut().enumerate().take(e).skip(j) {
+                    let dl = if j > 0 { (q + 1 - j) as f64 } else { f64::INFINITY };
+                    let dr = if e < n2 { (e - q) as f64 } else { f64::INFINITY };
+                    let d = dl.min(dr);
+                    *oq = F::from_f64(d * d * s2);
+                }
+            }
+            j = e;
+        }
+    };
+    if g.len() >= PAR_MIN {
+        out.par_chunks_mut(n2)
+            .zip(labels.par_chunks(n2))
+            .for_each(work);
+    } else {
+        out.chunks_mut(n2).zip(labels.chunks(n2)).for_each(work);
+    }
+}
+
+/// What a strided pass does with each line.
+#[derive(Clone, Copy)]
+pub(crate) enum LineKind<'a, T> {
+    /// The plain envelope (binary EDT).
+    Plain,
+    /// The envelope with feature indices carried along.
+    Features,
+    /// The envelope within runs of one label, the run's neighbours counting as distance 0 (multi-label EDT).
+    Labels(&'a [T]),
+}
+
+/// Passes 2 and 3: the envelope along axis `axis` (0 or 1 of the padded grid) of every line of `buf`.
+pub(crate) fn strided_pass<T: Voxel, F: Float>(
+    buf: &mut [F],
+    feat: Option<&mut [u32]>,
+    g: &Grid,
+    axis: usize,
+    kind: LineKind<'_, T>,
+    force_serial: bool,
+) {
+    let n = g.shape[axis];
+    if n == 1 {
+        return;
+    }
+    let st: usize = g.shape[axis + 1..].iter().product();
+    let outer: usize = g.shape[..axis].iter().product();
+    let s = g.spacing[axis];
+    let blocks = st.div_ceil(TILE);
+    let ntiles = outer * blocks;
+    let with_feat = feat.is_some();
+    let bp = SyncPtr(buf.as_mut_ptr());
+    let fp = SyncPtr(feat.map_or(std::ptr::null_mut(), |f| f.as_mut_ptr()));
+    let work = |sc: &mut Scratch, t: usize| {
+        let o = t / blocks;
+        let i0 = (t % blocks) * TILE;
+        let w = TILE.min(st - i0);
+        let base = o * n * st + i0;
+        // SAFETY: tile t owns the voxels base + k·st + i (k < n, i < w); no two tiles share one.
+        let (b, fe) = (bp, fp);
+        unsafe {
+            for k in 0..n {
+                let row = b.0.add(base + k * st);
+                for i in 0..w {
+                    sc.g[i * n + k] = (*row.add(i)).to_f64();
+                }
+                if with_feat {
+                    let frow = fe.0.add(base + k * st);
+                    for i in 0..w {
+                        sc.gf[i * n + k] = *frow.add(i);
+                    }
+                }
+            }
+        }
+        for i in 0..w {
+            let line = &sc.g[i * n..(i + 1) * n];
+            let out = &mut sc.o[i * n..(i + 1) * n];
+            match kind {
+                LineKind::Plain => envelope(line, s, out, &mut sc.v, &mut sc.z, &mut []),
+                LineKind::Features => {
+                    envelope(line, s, out, &mut sc.v, &mut sc.z, &mut sc.arg[..n]);
+                    let fin = &sc.gf[i * n..(i + 1) * n];
+                    let fout = &mut sc.of[i * n..(i + 1) * n];
+                    for p in 0..n {
+                        let a = sc.arg[p];
+                        fout[p] = if a == NO_FEATURE {
+                            NO_FEATURE
+                        } else {
+                            fin[a as usize]
+                        };
+                    }
+                }
+                LineKind::Labels(labels) => {
+                    let lines = LineScratch {
+                        seg: &mut sc.seg,
+                        segout: &mut sc.segout,
+                        v: &mut sc.v,
+                        z: &mut sc.z,
+                    };
+                    label_line(labels, base + i, st, line, s, out, lines);
+                }
+            }
+        }
+        // SAFETY: as above.
+        unsafe {
+            for k in 0..n {
+                let row = b.0.add(base + k * st);
+                for i in 0..w {
+                    *row.add(i) = F::from_f64(sc.o[i * n + k]);
+                }
+                if with_feat {
+                    let frow = fe.0.add(base + k * st);
+                    for i in 0..w {
+                        *frow.add(i) = sc.of[i * n + k];
+                    }
+                }
+            }
+        }
+    };
+    if !force_serial && g.len() >= PAR_MIN && ntiles > 1 {
+        (0..ntiles)
+            .into_par_iter()
+            .for_each_init(|| Scratch::new(n, with_feat), work);
+    } else {
+        let mut sc = Scratch::new(n, with_feat);
+        for t in 0..ntiles {
+            work(&mut sc, t);
+        }
+    }
+}
+
+/// The scratch slices of one multi-label line.
+struct LineScratch<'a> {
+    seg: &'a mut [f64],
+    segout: &'a mut [f64],
+    v: &'a mut [u32],
+    z: &'a mut [f64],
+}
+
+/// One line of the multi-label pass: `labels[start + k·st]` are the line's labels, `f` its values.
+#[inline]
+fn label_line<T: Voxel>(
+    labels: &[T],
+    start: usize,
+    st: usize,
+    f: &[f64],
+    s: f64,
+    out: &mut [f64],
+    sc: LineScratch<'_>,
+) {
+    let n = f.len();
+    let lab = |k: usize| labels[start + k * st];
+    let mut j = 0;
+    while j < n {
+        let l = lab(j);
+        let mut e = j + 1;
+        while e < n && lab(e).same_label(l) {
+            e += 1;
+        }
+        if !l.is_foreground() {
+            out[j..e].fill(0.0);
+        } else {
+            let lo = if j > 0 { j - 1 } else { j };
+            let hi = if e < n { e + 1 } else { e };
+            let m = hi - lo;
+            sc.seg[..m].copy_from_slice(&f[lo..hi]);
+            if j > 0 {
+                sc.seg[0] = 0.0;
+            }
+            if e < n {
+                sc.seg[m - 1] = 0.0;
+            }
+            envelope(
+                &sc.seg[..m],
+                s,
+                &mut sc.segout[..m],
+                sc.v,
+                sc.z,
+                &mut [],
+            );
+            out[j..e].copy_from_slice(&sc.segout[j - lo..e - lo]);
+        }
+        j = e;
+    }
+}
+
+/// Runs passes 2 and 3 (binary or multi-label).
+pub(crate) fn strided_passes<T: Voxel, F: Float>(
+    buf: &mut [F],
+    mut feat: Option<&mut [u32]>,
+    g: &Grid,
+    kind: LineKind<'_, T>,
+    force_serial: bool,
+) {
+    for axis in [1, 0] {
+        strided_pass(buf, feat.as_deref_mut(), g, axis, kind, force_serial);
+    }
+}
+
+/// Final map: square roots (unless `squared`), and 0 where no target exists at all (infinite values).
+pub(crate) fn finish<F: Float>(buf: &mut [F], squared: bool) {
+    let work = |x: &mut F| {
+        if *x == F::INFINITY {
+            *x = F::ZERO;
+        } else if !squared {
+            *x = x.sqrt();
+        }
+    };
+    if buf.len() >= PAR_MIN {
+        buf.par_chunks_mut(4096)
+            .for_each(|c| c.iter_mut().for_each(work));
+    } else {
+        buf.iter_mut().for_each(work);
+    }
+}
