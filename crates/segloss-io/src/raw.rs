@@ -1,0 +1,195 @@
+//! Decoding of raw element data (shared by the `.npy` and NIfTI readers).
+
+use std::io::{self, Read};
+
+use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+
+use crate::ArrayData;
+
+/// An element type as stored in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dtype {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    /// IEEE half precision, widened to `f32` on reading.
+    F16,
+    F32,
+    F64,
+}
+
+impl Dtype {
+    pub(crate) fn size(self) -> usize {
+        match self {
+            Dtype::Bool | Dtype::U8 | Dtype::I8 => 1,
+            Dtype::U16 | Dtype::I16 | Dtype::F16 => 2,
+            Dtype::U32 | Dtype::I32 | Dtype::F32 => 4,
+            Dtype::U64 | Dtype::I64 | Dtype::F64 => 8,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dtype::Bool => "bool",
+            Dtype::U8 => "uint8",
+            Dtype::U16 => "uint16",
+            Dtype::U32 => "uint32",
+            Dtype::U64 => "uint64",
+            Dtype::I8 => "int8",
+            Dtype::I16 => "int16",
+            Dtype::I32 => "int32",
+            Dtype::I64 => "int64",
+            Dtype::F16 => "float16",
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+        }
+    }
+}
+
+/// Why element data could not be read.
+#[derive(Debug)]
+pub(crate) enum RawError {
+    /// The data ended after `got` bytes.
+    Short { got: u64 },
+    /// The reader failed.
+    Io(io::Error),
+    /// The shape cannot be represented (too many elements).
+    Shape,
+}
+
+const CHUNK: usize = 1 << 16;
+
+/// Reads `count` elements of `N` bytes each, converting each with `conv`.
+///
+/// At most `cap` elements are reserved up front, so a header that lies about the size
+/// cannot make us allocate more than the data that actually arrives.
+fn read_vec<T, const N: usize, R: Read>(
+    r: &mut R,
+    count: usize,
+    cap: usize,
+    conv: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, RawError> {
+    let mut out = Vec::with_capacity(count.min(cap));
+    let total = count.checked_mul(N).ok_or(RawError::Shape)?;
+    let mut buf = vec![0u8; CHUNK.min(total.max(1))];
+    let mut done = 0usize;
+    while done < total {
+        let want = (total - done).min(buf.len());
+        let mut filled = 0;
+        while filled < want {
+            match r.read(&mut buf[filled..want]) {
+                Ok(0) => {
+                    return Err(RawError::Short {
+                        got: (done + filled) as u64,
+                    })
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(RawError::Io(e)),
+            }
+        }
+        out.extend(buf[..want].chunks_exact(N).map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            conv(a)
+        }));
+        done += want;
+    }
+    Ok(out)
+}
+
+fn build<T: Clone>(shape: &[usize], fortran: bool, v: Vec<T>) -> Result<ArrayD<T>, RawError> {
+    let a = if fortran {
+        ArrayD::from_shape_vec(IxDyn(shape).f(), v)
+    } else {
+        ArrayD::from_shape_vec(IxDyn(shape), v)
+    }
+    .map_err(|_| RawError::Shape)?;
+    Ok(if fortran && shape.len() > 1 {
+        a.as_standard_layout().into_owned()
+    } else {
+        a
+    })
+}
+
+/// Number of elements of `shape`, or `None` on overflow.
+pub(crate) fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// Reads an array of `shape` stored as `dtype` in the given byte order and memory order
+/// (`fortran`: first index fastest). The result is always in standard (C) layout.
+pub(crate) fn read_array<R: Read>(
+    r: &mut R,
+    dtype: Dtype,
+    little: bool,
+    shape: &[usize],
+    fortran: bool,
+    cap: usize,
+) -> Result<ArrayData, RawError> {
+    let count = element_count(shape).ok_or(RawError::Shape)?;
+    macro_rules! num {
+        ($variant:ident, $t:ty, $n:literal) => {{
+            let v = read_vec::<$t, $n, R>(r, count, cap, |b| {
+                if little {
+                    <$t>::from_le_bytes(b)
+                } else {
+                    <$t>::from_be_bytes(b)
+                }
+            })?;
+            ArrayData::$variant(build(shape, fortran, v)?)
+        }};
+    }
+    Ok(match dtype {
+        Dtype::Bool => {
+            let v = read_vec::<bool, 1, R>(r, count, cap, |b| b[0] != 0)?;
+            ArrayData::Bool(build(shape, fortran, v)?)
+        }
+        Dtype::U8 => num!(U8, u8, 1),
+        Dtype::U16 => num!(U16, u16, 2),
+        Dtype::U32 => num!(U32, u32, 4),
+        Dtype::U64 => num!(U64, u64, 8),
+        Dtype::I8 => num!(I8, i8, 1),
+        Dtype::I16 => num!(I16, i16, 2),
+        Dtype::I32 => num!(I32, i32, 4),
+        Dtype::I64 => num!(I64, i64, 8),
+        Dtype::F16 => {
+            let v = read_vec::<f32, 2, R>(r, count, cap, |b| {
+                let bits = if little {
+                    u16::from_le_bytes(b)
+                } else {
+                    u16::from_be_bytes(b)
+                };
+                half::f16::from_bits(bits).to_f32()
+            })?;
+            ArrayData::F32(build(shape, fortran, v)?)
+        }
+        Dtype::F32 => num!(F32, f32, 4),
+        Dtype::F64 => num!(F64, f64, 8),
+    })
+}
+
+/// Formats a shape as `[a, b, c]`.
+pub(crate) fn fmt_shape(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}
+
+/// Shows the first bytes of `b` in a readable, escaped form for error messages.
+pub(crate) fn show_bytes(b: &[u8]) -> String {
+    let head = &b[..b.len().min(16)];
+    let mut s = String::from("\"");
+    for &c in head {
+        s.extend(std::ascii::escape_default(c).map(char::from));
+    }
+    s.push('"');
+    if b.len() > head.len() {
+        s.push_str("...");
+    }
+    s
+}
