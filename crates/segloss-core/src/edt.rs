@@ -103,16 +103,16 @@ fn edt_impl<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
 /// use segloss_core::edt;
 ///
 /// let mask = array![
-///     [0, 1, 1, 1, 1],
-///     [0, 1, 1, 1, 1],
-///     [0, 0, 0, 1, 1],
+///     [0, 1, 1, 1],
+///     [0, 1, 1, 1],
+///     [0, 0, 1, 1],
 /// ];
 /// let d: Array2<f64> = edt(&mask, None)?;
-/// let s = 2f64.sqrt();
+/// let r = f64::sqrt;
 /// assert_eq!(d, array![
-///     [0.0, 1.0, 2.0, 2.0, s],
-///     [0.0, 1.0, 1.0, 1.0, s],
-///     [0.0, 0.0, 0.0, 1.0, 2.0],
+///     [0.0, 1.0, 2.0, r(8.0)],
+///     [0.0, 1.0, r(2.0), r(5.0)],
+///     [0.0, 0.0, 1.0, 2.0],
 /// ]);
 ///
 /// // Anisotropic voxels: rows 2 apart, columns 1 apart.

@@ -1,0 +1,211 @@
+//! Property tests: every fast algorithm against its brute-force reference on small random inputs,
+//! 1D/2D/3D, anisotropic spacing.
+
+use ndarray::{ArrayD, IxDyn};
+use proptest::prelude::*;
+use segloss_core::reference::*;
+use segloss_core::*;
+
+/// A shape of 1 to 3 axes, small enough for the quadratic references.
+fn shape() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![
+        (1usize..12).prop_map(|a| vec![a]),
+        (1usize..9, 1usize..9).prop_map(|(a, b)| vec![a, b]),
+        (1usize..5, 1usize..6, 1usize..6).prop_map(|(a, b, c)| vec![a, b, c]),
+    ]
+}
+
+/// A shape, a spacing for it (or none), and `values` drawn from `0..k` with a bias towards 0 set by `p0`.
+fn case(k: u8) -> impl Strategy<Value = (Vec<usize>, Option<Vec<f64>>, Vec<u8>)> {
+    shape().prop_flat_map(move |s| {
+        let n: usize = s.iter().product();
+        let nd = s.len();
+        (
+            Just(s),
+            prop::option::of(prop::collection::vec(0.25f64..3.0, nd)),
+            (0.0f64..1.0).prop_flat_map(move |p0| {
+                prop::collection::vec(
+                    (0.0f64..1.0, 1u8..k.max(2)).prop_map(move |(u, v)| if u < p0 { 0 } else { v }),
+                    n,
+                )
+            }),
+        )
+    })
+}
+
+fn arr(shape: &[usize], v: &[u8]) -> ArrayD<u8> {
+    ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap()
+}
+
+fn close(a: &[f64], b: &[f64], tol: f64) -> std::result::Result<(), TestCaseError> {
+    prop_assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        prop_assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "index {}: {} vs {} (all: {:?} vs {:?})",
+            i,
+            x,
+            y,
+            a,
+            b
+        );
+    }
+    Ok(())
+}
+
+fn dist(a: &[usize], b: &[usize], sp: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .zip(sp)
+        .map(|((&x, &y), &s)| ((x as f64 - y as f64) * s).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn edt_matches_brute_force((s, sp, v) in case(2)) {
+        let a = arr(&s, &v);
+        let spr = sp.as_deref();
+        let want = edt_reference(&v, &s, spr);
+        let got: ArrayD<f64> = edt(&a, spr).unwrap();
+        close(got.as_slice().unwrap(), &want, 1e-12)?;
+        let got32: ArrayD<f32> = edt(&a, spr).unwrap();
+        let got32: Vec<f64> = got32.iter().map(|&x| x as f64).collect();
+        close(&got32, &want, 1e-6)?;
+        let sq: ArrayD<f64> = edt_squared(&a, spr).unwrap();
+        let want2: Vec<f64> = want.iter().map(|x| x * x).collect();
+        close(sq.as_slice().unwrap(), &want2, 1e-12)?;
+        // The same through a non-contiguous (reversed) view.
+        let mut rev = a.view();
+        rev.invert_axis(ndarray::Axis(0));
+        let got_rev: ArrayD<f64> = edt(&rev, spr).unwrap();
+        let owned: Vec<u8> = rev.iter().copied().collect();
+        let want_rev = edt_reference(&owned, &s, spr);
+        close(got_rev.as_slice().unwrap(), &want_rev, 1e-12)?;
+    }
+
+    #[test]
+    fn feature_transform_points_at_a_nearest_background_voxel((s, sp, v) in case(2)) {
+        let a = arr(&s, &v);
+        let sp1 = sp.clone().unwrap_or(vec![1.0; s.len()]);
+        let (d, idx): (ArrayD<f64>, _) = feature_transform(&a, sp.as_deref()).unwrap();
+        let want = edt_reference(&v, &s, sp.as_deref());
+        close(d.as_slice().unwrap(), &want, 1e-12)?;
+        let has_bg = v.contains(&0);
+        prop_assert_eq!(has_bg, has_background(&a));
+        for (i, &j) in idx.iter().enumerate() {
+            if has_bg {
+                prop_assert_eq!(v[j], 0, "voxel {} points at foreground voxel {}", i, j);
+                let dd = dist(&unravel_index(i, &s), &unravel_index(j, &s), &sp1);
+                prop_assert!((dd - want[i]).abs() <= 1e-9 * (1.0 + dd), "voxel {}: {} vs {}", i, dd, want[i]);
+            } else {
+                prop_assert_eq!(i, j);
+            }
+        }
+    }
+
+    #[test]
+    fn multilabel_edt_matches_brute_force((s, sp, v) in case(5)) {
+        let a = arr(&s, &v);
+        let want = multilabel_edt_reference(&v, &s, sp.as_deref());
+        let got: ArrayD<f64> = multilabel_edt(&a, sp.as_deref()).unwrap();
+        close(got.as_slice().unwrap(), &want, 1e-12)?;
+        let sq: ArrayD<f32> = multilabel_edt_squared(&a, sp.as_deref()).unwrap();
+        let sq: Vec<f64> = sq.iter().map(|&x| x as f64).collect();
+        let want2: Vec<f64> = want.iter().map(|x| x * x).collect();
+        close(&sq, &want2, 1e-6)?;
+    }
+
+    #[test]
+    fn binary_multilabel_equals_edt((s, sp, v) in case(2)) {
+        let a = arr(&s, &v);
+        let e: ArrayD<f64> = edt(&a, sp.as_deref()).unwrap();
+        let m: ArrayD<f64> = multilabel_edt(&a, sp.as_deref()).unwrap();
+        close(m.as_slice().unwrap(), e.as_slice().unwrap(), 1e-12)?;
+    }
+
+    #[test]
+    fn distance_maps_match_their_formulas((s, sp, v) in case(2)) {
+        let a = arr(&s, &v);
+        let spr = sp.as_deref();
+        let inv: Vec<u8> = v.iter().map(|&x| (x == 0) as u8).collect();
+        let d_in = edt_reference(&v, &s, spr);
+        let d_out = edt_reference(&inv, &s, spr);
+        let degenerate = v.iter().all(|&x| x == 0) || v.iter().all(|&x| x != 0);
+        let two: ArrayD<f64> = two_sided_edt(&a, spr).unwrap();
+        let want_two: Vec<f64> = d_in.iter().zip(&d_out).map(|(x, y)| x + y).collect();
+        close(two.as_slice().unwrap(), &want_two, 1e-12)?;
+        let phi: ArrayD<f64> = signed_distance_map(&a, spr).unwrap();
+        let want_phi: Vec<f64> = (0..v.len())
+            .map(|i| if degenerate { 0.0 } else if v[i] != 0 { 1.0 - d_in[i] } else { d_out[i] })
+            .collect();
+        close(phi.as_slice().unwrap(), &want_phi, 1e-12)?;
+        let pen: ArrayD<f64> = penalty_map(&a, spr).unwrap();
+        let max_in = d_in.iter().cloned().fold(0.0, f64::max);
+        let max_out = d_out.iter().cloned().fold(0.0, f64::max);
+        let want_pen: Vec<f64> = (0..v.len())
+            .map(|i| {
+                let (m, x) = if v[i] != 0 { (max_in, d_in[i]) } else { (max_out, d_out[i]) };
+                if m > 0.0 { (m - x) / m } else { 0.0 }
+            })
+            .collect();
+        close(pen.as_slice().unwrap(), &want_pen, 1e-12)?;
+        prop_assert!(pen.iter().all(|&x| (0.0..=1.0).contains(&x)));
+    }
+
+    #[test]
+    fn connected_components_match_flood_fill((s, _sp, v) in case(2)) {
+        let a = arr(&s, &v);
+        for c in [Connectivity::Face, Connectivity::Full] {
+            let (want, wk) = connected_components_reference(&v, &s, c);
+            let (got, k) = connected_components(&a, c).unwrap();
+            prop_assert_eq!(k, wk);
+            prop_assert_eq!(got.as_slice().unwrap(), &want[..], "{:?}", c);
+        }
+    }
+
+    #[test]
+    fn weight_map_is_within_tolerance_of_the_exact_definition(
+        (s, sp, v) in case(2),
+        w0 in 0.5f64..20.0,
+        sigma in 0.3f64..4.0,
+        balanced in any::<bool>(),
+        face in any::<bool>(),
+    ) {
+        let a = arr(&s, &v);
+        let config = WeightMapConfig {
+            w0,
+            sigma,
+            class_weight: if balanced { ClassWeight::Balanced } else { ClassWeight::None },
+            connectivity: if face { Connectivity::Face } else { Connectivity::Full },
+            ..Default::default()
+        };
+        let (inst, _) = connected_components_reference(&v, &s, config.connectivity);
+        let want = unet_weight_map_reference(&inst, &s, sp.as_deref(), &config);
+        let got: ArrayD<f64> = unet_weight_map(&a, sp.as_deref(), &config).unwrap();
+        close(got.as_slice().unwrap(), &want, 1e-4)?;
+        for (x, y) in got.iter().zip(&want) {
+            prop_assert!((x - y).abs() <= 1e-4, "{} vs {}", x, y);
+        }
+        let got32: ArrayD<f32> = unet_weight_map(&a, sp.as_deref(), &config).unwrap();
+        for (x, y) in got32.iter().zip(&want) {
+            prop_assert!((*x as f64 - y).abs() <= 1e-4 + 1e-6 * y.abs(), "{} vs {}", x, y);
+        }
+    }
+
+    #[test]
+    fn weight_map_from_instances_is_within_tolerance((s, sp, v) in case(5), sigma in 0.3f64..4.0) {
+        // Every non-zero value is one instance (touching and disconnected instances included).
+        let a = arr(&s, &v);
+        let config = WeightMapConfig { sigma, ..Default::default() };
+        let (inst, _) = relabel_sequential(&a).unwrap();
+        let want = unet_weight_map_reference(inst.as_slice().unwrap(), &s, sp.as_deref(), &config);
+        let got: ArrayD<f64> = unet_weight_map_from_instances(&a, sp.as_deref(), &config).unwrap();
+        for (x, y) in got.iter().zip(&want) {
+            prop_assert!((x - y).abs() <= 1e-4, "{} vs {}", x, y);
+        }
+    }
+}
