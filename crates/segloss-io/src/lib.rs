@@ -20,7 +20,7 @@
 //!
 //! # Writing
 //!
-//! [`write`] writes an `f32` array as `.npy`, `.tif`/`.tiff` or `.nii`/`.nii.gz` (copying the
+//! [`write()`] writes an `f32` array as `.npy`, `.tif`/`.tiff` or `.nii`/`.nii.gz` (copying the
 //! geometry of a NIfTI input); [`write_npy_f32`], [`write_npy_f64`] and [`write_npy`] write
 //! `.npy` whatever the name. Every write goes to a temporary file in the output's folder that
 //! is renamed into place once complete, so a failure never leaves a partial file, and an
@@ -318,7 +318,7 @@ impl Volume {
         }
     }
 
-    /// Whether this volume came from a NIfTI file, so that [`write`] can copy its geometry.
+    /// Whether this volume came from a NIfTI file, so that [`write()`] can copy its geometry.
     pub fn is_nifti(&self) -> bool {
         self.nifti.is_some()
     }
@@ -737,5 +737,46 @@ pub fn write(
             path: path.to_path_buf(),
             expected: WRITE_EXTENSIONS,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out.npy");
+        let e = atomic_write(&p, WriteOptions::default(), |f| {
+            f.write_all(b"half a file").map_err(|e| e.to_string())?;
+            Err("disk full".into())
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("cannot write {}: disk full", p.display())
+        );
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+
+        // Over an existing file with force: the old file survives the failure.
+        std::fs::write(&p, b"old").unwrap();
+        atomic_write(&p, WriteOptions { force: true }, |_| Err("boom".into())).unwrap_err();
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn race_with_another_writer_is_refused_without_force() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out.npy");
+        // The file appears while we are writing.
+        let e = atomic_write(&p, WriteOptions::default(), |_| {
+            std::fs::write(&p, b"theirs").map_err(|e| e.to_string())
+        })
+        .unwrap_err();
+        assert!(matches!(e, IoError::Exists { .. }), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"theirs");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }
