@@ -132,6 +132,8 @@ class Family:
         x = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
         out = fn(x)
         if check is not None:
+            if not torch.is_tensor(out):
+                raise RuntimeError(f"{name}: oracle returned {out!r}")
             check(out.detach())
         if reduction == "none":
             total = out.sum()
@@ -702,7 +704,714 @@ def build_distribution():
     return fam
 
 
-FAMILIES = {"distribution": build_distribution}
+# ============================================================================= region / compound
+
+def act_kwargs(activation):
+    return {"sigmoid": {"sigmoid": True}, "softmax": {"softmax": True}, "none": {}}[activation]
+
+
+def default_activation(kind, c):
+    return "softmax" if kind == "labels" and c >= 2 else "sigmoid"
+
+
+def act_spec(activation, kind, c):
+    return "" if activation == default_activation(kind, c) else f"activation={activation}"
+
+
+def make_target(r, tform, shp):
+    """tform: ('mask',) | ('soft',) | ('labels', label_shape) | ('empty',) | ('full',) ...
+    returns (stored target, kind, torch target for MONAI/torch in [N,1,*] or [N,C,*] layout, one-hot/mask np [N,C,*])."""
+    c = shp[1]
+    t = tform[0]
+    if t == "labels":
+        lshape = tform[1]
+        lab = labels(r, lshape, c)
+        if len(tform) > 2:
+            lab = tform[2](r, lab)
+        lab_m = lab if len(lshape) == len(shp) else lab[:, None]
+        return lab, "labels", T(lab_m, torch.long)
+    if t == "mask":
+        y = binary_mask(r, shp, tform[1] if len(tform) > 1 else 0.4)
+    elif t == "soft":
+        y = soft_mask(r, shp)
+    elif t == "empty":
+        y = np.zeros(shp)
+    elif t == "full":
+        y = np.ones(shp)
+    else:
+        raise ValueError(t)
+    return y, "mask", T(y)
+
+
+def make_pred(r, pform, shp):
+    if pform == "logits":
+        return logits(r, shp)
+    if pform == "probs":
+        return probs(r, shp)
+    if pform == "neg_logits":  # confidently empty prediction
+        return f32(r.normal(-9.0, 1.0, size=shp))
+    if pform == "pos_logits":  # confidently full prediction
+        return f32(r.normal(9.0, 1.0, size=shp))
+    if pform == "zero_probs":
+        return np.zeros(shp)
+    if pform == "saturated":
+        return saturated_logits(r, shp)
+    raise ValueError(pform)
+
+
+def none_shape(out, n, c_eff, batch):
+    return [c_eff] if batch else [n, c_eff]
+
+
+def add_monai_region(fam, name, loss_name, spec_args, ctor_name, ctor, shp, pform, tform, activation=None,
+                     reduction="mean", fn_builder=None, value_shape_fn=None, check=None, oracle=None):
+    r = rng_for(name)
+    x = make_pred(r, pform, shp)
+    tgt, kind, tgt_t = make_target(r, tform, shp)
+    c = shp[1]
+    if activation is None:
+        activation = "none" if pform in ("probs", "zero_probs") else default_activation(kind, c)
+    kw = dict(ctor)
+    kw.update(act_kwargs(activation))
+    if kind == "labels":
+        kw["to_onehot_y"] = True
+    if reduction != "mean":
+        kw["reduction"] = reduction
+    spec = spec_of(loss_name, act_spec(activation, kind, c), *spec_args, red_spec(reduction))
+    if oracle is None:
+        oracle = f"{ctor_name}({', '.join(f'{k}={v!r}' for k, v in kw.items())})"
+    fn = fn_builder(kw, tgt_t) if fn_builder else (lambda t, kw=kw, tgt_t=tgt_t: getattr(monai.losses, ctor_name.split('.')[-1])(**kw)(t, tgt_t))
+    vs = None
+    if reduction == "none":
+        c_eff = c if kw.get("include_background", True) or c == 1 else c - 1
+        vs = value_shape_fn(shp[0], c_eff, kw) if value_shape_fn else ([c_eff] if kw.get("batch") else [shp[0], c_eff])
+    chk = (lambda v, kw=kw, x=x, tgt_t=tgt_t: check(v, kw, x, tgt_t)) if check else None
+    fam.add(name, spec, oracle, x, tgt, kind, fn, reduction=reduction, value_shape=vs, check=chk)
+
+
+C3_2D = [2, 3, 3, 4]
+C1_2D = [2, 1, 4, 5]
+C1_3D = [2, 1, 3, 3, 4]
+C3_3D = [1, 3, 2, 3, 4]
+C4_3D = [1, 4, 2, 3, 3]
+C3_1D = [2, 3, 8]
+L3_2D = ("labels", [2, 1, 3, 4])
+L3_2D_NHW = ("labels", [2, 3, 4])
+L3_3D = ("labels", [1, 1, 2, 3, 4])
+L4_3D_NDHW = ("labels", [1, 2, 3, 3])
+L3_1D = ("labels", [2, 1, 8])
+
+
+def drop_class(cls, sample=0):
+    def f(r, lab):
+        lab = lab.copy()
+        s = lab[sample]
+        s[s == cls] = (cls + 1) % 3
+        return lab
+    return f
+
+
+def gen_dice(fam: Family):
+    D = "monai.losses.DiceLoss"
+    cases = [
+        # name, spec args, ctor, shape, pred form, target form, activation, reduction
+        ("dice_sigmoid_2d_c1", [], {}, C1_2D, "logits", ("mask",), None, "mean"),
+        ("dice_sigmoid_3d_c1", [], {}, C1_3D, "logits", ("mask",), None, "mean"),
+        ("dice_sigmoid_2d_c3", [], {}, C3_2D, "logits", ("mask",), None, "mean"),
+        ("dice_sigmoid_1d_c3", [], {}, C3_1D, "logits", ("mask",), None, "mean"),
+        ("dice_softmax_2d_c3_labels", [], {}, C3_2D, "logits", L3_2D, None, "mean"),
+        ("dice_softmax_3d_c3_labels", [], {}, C3_3D, "logits", L3_3D, None, "mean"),
+        ("dice_softmax_3d_c4_labels_ndhw", [], {}, C4_3D, "logits", L4_3D_NDHW, None, "mean"),
+        ("dice_softmax_1d_c3_labels", [], {}, C3_1D, "logits", L3_1D, None, "mean"),
+        ("dice_sigmoid_2d_c3_labels", [], {}, C3_2D, "logits", L3_2D, "sigmoid", "mean"),
+        ("dice_probs_2d_c1", [], {}, C1_2D, "probs", ("mask",), None, "mean"),
+        ("dice_softmax_2d_c3_exclude_background", ["include_background=false"], {"include_background": False},
+         C3_2D, "logits", L3_2D, None, "mean"),
+        ("dice_sigmoid_3d_c3_exclude_background", ["include_background=false"], {"include_background": False},
+         C3_3D, "logits", ("mask",), None, "mean"),
+        ("dice_sigmoid_2d_c1_batch", ["batch=true"], {"batch": True}, C1_2D, "logits", ("mask",), None, "mean"),
+        ("dice_softmax_2d_c3_batch", ["batch=true"], {"batch": True}, C3_2D, "logits", L3_2D, None, "mean"),
+        ("dice_softmax_3d_c4_batch_exclude_background", ["include_background=false", "batch=true"],
+         {"batch": True, "include_background": False}, C4_3D, "logits", L4_3D_NDHW, None, "mean"),
+        ("dice_sigmoid_2d_c1_power2", ["power=2"], {"squared_pred": True}, C1_2D, "logits", ("mask",), None, "mean"),
+        ("dice_softmax_3d_c3_power2", ["power=2"], {"squared_pred": True}, C3_3D, "logits", L3_3D, None, "mean"),
+        ("dice_sigmoid_2d_c3_jaccard", ["jaccard=true"], {"jaccard": True}, C3_2D, "logits", ("mask",), None, "mean"),
+        ("dice_softmax_2d_c3_power2_jaccard", ["power=2", "jaccard=true"], {"squared_pred": True, "jaccard": True},
+         C3_2D, "logits", L3_2D, None, "mean"),
+        ("dice_sigmoid_2d_c1_smooth_nr0_dr1e-3", ["smooth_nr=0", "smooth_dr=0.001"],
+         {"smooth_nr": 0.0, "smooth_dr": 1e-3}, C1_2D, "logits", ("mask",), None, "mean"),
+        ("dice_softmax_2d_c3_smooth1", ["smooth=1"], {"smooth_nr": 1.0, "smooth_dr": 1.0},
+         C3_2D, "logits", L3_2D, None, "mean"),
+        ("dice_sigmoid_2d_c3_soft_target", [], {}, C3_2D, "logits", ("soft",), None, "mean"),
+        ("dice_sigmoid_2d_c3_soft_target_soft_label", ["soft_label=true"], {"soft_label": True},
+         C3_2D, "logits", ("soft",), None, "mean"),
+        ("dice_probs_3d_c1_soft_target_soft_label", ["soft_label=true"], {"soft_label": True},
+         C1_3D, "probs", ("soft",), None, "mean"),
+        ("dice_sigmoid_2d_c1_soft_target_soft_label_power2", ["power=2", "soft_label=true"],
+         {"soft_label": True, "squared_pred": True}, C1_2D, "logits", ("soft",), None, "mean"),
+        ("dice_softmax_2d_c3_weight", ["weight=[0.5,1,2]"], {"weight": [0.5, 1.0, 2.0]},
+         C3_2D, "logits", L3_2D, None, "mean"),
+        ("dice_sigmoid_3d_c3_weight_batch", ["batch=true", "weight=[2,1,0.25]"], {"weight": [2.0, 1.0, 0.25], "batch": True},
+         C3_3D, "logits", ("mask",), None, "mean"),
+        ("dice_softmax_2d_c3_ignore_index", ["ignore_index=255"], {"ignore_index": 255},
+         C3_2D, "logits", ("labels", [2, 1, 3, 4], lambda r, lab: with_ignored(r, lab, 255)), None, "mean"),
+        ("dice_softmax_2d_c3_reduction_sum", [], {}, C3_2D, "logits", L3_2D, None, "sum"),
+        ("dice_softmax_2d_c3_reduction_none", [], {}, C3_2D, "logits", L3_2D, None, "none"),
+        ("dice_sigmoid_2d_c3_exclude_background_reduction_none", ["include_background=false"],
+         {"include_background": False}, C3_2D, "logits", ("mask",), None, "none"),
+        ("dice_softmax_3d_c4_weight_reduction_none", ["weight=[0.5,1,2,4]"], {"weight": [0.5, 1.0, 2.0, 4.0]},
+         C4_3D, "logits", L4_3D_NDHW, None, "none"),
+        # edge cases
+        ("dice_sigmoid_2d_c1_empty_target_empty_pred", [], {}, C1_2D, "neg_logits", ("empty",), None, "mean"),
+        ("dice_probs_2d_c1_empty_target_zero_pred", [], {}, C1_2D, "zero_probs", ("empty",), None, "mean"),
+        ("dice_sigmoid_2d_c1_empty_target_full_pred", [], {}, C1_2D, "pos_logits", ("empty",), None, "mean"),
+        ("dice_sigmoid_2d_c1_empty_target_batch", ["batch=true"], {"batch": True}, C1_2D, "logits", ("empty",),
+         None, "mean"),
+        ("dice_sigmoid_2d_c1_full_target", [], {}, C1_2D, "logits", ("full",), None, "mean"),
+        ("dice_sigmoid_3d_c1_full_target_full_pred", [], {}, C1_3D, "pos_logits", ("full",), None, "mean"),
+        ("dice_softmax_2d_c3_n1", [], {}, [1, 3, 4, 5], "logits", ("labels", [1, 1, 4, 5]), None, "mean"),
+        ("dice_softmax_2d_c3_class_absent", [], {}, C3_2D, "logits", ("labels", [2, 1, 3, 4], drop_class(2)),
+         None, "mean"),
+        ("dice_sigmoid_2d_c1_saturated", [], {}, C1_2D, "saturated", ("mask",), None, "mean"),
+    ]
+    for name, sargs, ctor, shp, pf, tf, act, red in cases:
+        add_monai_region(fam, name, "dice", sargs, D, ctor, shp, pf, tf, activation=act, reduction=red)
+    for name, sargs, ctor, shp, pf, tf, act, red in (
+        ("jaccard_sigmoid_2d_c1", [], {"jaccard": True}, C1_2D, "logits", ("mask",), None, "mean"),
+        ("jaccard_softmax_3d_c3_labels", [], {"jaccard": True}, C3_3D, "logits", L3_3D, None, "mean"),
+        ("jaccard_softmax_2d_c3_batch_exclude_background", ["include_background=false", "batch=true"],
+         {"jaccard": True, "batch": True, "include_background": False}, C3_2D, "logits", L3_2D, None, "mean"),
+        ("jaccard_sigmoid_2d_c3_power2_reduction_none", ["power=2"], {"jaccard": True, "squared_pred": True},
+         C3_2D, "logits", ("mask",), None, "none"),
+    ):
+        add_monai_region(fam, name, "jaccard", sargs, D, ctor, shp, pf, tf, activation=act, reduction=red)
+
+
+def gdl_f64(x, tgt_t, *, sigmoid=False, softmax=False, to_onehot_y=False, include_background=True, w_type="square",
+            batch=False, smooth_nr=1e-5, smooth_dr=1e-5, soft_label=False, reduction="mean"):
+    """MONAI 1.6 GeneralizedDiceLoss.forward in float64 (MONAI computes the class weights from ground_o.float())."""
+    from monai.losses.utils import compute_tp_fp_fn
+    inp = x
+    if sigmoid:
+        inp = torch.sigmoid(inp)
+    n = inp.shape[1]
+    if softmax and n > 1:
+        inp = torch.softmax(inp, 1)
+    t = tgt_t
+    if to_onehot_y and n > 1:
+        t = monai_one_hot(t, num_classes=n, dtype=torch.float64)
+    if not include_background and n > 1:
+        t, inp = t[:, 1:], inp[:, 1:]
+    axes = list(range(2, inp.dim()))
+    if batch:
+        axes = [0] + axes
+    tp, fp, fn = compute_tp_fp_fn(inp, t, axes, 1, soft_label)
+    denominator = 2 * (tp + 0.5 * fp + 0.5 * fn)
+    ground_o = torch.sum(t, axes)
+    w = {"simple": lambda g: torch.reciprocal(g), "square": lambda g: torch.reciprocal(g * g),
+         "uniform": lambda g: torch.ones_like(g)}[w_type](ground_o)
+    infs = torch.isinf(w)
+    if batch:
+        w[infs] = 0.0
+        w = w + infs * torch.max(w)
+    else:
+        w[infs] = 0.0
+        w = w + infs * torch.max(w, dim=1)[0].unsqueeze(dim=1)
+    d = 0 if batch else 1
+    numer = 2.0 * (tp * w).sum(d, keepdim=True) + smooth_nr
+    denom = (denominator * w).sum(d, keepdim=True) + smooth_dr
+    f = 1.0 - numer / denom
+    return reduce(f, reduction)
+
+
+def gen_generalized_dice(fam: Family):
+    from monai.losses import GeneralizedDiceLoss
+
+    def builder(kw, tgt_t):
+        return lambda t: gdl_f64(t, tgt_t, **kw)
+
+    def check(v, kw, x, tgt_t):
+        mv = GeneralizedDiceLoss(**kw)(T(x), tgt_t)
+        close(mv.reshape(v.shape), v, rtol=1e-6, atol=1e-7, what="GeneralizedDiceLoss")
+
+    O = "monai.losses.GeneralizedDiceLoss"
+    cases = [
+        ("generalized_dice_sigmoid_2d_c3", [], {}, C3_2D, "logits", ("mask",), None, "mean"),
+        ("generalized_dice_softmax_2d_c3_labels", [], {}, C3_2D, "logits", L3_2D, None, "mean"),
+        ("generalized_dice_softmax_3d_c4_labels_ndhw", [], {}, C4_3D, "logits", L4_3D_NDHW, None, "mean"),
+        ("generalized_dice_softmax_2d_c3_simple", ["w_type=simple"], {"w_type": "simple"},
+         C3_2D, "logits", L3_2D, None, "mean"),
+        ("generalized_dice_softmax_2d_c3_uniform", ["w_type=uniform"], {"w_type": "uniform"},
+         C3_2D, "logits", L3_2D, None, "mean"),
+        ("generalized_dice_softmax_2d_c3_batch", ["batch=true"], {"batch": True}, C3_2D, "logits", L3_2D, None,
+         "mean"),
+        ("generalized_dice_softmax_2d_c3_class_absent", [], {}, C3_2D, "logits",
+         ("labels", [2, 1, 3, 4], drop_class(2)), None, "mean"),
+        ("generalized_dice_softmax_2d_c3_class_absent_simple", ["w_type=simple"], {"w_type": "simple"}, C3_2D,
+         "logits", ("labels", [2, 1, 3, 4], drop_class(1, sample=1)), None, "mean"),
+        ("generalized_dice_softmax_2d_c3_class_absent_batch", ["batch=true"], {"batch": True}, C3_2D, "logits",
+         ("labels", [2, 1, 3, 4], drop_class(2)), None, "mean"),
+        ("generalized_dice_sigmoid_3d_c3_exclude_background", ["include_background=false"],
+         {"include_background": False}, C3_3D, "logits", ("mask",), None, "mean"),
+        ("generalized_dice_probs_2d_c3_smooth", ["smooth_nr=0.001", "smooth_dr=0.01"],
+         {"smooth_nr": 1e-3, "smooth_dr": 1e-2}, C3_2D, "probs", ("mask",), None, "mean"),
+        ("generalized_dice_sigmoid_2d_c1_empty_target", [], {}, C1_2D, "logits", ("empty",), None, "mean"),
+        ("generalized_dice_softmax_2d_c3_reduction_sum", [], {}, C3_2D, "logits", L3_2D, None, "sum"),
+        ("generalized_dice_softmax_3d_c3_reduction_none", [], {}, [2, 3, 2, 2, 3], "logits",
+         ("labels", [2, 1, 2, 2, 3]), None, "none"),
+    ]
+    for name, sargs, ctor, shp, pf, tf, act, red in cases:
+        add_monai_region(fam, name, "generalized_dice", sargs, O, ctor, shp, pf, tf, activation=act, reduction=red,
+                         fn_builder=builder, check=check,
+                         value_shape_fn=lambda n, c, kw: [1] if kw.get("batch") else [n, 1],
+                         oracle=None)
+    for c in fam.cases:
+        if c["name"].startswith("generalized_dice") and "[float64" not in c["oracle"]:
+            c["oracle"] += (" [re-run in float64: MONAI computes the class weights from ground_o.float(); "
+                            "'none' ([N,1,1,1] in MONAI) stored as [N,1]]")
+
+
+def gen_tversky(fam: Family):
+    O = "monai.losses.TverskyLoss"
+    cases = [
+        ("tversky_sigmoid_2d_c1", [], {}, C1_2D, "logits", ("mask",), None, "mean"),
+        ("tversky_sigmoid_2d_c1_alpha0.3_beta0.7", ["alpha=0.3", "beta=0.7"], {"alpha": 0.3, "beta": 0.7},
+         C1_2D, "logits", ("mask",), None, "mean"),
+        ("tversky_sigmoid_3d_c3_alpha0.7_beta0.3", ["alpha=0.7", "beta=0.3"], {"alpha": 0.7, "beta": 0.3},
+         C3_3D, "logits", ("mask",), None, "mean"),
+        ("tversky_softmax_2d_c3_labels", [], {}, C3_2D, "logits", L3_2D, None, "mean"),
+        ("tversky_softmax_3d_c4_labels_ndhw_alpha0.3_beta0.7", ["alpha=0.3", "beta=0.7"], {"alpha": 0.3, "beta": 0.7},
+         C4_3D, "logits", L4_3D_NDHW, None, "mean"),
+        ("tversky_softmax_2d_c3_batch", ["alpha=0.3", "beta=0.7", "batch=true"],
+         {"alpha": 0.3, "beta": 0.7, "batch": True}, C3_2D, "logits", L3_2D, None, "mean"),
+        ("tversky_softmax_2d_c3_exclude_background", ["include_background=false"], {"include_background": False},
+         C3_2D, "logits", L3_2D, None, "mean"),
+        ("tversky_sigmoid_1d_c3_smooth", ["smooth_nr=0", "smooth_dr=0.001"], {"smooth_nr": 0.0, "smooth_dr": 1e-3},
+         C3_1D, "logits", ("mask",), None, "mean"),
+        ("tversky_sigmoid_2d_c3_reduction_sum", [], {}, C3_2D, "logits", ("mask",), None, "sum"),
+        ("tversky_softmax_2d_c3_reduction_none", ["alpha=0.3", "beta=0.7"], {"alpha": 0.3, "beta": 0.7},
+         C3_2D, "logits", L3_2D, None, "none"),
+        ("tversky_sigmoid_2d_c1_empty_target", [], {}, C1_2D, "logits", ("empty",), None, "mean"),
+    ]
+    for name, sargs, ctor, shp, pf, tf, act, red in cases:
+        add_monai_region(fam, name, "tversky", sargs, O, ctor, shp, pf, tf, activation=act, reduction=red)
+
+
+def tversky_none(kw, tgt_t):
+    k = dict(kw)
+    k["reduction"] = "none"
+    return lambda t: monai.losses.TverskyLoss(**k)(t, tgt_t)
+
+
+def gen_focal_tversky(fam: Family):
+    def builder(gamma, red):
+        def b(kw, tgt_t):
+            base = tversky_none(kw, tgt_t)
+            return lambda t: reduce(base(t) ** gamma, red)
+        return b
+    cases = [
+        ("focal_tversky_sigmoid_2d_c1", [], {}, 0.75, C1_2D, "logits", ("mask",), "mean"),
+        ("focal_tversky_sigmoid_3d_c1", [], {}, 0.75, C1_3D, "logits", ("mask",), "mean"),
+        ("focal_tversky_softmax_2d_c3_labels", [], {}, 0.75, C3_2D, "logits", L3_2D, "mean"),
+        ("focal_tversky_softmax_3d_c4_gamma2", ["gamma=2"], {}, 2.0, C4_3D, "logits", L4_3D_NDHW, "mean"),
+        ("focal_tversky_sigmoid_2d_c3_alpha0.5_beta0.5_gamma1.5", ["alpha=0.5", "beta=0.5", "gamma=1.5"], {}, 1.5,
+         C3_2D, "logits", ("mask",), "mean"),
+        ("focal_tversky_softmax_2d_c3_batch_exclude_background", ["include_background=false", "batch=true"],
+         {"batch": True, "include_background": False}, 0.75, C3_2D, "logits", L3_2D, "mean"),
+        ("focal_tversky_softmax_2d_c3_reduction_sum", [], {}, 0.75, C3_2D, "logits", L3_2D, "sum"),
+        ("focal_tversky_sigmoid_2d_c3_reduction_none", [], {}, 0.75, C3_2D, "logits", ("mask",), "none"),
+    ]
+    for name, sargs, ctor, gamma, shp, pf, tf, red in cases:
+        ctor = dict(ctor)
+        a = 0.5 if "alpha=0.5" in sargs else 0.3
+        b = 0.5 if "beta=0.5" in sargs else 0.7
+        ctor.update({"alpha": a, "beta": b})
+        add_monai_region(fam, name, "focal_tversky", sargs, "monai.losses.TverskyLoss", ctor, shp, pf, tf,
+                         reduction=red, fn_builder=builder(gamma, red),
+                         oracle=f"monai.losses.TverskyLoss(alpha={a}, beta={b}, reduction='none', ...)(x, y) ** {gamma}, "
+                                f"then {red} (tversky loss per (n, c); formula of DESIGN.md)")
+
+
+def region_probs(t, activation):
+    if activation == "sigmoid":
+        return torch.sigmoid(t)
+    if activation == "softmax":
+        return torch.softmax(t, 1)
+    return t
+
+
+def region_target(tgt_t, c):
+    """torch target -> float [N,C,*] (label maps one-hot encoded)"""
+    if tgt_t.dtype == torch.long:
+        return monai_one_hot(tgt_t, num_classes=c, dtype=torch.float64)
+    return tgt_t
+
+
+def gen_sens_spec(fam: Family):
+    def mk(act, r_, s, red, include_background=True, batch=False):
+        def b(kw, tgt_t):
+            def fn(t):
+                p = region_probs(t, act)
+                y = region_target(tgt_t, t.shape[1])
+                if not include_background and p.shape[1] > 1:
+                    p, y = p[:, 1:], y[:, 1:]
+                ax = list(range(2, p.dim()))
+                if batch:
+                    ax = [0] + ax
+                d2 = (y - p) ** 2
+                sens = (d2 * y).sum(ax) / (y.sum(ax) + s)
+                spec = (d2 * (1 - y)).sum(ax) / ((1 - y).sum(ax) + s)
+                return reduce(r_ * sens + (1 - r_) * spec, red)
+            return fn
+        return b
+    cases = [
+        ("sensitivity_specificity_sigmoid_2d_c1", [], "sigmoid", 0.1, 1.0, C1_2D, "logits", ("mask",), "mean", {}),
+        ("sensitivity_specificity_sigmoid_3d_c1", [], "sigmoid", 0.1, 1.0, C1_3D, "logits", ("mask",), "mean", {}),
+        ("sensitivity_specificity_softmax_2d_c3_labels", [], "softmax", 0.1, 1.0, C3_2D, "logits", L3_2D, "mean", {}),
+        ("sensitivity_specificity_softmax_3d_c4_r0.3_smooth1e-5", ["r=0.3", "smooth=1e-05"], "softmax", 0.3, 1e-5,
+         C4_3D, "logits", L4_3D_NDHW, "mean", {}),
+        ("sensitivity_specificity_probs_2d_c3", [], "none", 0.1, 1.0, C3_2D, "probs", ("mask",), "mean", {}),
+        ("sensitivity_specificity_sigmoid_2d_c3_soft_target", [], "sigmoid", 0.1, 1.0, C3_2D, "logits", ("soft",),
+         "mean", {}),
+        ("sensitivity_specificity_sigmoid_2d_c1_empty_target", [], "sigmoid", 0.1, 1.0, C1_2D, "logits", ("empty",),
+         "mean", {}),
+        ("sensitivity_specificity_softmax_2d_c3_reduction_sum", [], "softmax", 0.1, 1.0, C3_2D, "logits", L3_2D,
+         "sum", {}),
+        ("sensitivity_specificity_sigmoid_2d_c3_reduction_none", [], "sigmoid", 0.1, 1.0, C3_2D, "logits", ("mask",),
+         "none", {}),
+    ]
+    for name, sargs, act, r_, s, shp, pf, tf, red, extra in cases:
+        add_monai_region(fam, name, "sensitivity_specificity", sargs, "formula", {}, shp, pf, tf, activation=act,
+                         reduction=red, fn_builder=mk(act, r_, s, red),
+                         oracle=f"per (n,c): r*sum((y-p)^2*y)/(sum(y)+s) + (1-r)*sum((y-p)^2*(1-y))/(sum(1-y)+s), "
+                                f"r={r_}, s={s}, p={act}(x); then {red} over (n,c)")
+
+
+def gen_log_cosh_dice(fam: Family):
+    def builder(red):
+        def b(kw, tgt_t):
+            k = dict(kw)
+            k["reduction"] = "none"
+            dl = monai.losses.DiceLoss(**k)
+            return lambda t: reduce(torch.log(torch.cosh(dl(t, tgt_t).flatten(0 if k.get("batch") else 1 - 1)
+                                                         .reshape(-1))), red)
+        return b
+    cases = [
+        ("log_cosh_dice_sigmoid_2d_c1", [], {}, C1_2D, "logits", ("mask",), "mean"),
+        ("log_cosh_dice_softmax_3d_c3_labels", [], {}, C3_3D, "logits", L3_3D, "mean"),
+        ("log_cosh_dice_softmax_2d_c3_batch_exclude_background", ["include_background=false", "batch=true"],
+         {"batch": True, "include_background": False}, C3_2D, "logits", L3_2D, "mean"),
+        ("log_cosh_dice_sigmoid_2d_c3_power2_smooth1", ["smooth=1", "power=2"],
+         {"squared_pred": True, "smooth_nr": 1.0, "smooth_dr": 1.0}, C3_2D, "logits", ("mask",), "mean"),
+        ("log_cosh_dice_softmax_2d_c3_reduction_sum", [], {}, C3_2D, "logits", L3_2D, "sum"),
+    ]
+    for name, sargs, ctor, shp, pf, tf, red in cases:
+        add_monai_region(fam, name, "log_cosh_dice", sargs, "monai.losses.DiceLoss", ctor, shp, pf, tf,
+                         reduction=red, fn_builder=builder(red),
+                         oracle=f"log(cosh(monai.losses.DiceLoss({ctor}, reduction='none', sigmoid/softmax/to_onehot_y "
+                                f"as the spec) per (n,c))), then {red}")
+    # reduction none
+    name = "log_cosh_dice_sigmoid_2d_c3_reduction_none"
+    r = rng_for(name)
+    x, y = logits(r, C3_2D), binary_mask(r, C3_2D)
+    fam.add(name, "log_cosh_dice(reduction=none)",
+            "log(cosh(monai.losses.DiceLoss(sigmoid=True, reduction='none')(x, y))) stored as [N,C]", x, y, "mask",
+            lambda t, y=y: torch.log(torch.cosh(monai.losses.DiceLoss(sigmoid=True, reduction="none")(t, T(y)))),
+            reduction="none", value_shape=[2, 3])
+
+
+def log1m_softmax(t):
+    """ln(1 - softmax(t)_c) = logsumexp_{k != c} t_k - logsumexp_k t_k, exactly."""
+    c = t.shape[1]
+    lse = torch.logsumexp(t, 1, keepdim=True)
+    outs = []
+    for k in range(c):
+        others = torch.cat([t[:, :k], t[:, k + 1:]], 1)
+        outs.append(torch.logsumexp(others, 1, keepdim=True))
+    return torch.cat(outs, 1) - lse
+
+
+def log_probs(t, activation):
+    if activation == "sigmoid":
+        return F.logsigmoid(t), F.logsigmoid(-t)
+    if activation == "softmax":
+        return torch.log_softmax(t, 1), log1m_softmax(t)
+    return torch.log(t), torch.log(1 - t)
+
+
+def gen_combo(fam: Family):
+    def mk(act, alpha, beta, s):
+        def b(kw, tgt_t):
+            def fn(t):
+                p = region_probs(t, act)
+                lp, l1p = log_probs(t, act)
+                y = region_target(tgt_t, t.shape[1])
+                wce = -(beta * y * lp + (1 - beta) * (1 - y) * l1p).mean()
+                ax = [0] + list(range(2, p.dim()))
+                dsc = (2 * (p * y).sum(ax) + s) / (p.sum(ax) + y.sum(ax) + s)
+                return alpha * wce - (1 - alpha) * dsc.sum()
+            return fn
+        return b
+    cases = [
+        ("combo_sigmoid_2d_c1", [], "sigmoid", 0.5, 0.5, 1.0, C1_2D, "logits", ("mask",)),
+        ("combo_sigmoid_3d_c1_alpha0.3_beta0.7", ["alpha=0.3", "beta=0.7"], "sigmoid", 0.3, 0.7, 1.0, C1_3D,
+         "logits", ("mask",)),
+        ("combo_sigmoid_2d_c3", [], "sigmoid", 0.5, 0.5, 1.0, C3_2D, "logits", ("mask",)),
+        ("combo_softmax_2d_c3_labels", [], "softmax", 0.5, 0.5, 1.0, C3_2D, "logits", L3_2D),
+        ("combo_softmax_3d_c4_alpha0.7_beta0.4_smooth1e-5", ["alpha=0.7", "beta=0.4", "smooth=1e-05"], "softmax",
+         0.7, 0.4, 1e-5, C4_3D, "logits", L4_3D_NDHW),
+        ("combo_probs_2d_c1", [], "none", 0.5, 0.5, 1.0, C1_2D, "probs", ("mask",)),
+        ("combo_sigmoid_2d_c1_empty_target", [], "sigmoid", 0.5, 0.5, 1.0, C1_2D, "logits", ("empty",)),
+        ("combo_sigmoid_2d_c1_saturated", [], "sigmoid", 0.5, 0.5, 1.0, C1_2D, "saturated", ("mask",)),
+    ]
+    for name, sargs, act, alpha, beta, s, shp, pf, tf in cases:
+        add_monai_region(fam, name, "combo", sargs, "formula", {}, shp, pf, tf, activation=act,
+                         fn_builder=mk(act, alpha, beta, s),
+                         oracle=f"alpha*wCE - (1-alpha)*sum_c DSC_c; wCE = -mean(beta*y*ln p + (1-beta)*(1-y)*ln(1-p)) over "
+                                f"all N*C*S elements (ln p, ln(1-p) from logits: logsigmoid / log_softmax and "
+                                f"logsumexp_(k!=c) - logsumexp); DSC_c = (2*sum p*y + s)/(sum p + sum y + s) summed over "
+                                f"batch and space; alpha={alpha}, beta={beta}, s={s}, activation={act}")
+
+
+def gen_exp_log(fam: Family):
+    def mk(act, w_dice, w_ce, gamma, s):
+        def b(kw, tgt_t):
+            def fn(t):
+                c = t.shape[1]
+                if act == "sigmoid":
+                    assert c == 1
+                    p1 = torch.sigmoid(t)
+                    p = torch.cat([1 - p1, p1], 1)
+                    lp = torch.cat([F.logsigmoid(-t), F.logsigmoid(t)], 1)
+                    y1 = tgt_t
+                    y = torch.cat([1 - y1, y1], 1)
+                else:
+                    p = torch.softmax(t, 1)
+                    lp = torch.log_softmax(t, 1)
+                    y = region_target(tgt_t, c)
+                ax = [0] + list(range(2, p.dim()))
+                dsc = (2 * (p * y).sum(ax) + s) / (p.sum(ax) + y.sum(ax) + s)
+                l_dice = ((-torch.log(dsc)) ** gamma).mean()
+                f = y.sum(ax)  # class pixel counts (over the batch)
+                wl = (f.sum() / f) ** 0.5  # classes with f=0 never selected
+                wl = torch.where(torch.isfinite(wl), wl, torch.zeros_like(wl))
+                nll = -(lp * y).sum(1)  # -ln p_l per pixel
+                wpix = (y * wl.view([1, -1] + [1] * (p.dim() - 2))).sum(1)
+                l_ce = (wpix * torch.clamp(nll, min=1e-7) ** gamma).mean()
+                return w_dice * l_dice + w_ce * l_ce
+            return fn
+        return b
+    cases = [
+        ("exp_log_sigmoid_2d_c1", [], "sigmoid", 0.8, 0.2, 0.3, 1.0, C1_2D, ("mask",)),
+        ("exp_log_sigmoid_3d_c1", [], "sigmoid", 0.8, 0.2, 0.3, 1.0, C1_3D, ("mask",)),
+        ("exp_log_softmax_2d_c3_labels", [], "softmax", 0.8, 0.2, 0.3, 1.0, C3_2D, L3_2D),
+        ("exp_log_softmax_3d_c4_labels_ndhw", [], "softmax", 0.8, 0.2, 0.3, 1.0, C4_3D, L4_3D_NDHW),
+        ("exp_log_softmax_2d_c3_class_absent_gamma1", ["w_dice=0.5", "w_ce=0.5", "gamma=1"], "softmax", 0.5, 0.5, 1.0,
+         1.0, C3_2D, ("labels", [2, 1, 3, 4], lambda r, lab: np.where(lab == 2, 1, lab))),
+    ]
+    for name, sargs, act, wd, wc, g, s, shp, tf in cases:
+        add_monai_region(fam, name, "exp_log", sargs, "formula", {}, shp, "logits", tf, activation=act,
+                         fn_builder=mk(act, wd, wc, g, s),
+                         oracle=f"w_dice*mean_c[(-ln DSC_c)^gamma] + w_ce*mean_x[w_l*max(-ln p_l,1e-7)^gamma]; "
+                                f"DSC_c=(2*sum p*y+s)/(sum p+sum y+s) over batch and space; w_l=(sum_k f_k/f_l)^0.5, f_k = "
+                                f"pixel count of class k over the batch; mean_x over N*S pixels; "
+                                f"{'sigmoid: classes {1-p, p}' if act == 'sigmoid' else 'softmax'}; "
+                                f"w_dice={wd}, w_ce={wc}, gamma={g}, s={s}")
+
+
+def _lovasz_grad_f64(gt_sorted):
+    """smp's _lovasz_grad with .double() instead of .float() (smp casts the Jaccard weights to float32)."""
+    p = len(gt_sorted)
+    gts = gt_sorted.sum()
+    intersection = gts - gt_sorted.double().cumsum(0)
+    union = gts + (1 - gt_sorted).double().cumsum(0)
+    jaccard = 1.0 - intersection / union
+    if p > 1:
+        jaccard[1:p] = jaccard[1:p] - jaccard[0:-1]
+    return jaccard
+
+
+def smp_lovasz_f64(t, tgt_t, **kw):
+    import segmentation_models_pytorch.losses.lovasz as L
+    orig = L._lovasz_grad
+    L._lovasz_grad = _lovasz_grad_f64
+    try:
+        return L.LovaszLoss(**kw)(t, tgt_t)
+    finally:
+        L._lovasz_grad = orig
+
+
+def gen_lovasz(fam: Family):
+    from segmentation_models_pytorch.losses import LovaszLoss
+    cases = [
+        # name, spec args, mode, per_image, ignore, shape, target form
+        ("lovasz_binary_2d", [], "binary", False, None, C1_2D, ("mask",)),
+        ("lovasz_binary_3d", [], "binary", False, None, C1_3D, ("mask",)),
+        ("lovasz_binary_2d_per_image", ["per_image=true"], "binary", True, None, C1_2D, ("mask",)),
+        ("lovasz_binary_2d_ignore_index", ["ignore_index=255"], "binary", False, 255, C1_2D, ("mask_ign",)),
+        ("lovasz_binary_3d_per_image_ignore_index", ["per_image=true", "ignore_index=255"], "binary", True, 255,
+         C1_3D, ("mask_ign",)),
+        ("lovasz_binary_2d_empty_target", [], "binary", False, None, C1_2D, ("empty",)),
+        ("lovasz_binary_2d_sample_empty_per_image", ["per_image=true"], "binary", True, None, C1_2D,
+         ("mask_empty0",)),
+        ("lovasz_multiclass_2d_c3", [], "multiclass", False, None, C3_2D, ("labels", [2, 3, 4])),
+        ("lovasz_multiclass_2d_c3_labels_n1hw", [], "multiclass", False, None, C3_2D, ("labels", [2, 1, 3, 4])),
+        ("lovasz_multiclass_3d_c4", [], "multiclass", False, None, C4_3D, ("labels", [1, 2, 3, 3])),
+        ("lovasz_multiclass_2d_c3_per_image", ["per_image=true"], "multiclass", True, None, C3_2D,
+         ("labels", [2, 3, 4])),
+        ("lovasz_multiclass_2d_c3_ignore_index", ["ignore_index=255"], "multiclass", False, 255, C3_2D,
+         ("labels", [2, 3, 4], lambda r, lab: with_ignored(r, lab, 255))),
+        ("lovasz_multiclass_2d_c3_class_absent_per_image", ["per_image=true"], "multiclass", True, None, C3_2D,
+         ("labels", [2, 3, 4], drop_class(2))),
+        ("lovasz_multiclass_2d_c3_class0_absent", [], "multiclass", False, None, C3_2D,
+         ("labels", [2, 3, 4], lambda r, lab: np.where(lab == 0, 1, lab))),
+    ]
+    for name, sargs, mode, per_image, ign, shp, tf in cases:
+        r = rng_for(name)
+        x = logits(r, shp)
+        if tf[0] == "labels":
+            lab = labels(r, tf[1], shp[1])
+            if len(tf) > 2:
+                lab = tf[2](r, lab)
+            tgt, kind = lab, "labels"
+            tgt_t = T(lab, torch.long)
+        else:
+            if tf[0] == "empty":
+                y = np.zeros(shp)
+            else:
+                y = binary_mask(r, shp)
+                if tf[0] == "mask_ign":
+                    y[r.random(size=shp) < 0.2] = 255.0
+                if tf[0] == "mask_empty0":
+                    y[0] = 0.0
+            tgt, kind = y, "mask"
+            tgt_t = T(y)
+        kw = {"mode": mode, "per_image": per_image, "ignore_index": ign}
+        fam.add(name, spec_of("lovasz", *sargs),
+                f"segmentation_models_pytorch.losses.LovaszLoss(mode='{mode}', per_image={per_image}, "
+                f"ignore_index={ign})(x, y) [re-run in float64: smp casts the Lovasz gradient weights to float32]" + (" (binary: Lovasz hinge on the raw logits)" if mode == "binary"
+                                                else " (multiclass: softmax, classes present in the target)"),
+                x, tgt, kind, lambda t, kw=kw, tgt_t=tgt_t: smp_lovasz_f64(t, tgt_t, **kw),
+                check=lambda v, kw=kw, x=x, tgt_t=tgt_t: close(
+                    LovaszLoss(**kw)(torch.tensor(x, dtype=torch.float32), tgt_t).double(), v, rtol=1e-5, atol=1e-5,
+                    what="smp LovaszLoss f32"))
+
+
+def gen_mcc(fam: Family):
+    from segmentation_models_pytorch.losses import MCCLoss
+    cases = [
+        ("mcc_probs_2d_c1", ["activation=none"], "none", 1e-5, C1_2D, ("mask",)),
+        ("mcc_probs_3d_c1", ["activation=none"], "none", 1e-5, C1_3D, ("mask",)),
+        ("mcc_sigmoid_2d_c1", [], "sigmoid", 1e-5, C1_2D, ("mask",)),
+        ("mcc_sigmoid_3d_c1_eps1e-3", ["eps=0.001"], "sigmoid", 1e-3, C1_3D, ("mask",)),
+        ("mcc_sigmoid_2d_c3", [], "sigmoid", 1e-5, C3_2D, ("mask",)),
+        ("mcc_sigmoid_2d_c1_soft_target", [], "sigmoid", 1e-5, C1_2D, ("soft",)),
+        ("mcc_sigmoid_2d_c1_empty_target", [], "sigmoid", 1e-5, C1_2D, ("empty",)),
+    ]
+    for name, sargs, act, eps, shp, tf in cases:
+        r = rng_for(name)
+        x = probs(r, shp) if act == "none" else logits(r, shp)
+        y, kind, tgt_t = make_target(r, tf, shp)
+        fam.add(name, spec_of("mcc", *sargs),
+                f"segmentation_models_pytorch.losses.MCCLoss(eps={eps})({'x' if act == 'none' else 'torch.sigmoid(x)'}, y)"
+                " (smp applies no activation; sums over the whole batch and all channels)",
+                x, y, kind,
+                lambda t, act=act, eps=eps, tgt_t=tgt_t: MCCLoss(eps=eps)(t if act == "none" else torch.sigmoid(t), tgt_t))
+
+
+def gen_sums(fam: Family):
+    from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss
+    # DiceCELoss, softmax
+    for name, shp, tf, ld, lc, extra, spec in (
+        ("sum_dice_ce_softmax_2d_c3", C3_2D, L3_2D, 0.7, 0.3, {}, "0.7*dice(activation=softmax) + 0.3*ce"),
+        ("sum_dice_ce_softmax_3d_c4", C4_3D, ("labels", [1, 1, 2, 3, 3]), 0.7, 0.3, {},
+         "0.7*dice(activation=softmax) + 0.3*ce"),
+        ("sum_dice_ce_softmax_2d_c3_exclude_background", C3_2D, L3_2D, 1.0, 1.0, {"include_background": False},
+         "dice(include_background=false) + ce"),
+        ("sum_dice_ce_softmax_2d_c3_batch_power2", C3_2D, L3_2D, 0.5, 2.0, {"batch": True, "squared_pred": True},
+         "0.5*dice(power=2,batch=true) + 2*ce"),
+    ):
+        r = rng_for(name)
+        x = logits(r, shp)
+        lab = labels(r, tf[1], shp[1])
+        tgt_t = T(lab, torch.long)
+        kw = dict(to_onehot_y=True, softmax=True, lambda_dice=ld, lambda_ce=lc, **extra)
+
+        def fn(t, kw=kw, tgt_t=tgt_t):
+            return DiceCELoss(**kw)(t, tgt_t)
+        fam.add(name, spec, f"monai.losses.DiceCELoss({', '.join(f'{k}={v!r}' for k, v in kw.items())})",
+                x, lab, "labels", fn)
+    # DiceCELoss, sigmoid C=1 (CE part is BCEWithLogits)
+    for name, shp, ld, lc, spec in (
+        ("sum_dice_bce_sigmoid_2d_c1", C1_2D, 1.0, 1.0, "dice + bce"),
+        ("sum_dice_bce_sigmoid_3d_c1", C1_3D, 0.6, 0.4, "0.6*dice + 0.4*bce"),
+    ):
+        r = rng_for(name)
+        x, y = logits(r, shp), binary_mask(r, shp)
+        kw = dict(sigmoid=True, lambda_dice=ld, lambda_ce=lc)
+        fam.add(name, spec, f"monai.losses.DiceCELoss({', '.join(f'{k}={v!r}' for k, v in kw.items())}) "
+                            "(C=1: the CE part is BCEWithLogitsLoss)",
+                x, y, "mask", lambda t, kw=kw, y=y: DiceCELoss(**kw)(t, T(y)))
+    # DiceFocalLoss: the focal part is ALWAYS sigmoid focal (MONAI does not pass use_softmax)
+    for name, shp, tf, kw, spec in (
+        ("sum_dice_focal_sigmoid_2d_c3", C3_2D, ("mask",), dict(sigmoid=True), "dice + focal"),
+        ("sum_dice_focal_sigmoid_3d_c1_gamma3_lambda0.5", C1_3D, ("mask",),
+         dict(sigmoid=True, gamma=3.0, lambda_focal=0.5), "dice + 0.5*focal(gamma=3)"),
+        ("sum_dice_focal_softmax_2d_c3_labels", C3_2D, L3_2D, dict(softmax=True, to_onehot_y=True),
+         "dice(activation=softmax) + focal(activation=sigmoid)"),
+        ("sum_dice_focal_softmax_3d_c4_labels_alpha", C4_3D, ("labels", [1, 1, 2, 3, 3]),
+         dict(softmax=True, to_onehot_y=True, alpha=0.25, lambda_dice=0.3, lambda_focal=0.7),
+         "0.3*dice(activation=softmax) + 0.7*focal(activation=sigmoid,alpha=0.25)"),
+        ("sum_dice_focal_softmax_2d_c3_weight", C3_2D, L3_2D,
+         dict(softmax=True, to_onehot_y=True, weight=[0.5, 1.0, 2.0]),
+         "dice(activation=softmax,weight=[0.5,1,2]) + focal(activation=sigmoid,weight=[0.5,1,2])"),
+    ):
+        r = rng_for(name)
+        x = logits(r, shp)
+        y, kind, tgt_t = make_target(r, tf, shp)
+
+        def fn(t, kw=kw, tgt_t=tgt_t):
+            dkw = {k: v for k, v in kw.items() if k in ("sigmoid", "softmax", "to_onehot_y", "weight")}
+            d = DiceLoss(**dkw)(t, tgt_t)
+            yy = region_target(tgt_t, t.shape[1])
+            fcl = monai_focal_f64(t, yy, gamma=kw.get("gamma", 2.0), alpha=kw.get("alpha"), weight=kw.get("weight"))
+            return kw.get("lambda_dice", 1.0) * d + kw.get("lambda_focal", 1.0) * fcl
+
+        def check(v, kw=kw, x=x, tgt_t=tgt_t):
+            mv = DiceFocalLoss(**kw)(T(x), tgt_t)
+            close(mv, v, rtol=2e-5, atol=2e-6, what="DiceFocalLoss")
+        fam.add(name, spec, f"monai.losses.DiceFocalLoss({', '.join(f'{k}={v!r}' for k, v in kw.items())}) "
+                            "[focal part re-run in float64; MONAI's FocalLoss casts to float32]",
+                x, y, kind, fn, check=check)
+    # a difference and a bare sum of two formula losses
+    name = "sum_tversky_minus_mcc_sigmoid_2d_c1"
+    r = rng_for(name)
+    x, y = logits(r, C1_2D), binary_mask(r, C1_2D)
+    from segmentation_models_pytorch.losses import MCCLoss
+    fam.add(name, "tversky(alpha=0.3,beta=0.7) - 0.25*mcc",
+            "monai.losses.TverskyLoss(sigmoid=True, alpha=0.3, beta=0.7)(x, y) - 0.25*smp MCCLoss()(sigmoid(x), y)",
+            x, y, "mask",
+            lambda t, y=y: monai.losses.TverskyLoss(sigmoid=True, alpha=0.3, beta=0.7)(t, T(y))
+            - 0.25 * MCCLoss()(torch.sigmoid(t), T(y)))
+
+
+def build_region():
+    fam = Family("region")
+    gen_dice(fam)
+    gen_generalized_dice(fam)
+    gen_tversky(fam)
+    gen_focal_tversky(fam)
+    gen_sens_spec(fam)
+    gen_log_cosh_dice(fam)
+    gen_lovasz(fam)
+    gen_mcc(fam)
+    gen_combo(fam)
+    gen_exp_log(fam)
+    gen_sums(fam)
+    return fam
+
+
+FAMILIES = {"distribution": build_distribution, "region": build_region}
 
 
 def main():
