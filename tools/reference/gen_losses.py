@@ -1411,7 +1411,279 @@ def build_region():
     return fam
 
 
-FAMILIES = {"distribution": build_distribution, "region": build_region}
+# ============================================================================= boundary
+
+def blob_mask(r, sp, nblobs=(1, 3)):
+    """A binary image made of 1-2 random boxes (so that distance maps are meaningful)."""
+    m = np.zeros(sp)
+    for _ in range(r.integers(nblobs[0], nblobs[1])):
+        lo = [int(r.integers(0, max(1, s - 1))) for s in sp]
+        hi = [int(min(s, l + r.integers(1, max(2, s // 2 + 2)))) for l, s in zip(lo, sp)]
+        m[tuple(slice(a, b) for a, b in zip(lo, hi))] = 1.0
+    return m
+
+
+def blob_masks(r, shp):
+    """[N,C,*sp] of blob images (each (n, c) independent)."""
+    out = np.zeros(shp)
+    for n in range(shp[0]):
+        for c in range(shp[1]):
+            out[n, c] = blob_mask(r, shp[2:])
+    return out
+
+
+def blob_labels(r, lshape, c):
+    """[N,1,*sp] or [N,*sp] label map: background 0 with boxes of classes 1..c-1 painted on."""
+    sp = lshape[2:] if len(lshape) >= 3 and lshape[1] == 1 else lshape[1:]
+    lab = np.zeros([lshape[0]] + list(sp), dtype=np.int64)
+    for n in range(lshape[0]):
+        for k in range(1, c):
+            lab[n][blob_mask(r, sp, (1, 2)) > 0] = k
+    return lab.reshape(lshape)
+
+
+def edt(m):
+    from scipy.ndimage import distance_transform_edt
+    return distance_transform_edt(m)
+
+
+def two_sided(m):
+    """MONAI HausdorffDTLoss.distance_field for one image: EDT(m)+EDT(!m), 0 if m is empty or full."""
+    m = np.asarray(m) > 0.5
+    if m.any() and not m.all():
+        return edt(m) + edt(~m)
+    return np.zeros(m.shape)
+
+
+def signed_map(m):
+    """Kervadec one_hot2dist: edt(!m)*!m - (edt(m)-1)*m; 0 for an empty or full mask."""
+    m = np.asarray(m) > 0.5
+    if not m.any() or m.all():
+        return np.zeros(m.shape)
+    return edt(~m) * (~m) - (edt(m) - 1) * m
+
+
+def penalty_map(m):
+    """Caliva penalty map: (max D+ - D+)/max D+ inside, (max D- - D-)/max D- outside; a side with max 0 gives 0."""
+    m = np.asarray(m) > 0.5
+    if not m.any() or m.all():
+        return np.zeros(m.shape)
+    dp, dm = edt(m), edt(~m)
+    out = np.zeros(m.shape)
+    mp, mm = dp[m].max(), dm[~m].max()
+    if mp > 0:
+        out[m] = (mp - dp[m]) / mp
+    if mm > 0:
+        out[~m] = (mm - dm[~m]) / mm
+    return out
+
+
+def per_image(fn, y):
+    """apply fn to every [*sp] image of a [N,C,*sp] array"""
+    out = np.zeros(y.shape)
+    for n in range(y.shape[0]):
+        for c in range(y.shape[1]):
+            out[n, c] = fn(y[n, c])
+    return out
+
+
+def target_onehot_np(tgt, kind, shp):
+    if kind == "labels":
+        return onehot_np(tgt, shp[1])
+    return np.asarray(tgt, dtype=np.float64)
+
+
+def boundary_target(r, tform, shp):
+    c = shp[1]
+    if tform[0] == "labels":
+        lab = blob_labels(r, tform[1], c)
+        lab_m = lab if len(tform[1]) == len(shp) else lab[:, None]
+        return lab, "labels", T(lab_m, torch.long)
+    if tform[0] == "empty":
+        y = np.zeros(shp)
+    elif tform[0] == "full":
+        y = np.ones(shp)
+    else:
+        y = blob_masks(r, shp)
+    return y, "mask", T(y)
+
+
+def hausdorff_f64(x, tgt_t, *, sigmoid=False, softmax=False, to_onehot_y=False, include_background=False, alpha=2.0,
+                  batch=False, reduction="mean"):
+    """MONAI 1.6 HausdorffDTLoss.forward in float64 (MONAI casts the distance fields to float32)."""
+    p = x
+    if sigmoid:
+        p = torch.sigmoid(p)
+    n = p.shape[1]
+    if softmax and n > 1:
+        p = torch.softmax(p, 1)
+    t = tgt_t
+    if to_onehot_y and n > 1:
+        t = monai_one_hot(t, num_classes=n, dtype=torch.float64)
+    if not include_background and n > 1:
+        t, p = t[:, 1:], p[:, 1:]
+    pn = p.detach().numpy()
+    tn = t.detach().numpy().astype(np.float64)
+    fp = T(per_image(two_sided, pn))
+    ft = T(per_image(two_sided, tn))
+    ax = list(range(2, p.dim()))
+    if batch:
+        ax = [0] + ax
+    f = ((p - t) ** 2 * (fp ** alpha + ft ** alpha)).mean(dim=ax)
+    if reduction == "none":
+        return f
+    return reduce(f, reduction)
+
+
+def gen_hausdorff(fam: Family):
+    from monai.losses import HausdorffDTLoss
+    S2, S3 = [2, 1, 6, 7], [1, 1, 4, 5, 5]
+    cases = [
+        # name, spec args, ctor, shape, target form, activation, reduction
+        ("hausdorff_dt_sigmoid_2d_c1", [], {}, S2, ("mask",), "sigmoid", "mean"),
+        ("hausdorff_dt_sigmoid_3d_c1", [], {}, S3, ("mask",), "sigmoid", "mean"),
+        ("hausdorff_dt_sigmoid_2d_c2_include_background", ["include_background=true"], {"include_background": True},
+         [2, 2, 5, 6], ("mask",), "sigmoid", "mean"),
+        ("hausdorff_dt_sigmoid_2d_c2_exclude_background", [], {}, [2, 2, 5, 6], ("mask",), "sigmoid", "mean"),
+        ("hausdorff_dt_softmax_2d_c3_labels", [], {}, [2, 3, 5, 6], ("labels", [2, 1, 5, 6]), "softmax", "mean"),
+        ("hausdorff_dt_softmax_2d_c3_include_background", ["include_background=true"], {"include_background": True},
+         [2, 3, 5, 6], ("labels", [2, 5, 6]), "softmax", "mean"),
+        ("hausdorff_dt_softmax_3d_c3_alpha1", ["alpha=1"], {"alpha": 1.0}, [1, 3, 3, 4, 5], ("labels", [1, 1, 3, 4, 5]),
+         "softmax", "mean"),
+        ("hausdorff_dt_sigmoid_2d_c1_alpha3_batch", ["alpha=3", "batch=true"], {"alpha": 3.0, "batch": True}, S2,
+         ("mask",), "sigmoid", "mean"),
+        ("hausdorff_dt_sigmoid_2d_c1_empty_target", [], {}, S2, ("empty",), "sigmoid", "mean"),
+        ("hausdorff_dt_softmax_2d_c3_reduction_sum", [], {}, [2, 3, 5, 6], ("labels", [2, 1, 5, 6]), "softmax", "sum"),
+        ("hausdorff_dt_softmax_2d_c3_include_background_reduction_none", ["include_background=true"],
+         {"include_background": True}, [2, 3, 5, 6], ("labels", [2, 1, 5, 6]), "softmax", "none"),
+    ]
+    for name, sargs, ctor, shp, tf, act, red in cases:
+        r = rng_for(name)
+        x = logits(r, shp)
+        tgt, kind, tgt_t = boundary_target(r, tf, shp)
+        kw = dict(ctor)
+        kw.update(act_kwargs(act))
+        if kind == "labels":
+            kw["to_onehot_y"] = True
+        if red != "mean":
+            kw["reduction"] = red
+        c_eff = shp[1] if (kw.get("include_background") or shp[1] == 1) else shp[1] - 1
+        vs = [shp[0], c_eff] if red == "none" else None
+
+        def check(v, kw=kw, x=x, tgt_t=tgt_t, vs=vs):
+            mv = HausdorffDTLoss(**kw)(T(x), tgt_t)
+            close(mv.reshape(v.shape), v, rtol=1e-5, atol=1e-6, what="HausdorffDTLoss")
+        fam.add(name, spec_of("hausdorff_dt", act_spec(act, kind, shp[1]), *sargs, red_spec(red)),
+                f"monai.losses.HausdorffDTLoss({', '.join(f'{k}={v!r}' for k, v in kw.items())}) "
+                "[re-run in float64 with scipy EDT: MONAI casts the distance fields to float32; none stored as [N,C]]",
+                x, tgt, kind, lambda t, kw=kw, tgt_t=tgt_t: hausdorff_f64(t, tgt_t, **kw), reduction=red,
+                value_shape=vs, check=check)
+
+
+def gen_cldice(fam: Family):
+    from monai.losses import SoftclDiceLoss
+    cases = [
+        ("cldice_sigmoid_2d_c1", [], {}, [2, 1, 7, 8], ("mask",), "sigmoid", "mean"),
+        ("cldice_sigmoid_3d_c1", [], {}, [1, 1, 4, 5, 6], ("mask",), "sigmoid", "mean"),
+        ("cldice_sigmoid_2d_c1_iter5", ["iter=5"], {"iter_": 5}, [2, 1, 7, 8], ("mask",), "sigmoid", "mean"),
+        ("cldice_sigmoid_2d_c1_iter0", ["iter=0"], {"iter_": 0}, [2, 1, 6, 7], ("mask",), "sigmoid", "mean"),
+        ("cldice_probs_2d_c1", [], {}, [2, 1, 6, 7], ("mask",), "none", "mean"),
+        ("cldice_softmax_2d_c3_labels", [], {}, [2, 3, 5, 6], ("labels", [2, 1, 5, 6]), "softmax", "mean"),
+        ("cldice_softmax_2d_c3_exclude_background", ["include_background=false"], {"include_background": False},
+         [2, 3, 5, 6], ("labels", [2, 5, 6]), "softmax", "mean"),
+        ("cldice_sigmoid_2d_c1_reduction_sum", [], {}, [2, 1, 6, 7], ("mask",), "sigmoid", "sum"),
+        ("cldice_sigmoid_2d_c1_reduction_none", [], {}, [2, 1, 6, 7], ("mask",), "sigmoid", "none"),
+    ]
+    for name, sargs, ctor, shp, tf, act, red in cases:
+        r = rng_for(name)
+        x = probs(r, shp) if act == "none" else logits(r, shp)
+        tgt, kind, tgt_t = boundary_target(r, tf, shp)
+        kw = dict(ctor)
+        kw.update(act_kwargs(act))
+        if kind == "labels":
+            kw["to_onehot_y"] = True
+        if red != "mean":
+            kw["reduction"] = red
+        fam.add(name, spec_of("cldice", act_spec(act, kind, shp[1]), *sargs, red_spec(red)),
+                f"monai.losses.SoftclDiceLoss({', '.join(f'{k}={v!r}' for k, v in kw.items())})(input, target) "
+                "(sums over channels AND space per sample; 'none' is per sample, shape [N])",
+                x, tgt, kind, lambda t, kw=kw, tgt_t=tgt_t: SoftclDiceLoss(**kw)(t, tgt_t), reduction=red)
+
+
+def gen_boundary_loss(fam: Family):
+    cases = [
+        ("boundary_sigmoid_2d_c1", [], [2, 1, 6, 7], ("mask",), "sigmoid", False),
+        ("boundary_sigmoid_3d_c1", [], [1, 1, 4, 5, 5], ("mask",), "sigmoid", False),
+        ("boundary_sigmoid_2d_c3_exclude_background", [], [2, 3, 5, 6], ("mask",), "sigmoid", False),
+        ("boundary_sigmoid_2d_c3_include_background", ["include_background=true"], [2, 3, 5, 6], ("mask",), "sigmoid",
+         True),
+        ("boundary_softmax_2d_c3_labels", [], [2, 3, 5, 6], ("labels", [2, 1, 5, 6]), "softmax", False),
+        ("boundary_softmax_3d_c3_labels_include_background", ["include_background=true"], [1, 3, 3, 4, 5],
+         ("labels", [1, 3, 4, 5]), "softmax", True),
+        ("boundary_probs_2d_c1", [], [2, 1, 6, 7], ("mask",), "none", False),
+        ("boundary_sigmoid_2d_c1_empty_target", [], [2, 1, 6, 7], ("empty",), "sigmoid", False),
+    ]
+    for name, sargs, shp, tf, act, incl in cases:
+        r = rng_for(name)
+        x = probs(r, shp) if act == "none" else logits(r, shp)
+        tgt, kind, _ = boundary_target(r, tf, shp)
+        y = target_onehot_np(tgt, kind, shp)
+        phi = per_image(signed_map, y)
+        c0 = 0 if (incl or shp[1] == 1) else 1
+
+        def fn(t, act=act, phi=phi, c0=c0):
+            p = region_probs(t, act)
+            return (p[:, c0:] * T(phi[:, c0:])).mean()
+        fam.add(name, spec_of("boundary", act_spec(act, kind, shp[1]), *sargs),
+                "mean over (n, c >= c0, space) of p*phi, phi = scipy: edt(!y)*!y - (edt(y)-1)*y per image and channel "
+                "(0 for an empty or full channel); c0 = 0 if include_background or C == 1 else 1",
+                x, tgt, kind, fn)
+
+
+def gen_distance_penalized_ce(fam: Family):
+    cases = [
+        ("distance_penalized_ce_sigmoid_2d_c1", [2, 1, 6, 7], ("mask",), "mean"),
+        ("distance_penalized_ce_sigmoid_3d_c1", [1, 1, 4, 5, 5], ("mask",), "mean"),
+        ("distance_penalized_ce_sigmoid_2d_c3", [2, 3, 5, 6], ("mask",), "mean"),
+        ("distance_penalized_ce_softmax_2d_c2_labels", [2, 2, 6, 7], ("labels", [2, 1, 6, 7]), "mean"),
+        ("distance_penalized_ce_softmax_3d_c2_labels", [1, 2, 4, 5, 5], ("labels", [1, 4, 5, 5]), "mean"),
+        ("distance_penalized_ce_softmax_2d_c3_per_class_map", [2, 3, 5, 6], ("labels", [2, 1, 5, 6]), "mean"),
+        ("distance_penalized_ce_sigmoid_2d_c1_empty_target", [2, 1, 6, 7], ("empty",), "mean"),
+        ("distance_penalized_ce_sigmoid_2d_c1_reduction_sum", [2, 1, 6, 7], ("mask",), "sum"),
+        ("distance_penalized_ce_softmax_2d_c2_reduction_none", [2, 2, 6, 7], ("labels", [2, 1, 6, 7]), "none"),
+    ]
+    for name, shp, tf, red in cases:
+        r = rng_for(name)
+        x = logits(r, shp)
+        tgt, kind, tgt_t = boundary_target(r, tf, shp)
+        y = target_onehot_np(tgt, kind, shp)
+        phi = per_image(penalty_map, y)
+        if kind == "labels":
+            def fn(t, y=y, phi=phi, red=red):
+                w = (T(y) * (1 + T(phi))).sum(1)  # 1 + Phi_{true class}(x)
+                ce = -(torch.log_softmax(t, 1) * T(y)).sum(1)
+                return reduce(w * ce, red)
+            orc = ("per pixel (1 + Phi_t(x)) * CE(x), Phi_k = penalty map (scipy EDT) of the one-hot channel k of the "
+                   "sample, t the true class; mean over N*S (for C = 2, Phi_0 = Phi_1)")
+        else:
+            def fn(t, y=y, phi=phi, red=red):
+                return reduce((1 + T(phi)) * F.binary_cross_entropy_with_logits(t, T(y), reduction="none"), red)
+            orc = ("(1 + Phi) * BCEWithLogits(reduction='none'), Phi = penalty map (scipy EDT) per image and channel; "
+                   "mean over N*C*S")
+        fam.add(name, spec_of("distance_penalized_ce", red_spec(red)), orc + f"; reduction {red}", x, tgt, kind, fn,
+                reduction=red)
+
+
+def build_boundary():
+    fam = Family("boundary")
+    gen_hausdorff(fam)
+    gen_cldice(fam)
+    gen_boundary_loss(fam)
+    gen_distance_penalized_ce(fam)
+    return fam
+
+
+FAMILIES = {"distribution": build_distribution, "region": build_region, "boundary": build_boundary}
 
 
 def main():
