@@ -64,8 +64,8 @@ pub(crate) fn edt_buffer<T: Voxel, F: Float>(
     let mut buf = vec![F::ZERO; g.len()];
     match feat {
         None => {
-            kernel::row_pass_mask(mask, &mut buf, None, g);
-            kernel::strided_passes::<T, F>(&mut buf, None, g, LineKind::Plain, false);
+            kernel::binary_edt(&mut buf, g, |i| !mask[i].is_foreground(), squared, false);
+            return buf;
         }
         Some(fe) => {
             kernel::row_pass_mask(mask, &mut buf, Some(&mut *fe), g);

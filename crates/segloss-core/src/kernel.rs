@@ -19,6 +19,13 @@ const PAR_MIN: usize = 1 << 15;
 /// The "no feature" index.
 pub(crate) const NO_FEATURE: u32 = u32::MAX;
 
+/// Distance between two lines of a gathered tile: one more than the line length, so that the lines of
+/// a tile do not all map to the same cache set when `n` is a power of two.
+#[inline(always)]
+fn pitch(n: usize) -> usize {
+    n + 1
+}
+
 /// Scratch space of one task.
 pub(crate) struct Scratch {
     g: Vec<f64>,
@@ -26,7 +33,7 @@ pub(crate) struct Scratch {
     gf: Vec<u32>,
     of: Vec<u32>,
     v: Vec<u32>,
-    z: Vec<f64>,
+    z: Vec<Site>,
     seg: Vec<f64>,
     segout: Vec<f64>,
     arg: Vec<u32>,
@@ -35,12 +42,12 @@ pub(crate) struct Scratch {
 impl Scratch {
     pub(crate) fn new(n: usize, features: bool) -> Scratch {
         Scratch {
-            g: vec![0.0; TILE * n],
-            o: vec![0.0; TILE * n],
-            gf: if features { vec![0; TILE * n] } else { Vec::new() },
-            of: if features { vec![0; TILE * n] } else { Vec::new() },
+            g: vec![0.0; TILE * pitch(n)],
+            o: vec![0.0; TILE * pitch(n)],
+            gf: if features { vec![0; TILE * pitch(n)] } else { Vec::new() },
+            of: if features { vec![0; TILE * pitch(n)] } else { Vec::new() },
             v: vec![0; n + 2],
-            z: vec![0.0; n + 3],
+            z: vec![[0.0; 3]; n + 2],
             seg: vec![0.0; n + 2],
             segout: vec![0.0; n + 2],
             arg: vec![0; n + 2],
@@ -48,76 +55,107 @@ impl Scratch {
     }
 }
 
+/// A site of the lower envelope: its position `x`, `h = f + x²` and `f`.
+pub(crate) type Site = [f64; 3];
+
 /// Lower envelope of the parabolas `(x − q·s)² + f[q]` over the finite `f[q]`, evaluated at every `x = p·s`.
 ///
 /// Writes `out[p]` and, when `arg` is non-empty, the minimising `q` into `arg[p]` ([`NO_FEATURE`] when no `f`
-/// is finite; `out` is then infinite). `v` needs `f.len()` slots and `z` `f.len() + 1`.
+/// is finite; `out` is then infinite). `v` and `z` need `f.len()` slots.
+///
+/// Division-free: with `h(q) = f[q] + x_q²`, the breakpoint of sites `a < b` is
+/// `(h(b) − h(a)) / (2(x_b − x_a))`, and both the "is the last site hidden" test and the sweep compare
+/// breakpoints by cross-multiplying (exact on integer-valued grids).
 #[inline]
 pub(crate) fn envelope(
     f: &[f64],
     s: f64,
     out: &mut [f64],
     v: &mut [u32],
-    z: &mut [f64],
+    z: &mut [Site],
     arg: &mut [u32],
 ) {
     let n = f.len();
+    let out = &mut out[..n];
+    let z = &mut z[..n];
+    let v = &mut v[..n];
     let want_arg = !arg.is_empty();
-    let mut k = 0usize;
-    let mut started = false;
+    // Number of sites on the envelope.
+    let mut m = 0usize;
     for (q, &fq) in f.iter().enumerate() {
         if fq == f64::INFINITY {
             continue;
         }
-        if !started {
-            v[0] = q as u32;
-            z[0] = f64::NEG_INFINITY;
-            z[1] = f64::INFINITY;
-            started = true;
-            continue;
-        }
         let xq = q as f64 * s;
-        let mut sx;
-        loop {
-            let p = v[k] as usize;
-            let xp = p as f64 * s;
-            sx = 0.5 * ((xq + xp) + (fq - f[p]) / (xq - xp));
-            if sx <= z[k] && k > 0 {
-                k -= 1;
+        let hq = fq + xq * xq;
+        // Pop the last site b while the one before it (a) and q hide it:
+        // breakpoint(b, q) <= breakpoint(a, b).
+        while m >= 2 {
+            let [xa, ha, _] = z[m - 2];
+            let [xb, hb, _] = z[m - 1];
+            if (hq - hb) * (xb - xa) <= (hb - ha) * (xq - xb) {
+                m -= 1;
             } else {
                 break;
             }
         }
-        if sx <= z[k] {
-            // k == 0 and the new parabola is below the only one left everywhere.
-            v[0] = q as u32;
-            z[1] = f64::INFINITY;
-        } else {
-            k += 1;
-            v[k] = q as u32;
-            z[k] = sx;
-            z[k + 1] = f64::INFINITY;
+        z[m] = [xq, hq, fq];
+        if want_arg {
+            v[m] = q as u32;
         }
+        m += 1;
     }
-    if !started {
-        out[..n].fill(f64::INFINITY);
+    if m == 0 {
+        out.fill(f64::INFINITY);
         if want_arg {
             arg[..n].fill(NO_FEATURE);
         }
         return;
     }
+    let sites = &z[..m];
     let mut k = 0usize;
-    for p in 0..n {
+    let [mut xa, mut ha, mut fa] = sites[0];
+    for (p, o) in out.iter_mut().enumerate() {
         let x = p as f64 * s;
-        while z[k + 1] < x {
-            k += 1;
+        // Advance while the breakpoint of (k, k+1) lies left of x: h(b) − h(a) < 2x(x_b − x_a).
+        while k + 1 < m {
+            let [xb, hb, fb] = sites[k + 1];
+            if hb - ha < 2.0 * x * (xb - xa) {
+                k += 1;
+                (xa, ha, fa) = (xb, hb, fb);
+            } else {
+                break;
+            }
         }
-        let q = v[k] as usize;
-        let d = x - q as f64 * s;
-        out[p] = d * d + f[q];
+        let d = x - xa;
+        *o = d * d + fa;
         if want_arg {
-            arg[p] = q as u32;
+            arg[p] = v[k];
         }
+    }
+}
+
+/// [`envelope`] for a line whose zeros are target voxels (binary EDT): a zero site is lower than every
+/// site beyond it, so the line splits into independent runs of non-zero values, each with its bounding
+/// zeros; zeros themselves get 0 and cost nothing.
+#[inline]
+pub(crate) fn envelope_runs(f: &[f64], s: f64, out: &mut [f64], v: &mut [u32], z: &mut [Site]) {
+    let n = f.len();
+    let mut j = 0;
+    while j < n {
+        if f[j] == 0.0 {
+            out[j] = 0.0;
+            j += 1;
+            continue;
+        }
+        let mut e = j + 1;
+        while e < n && f[e] != 0.0 {
+            e += 1;
+        }
+        let lo = if j > 0 { j - 1 } else { j };
+        let hi = if e < n { e + 1 } else { e };
+        envelope(&f[lo..hi], s, &mut out[lo..hi], v, z, &mut []);
+        j = e;
     }
 }
 
@@ -248,42 +286,6 @@ pub(crate) fn row_pass_mask<T: Voxel, F: Float>(
     }
 }
 
-/// Pass 1 on a buffer that holds 0 at the target voxels and anything else elsewhere (on the calling thread).
-pub(crate) fn row_pass_buf<F: Float>(buf: &mut [F], g: &Grid) {
-    let n2 = g.shape[2];
-    let s = g.spacing[2];
-    for row in buf.chunks_mut(n2) {
-        // line_1d reads the target flags before overwriting each slot, front to back.
-        let mut last: Option<usize> = None;
-        for j in 0..n2 {
-            if row[j] == F::ZERO {
-                last = Some(j);
-            } else {
-                row[j] = match last {
-                    Some(l) => F::from_f64((j - l) as f64),
-                    None => F::INFINITY,
-                };
-            }
-        }
-        let mut next: Option<usize> = None;
-        let s2 = s * s;
-        for j in (0..n2).rev() {
-            if row[j] == F::ZERO {
-                next = Some(j);
-                continue;
-            }
-            let mut d = row[j].to_f64();
-            if let Some(nx) = next {
-                let dn = (nx - j) as f64;
-                if dn < d {
-                    d = dn;
-                }
-            }
-            row[j] = F::from_f64(d * d * s2);
-        }
-    }
-}
-
 /// Pass 1 of the multi-label EDT: squared distance along the last axis to the nearest voxel of another
 /// label (0 on background).
 pub(crate) fn row_pass_labels<T: Voxel, F: Float>(labels: &[T], out: &mut [F], g: &Grid) {
@@ -356,31 +358,32 @@ pub(crate) fn strided_pass<T: Voxel, F: Float>(
         let i0 = (t % blocks) * TILE;
         let w = TILE.min(st - i0);
         let base = o * n * st + i0;
+        let pn = pitch(n);
         // SAFETY: tile t owns the voxels base + k·st + i (k < n, i < w); no two tiles share one.
         let (b, fe) = (bp, fp);
         unsafe {
             for k in 0..n {
                 let row = b.0.add(base + k * st);
                 for i in 0..w {
-                    sc.g[i * n + k] = (*row.add(i)).to_f64();
+                    sc.g[i * pn + k] = (*row.add(i)).to_f64();
                 }
                 if with_feat {
                     let frow = fe.0.add(base + k * st);
                     for i in 0..w {
-                        sc.gf[i * n + k] = *frow.add(i);
+                        sc.gf[i * pn + k] = *frow.add(i);
                     }
                 }
             }
         }
         for i in 0..w {
-            let line = &sc.g[i * n..(i + 1) * n];
-            let out = &mut sc.o[i * n..(i + 1) * n];
+            let line = &sc.g[i * pn..i * pn + n];
+            let out = &mut sc.o[i * pn..i * pn + n];
             match kind {
-                LineKind::Plain => envelope(line, s, out, &mut sc.v, &mut sc.z, &mut []),
+                LineKind::Plain => envelope_runs(line, s, out, &mut sc.v, &mut sc.z),
                 LineKind::Features => {
                     envelope(line, s, out, &mut sc.v, &mut sc.z, &mut sc.arg[..n]);
-                    let fin = &sc.gf[i * n..(i + 1) * n];
-                    let fout = &mut sc.of[i * n..(i + 1) * n];
+                    let fin = &sc.gf[i * pn..i * pn + n];
+                    let fout = &mut sc.of[i * pn..i * pn + n];
                     for p in 0..n {
                         let a = sc.arg[p];
                         fout[p] = if a == NO_FEATURE {
@@ -406,12 +409,12 @@ pub(crate) fn strided_pass<T: Voxel, F: Float>(
             for k in 0..n {
                 let row = b.0.add(base + k * st);
                 for i in 0..w {
-                    *row.add(i) = F::from_f64(sc.o[i * n + k]);
+                    *row.add(i) = F::from_f64(sc.o[i * pn + k]);
                 }
                 if with_feat {
                     let frow = fe.0.add(base + k * st);
                     for i in 0..w {
-                        *frow.add(i) = sc.of[i * n + k];
+                        *frow.add(i) = sc.of[i * pn + k];
                     }
                 }
             }
@@ -434,7 +437,7 @@ struct LineScratch<'a> {
     seg: &'a mut [f64],
     segout: &'a mut [f64],
     v: &'a mut [u32],
-    z: &'a mut [f64],
+    z: &'a mut [Site],
 }
 
 /// One line of the multi-label pass: `labels[start + k·st]` are the line's labels, `f` its values.
@@ -511,5 +514,131 @@ pub(crate) fn finish<F: Float>(buf: &mut [F], squared: bool) {
             .for_each(|c| c.iter_mut().for_each(work));
     } else {
         buf.iter_mut().for_each(work);
+    }
+}
+
+/// Lanes per task of a vectorised sweep.
+const SWEEP_LANES: usize = 2048;
+
+/// Squared distance along axis `axis` (the outermost axis of length > 1; all axes before it have length 1)
+/// to the nearest voxel where `is_target(flat index)` holds, by one forward and one backward linear sweep
+/// over whole planes (each step is an elementwise operation on contiguous rows, so it vectorises).
+fn sweep_pass<F: Float>(
+    buf: &mut [F],
+    g: &Grid,
+    axis: usize,
+    is_target: &(impl Fn(usize) -> bool + Sync),
+    serial: bool,
+) {
+    let n = g.shape[axis];
+    let st: usize = g.shape[axis + 1..].iter().product();
+    let s = g.spacing[axis];
+    let one = F::from_f64(1.0);
+    let bp = SyncPtr(buf.as_mut_ptr());
+    let chunks = st.div_ceil(SWEEP_LANES);
+    let work = |next: &mut Vec<F>, c: usize| {
+        let j0 = c * SWEEP_LANES;
+        let w = SWEEP_LANES.min(st - j0);
+        let b = bp;
+        // SAFETY: task c owns the voxels k·st + j for j in j0..j0 + w, which no other task touches.
+        let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(b.0.add(k * st + j0), w) };
+        {
+            let r0 = row(0);
+            for (j, x) in r0.iter_mut().enumerate() {
+                *x = if is_target(j0 + j) { F::ZERO } else { F::INFINITY };
+            }
+        }
+        for k in 1..n {
+            let (p, r) = (row(k - 1), row(k));
+            let base = k * st + j0;
+            for j in 0..w {
+                r[j] = if is_target(base + j) {
+                    F::ZERO
+                } else {
+                    p[j] + one
+                };
+            }
+        }
+        next.clear();
+        next.resize(w, F::INFINITY);
+        for k in (0..n).rev() {
+            let r = row(k);
+            for (x, nx) in r.iter_mut().zip(next.iter_mut()) {
+                let c = *nx + one;
+                let d = if c < *x { c } else { *x };
+                *nx = d;
+                let ds = d.to_f64() * s;
+                *x = F::from_f64(ds * ds);
+            }
+        }
+    };
+    if !serial && g.len() >= PAR_MIN && chunks > 1 {
+        (0..chunks)
+            .into_par_iter()
+            .for_each_init(Vec::new, work);
+    } else {
+        let mut next = Vec::new();
+        for c in 0..chunks {
+            work(&mut next, c);
+        }
+    }
+}
+
+/// The envelope along the contiguous last axis of every row, in place; with `last`, also takes square
+/// roots (unless `squared`) and maps "no target anywhere" (infinity) to 0.
+fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, last: bool, squared: bool, serial: bool) {
+    let n = g.shape[2];
+    let s = g.spacing[2];
+    let work = |sc: &mut Scratch, row: &mut [F]| {
+        for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
+            *d = x.to_f64();
+        }
+        envelope_runs(&sc.g[..n], s, &mut sc.o[..n], &mut sc.v, &mut sc.z);
+        for (x, &d) in row.iter_mut().zip(sc.o[..n].iter()) {
+            *x = if !last {
+                F::from_f64(d)
+            } else if d == f64::INFINITY {
+                F::ZERO
+            } else if squared {
+                F::from_f64(d)
+            } else {
+                F::from_f64(d.sqrt())
+            };
+        }
+    };
+    if !serial && g.len() >= PAR_MIN {
+        buf.par_chunks_mut(n)
+            .with_min_len(8)
+            .for_each_init(|| Scratch::new(n, false), work);
+    } else {
+        let mut sc = Scratch::new(n, false);
+        for row in buf.chunks_mut(n) {
+            work(&mut sc, row);
+        }
+    }
+}
+
+/// The binary EDT (see [`crate::edt()`]) into `buf`, targets where `is_target(flat index)` holds:
+/// a linear sweep along the outermost axis, envelopes along the middle axis (tiled) and along the last
+/// axis (contiguous), square roots fused into the last pass.
+pub(crate) fn binary_edt<F: Float>(
+    buf: &mut [F],
+    g: &Grid,
+    is_target: impl Fn(usize) -> bool + Sync,
+    squared: bool,
+    serial: bool,
+) {
+    let first = match (0..3).find(|&a| g.shape[a] > 1) {
+        Some(a) => a,
+        None => 2,
+    };
+    sweep_pass(buf, g, first, &is_target, serial);
+    if first == 0 && g.shape[1] > 1 {
+        strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, serial);
+    }
+    if first < 2 {
+        contiguous_pass(buf, g, true, squared, serial);
+    } else {
+        finish(buf, squared);
     }
 }

@@ -20,7 +20,7 @@ use crate::edt::{c_order, to_array};
 use crate::element::{Float, Voxel};
 use crate::error::{CoreError, Result};
 use crate::grid::Grid;
-use crate::kernel::{self, LineKind};
+use crate::kernel;
 use crate::label::{label_buffer, relabel_buffer, Connectivity};
 
 /// The class-weight term `w_c` of the U-Net weight map.
@@ -222,16 +222,22 @@ pub(crate) fn weight_map_buffer<F: Float>(
     }
     let (d1, d2) = nearest_two(labels, k, g, band);
     let inv = 1.0 / (2.0 * config.sigma * config.sigma);
+    let band2 = (band * band) as f32;
     let w0 = config.w0;
     let mut out = vec![F::ZERO; n];
     let fill = |(o, ((&l, &a), &b)): (&mut F, ((&u32, &f32), &f32))| {
         *o = F::from_f64(if l != 0 {
             w_fg
-        } else if b == f32::INFINITY {
+        } else if b > band2 {
             w_bg
         } else {
             let s = (a as f64).sqrt() + (b as f64).sqrt();
-            w_bg + w0 * (-(s * s) * inv).exp()
+            if s > band {
+                // Below the tolerance.
+                w_bg
+            } else {
+                w_bg + w0 * (-(s * s) * inv).exp()
+            }
         });
     };
     out.par_iter_mut()
@@ -239,6 +245,74 @@ pub(crate) fn weight_map_buffer<F: Float>(
         .with_min_len(4096)
         .for_each(fill);
     out
+}
+
+/// `b` grown by `r` (spacing units) on every side, clipped to the grid.
+fn dilate(b: &BBox, r: f64, g: &Grid) -> BBox {
+    let mut o = *b;
+    for a in 0..3 {
+        let v = (r / g.spacing[a]).ceil() as usize;
+        o[a] = [b[a][0].saturating_sub(v), (b[a][1] + v).min(g.shape[a])];
+    }
+    o
+}
+
+/// Where each instance can matter: for the border term at `x` to reach the tolerance, `d1 + d2 ≤ B`, so
+/// the nearest instance is within `B/2` of `x`, and the second-nearest within `B` of `x` *and* within `B`
+/// of the nearest one. Instance `i`'s crop is therefore its box grown by `B/2`, joined with the overlap of
+/// its box and each neighbour's box grown by `B` (neighbours: boxes less than `B` apart), and an instance
+/// without neighbours has no crop at all. Returns `(label, crop)` pairs.
+fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox)> {
+    let k = boxes.len();
+    let grown: Vec<BBox> = boxes.iter().map(|b| dilate(b, band, g)).collect();
+    let mut crop: Vec<Option<BBox>> = vec![None; k];
+    // Sort and sweep along the longest axis.
+    let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
+    let reach = (band / g.spacing[ax]).ceil() as usize;
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_unstable_by_key(|&i| boxes[i][ax][0]);
+    let gap2 = |a: &BBox, b: &BBox| -> f64 {
+        (0..3)
+            .map(|d| {
+                let gap = b[d][0]
+                    .saturating_sub(a[d][1] - 1)
+                    .max(a[d][0].saturating_sub(b[d][1] - 1));
+                let x = gap as f64 * g.spacing[d];
+                x * x
+            })
+            .sum()
+    };
+    let join = |c: &mut Option<BBox>, own: &BBox, add: &BBox| {
+        let base = c.unwrap_or_else(|| dilate(own, band / 2.0, g));
+        let mut h = base;
+        for a in 0..3 {
+            h[a] = [base[a][0].min(add[a][0]), base[a][1].max(add[a][1])];
+        }
+        *c = Some(h);
+    };
+    for (oi, &i) in order.iter().enumerate() {
+        for &j in &order[oi + 1..] {
+            if boxes[j][ax][0] > boxes[i][ax][1] - 1 + reach {
+                break;
+            }
+            if gap2(&boxes[i], &boxes[j]) > band * band {
+                continue;
+            }
+            let mut inter = grown[i];
+            for a in 0..3 {
+                inter[a] = [
+                    grown[i][a][0].max(grown[j][a][0]),
+                    grown[i][a][1].min(grown[j][a][1]),
+                ];
+            }
+            join(&mut crop[i], &boxes[i], &inter);
+            join(&mut crop[j], &boxes[j], &inter);
+        }
+    }
+    crop.into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.map(|c| (i as u32 + 1, c)))
+        .collect()
 }
 
 /// For every background voxel, the two smallest squared distances to distinct instances among those
@@ -267,17 +341,7 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
             }
         }
     }
-    // Dilate by the band and clip.
-    let crops: Vec<(u32, BBox)> = (1..=k)
-        .map(|l| {
-            let mut b = boxes[l];
-            for a in 0..3 {
-                let r = (band / g.spacing[a]).ceil() as usize;
-                b[a] = [b[a][0].saturating_sub(r), (b[a][1] + r).min(g.shape[a])];
-            }
-            (l as u32, b)
-        })
-        .collect();
+    let crops = crops(&boxes[1..], g, band);
     let size = |b: &BBox| (0..3).map(|a| b[a][1] - b[a][0]).product::<usize>();
     // One group of instances per worker, balanced by crop size.
     let threads = rayon::current_num_threads().max(1);
@@ -304,8 +368,9 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
             let mut d1 = vec![f32::INFINITY; n];
             let mut d2 = vec![f32::INFINITY; n];
             let mut buf: Vec<f32> = Vec::new();
+            let mut flags: Vec<bool> = Vec::new();
             for (l, b) in part {
-                crop_distances(labels, g, l, &b, &mut buf);
+                crop_distances(labels, g, l, &b, &mut buf, &mut flags);
                 let [c0, c1, c2] = [b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]];
                 for i0 in 0..c0 {
                     for i1 in 0..c1 {
@@ -315,16 +380,15 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
                         let bd = &buf[src..src + c2];
                         let a1 = &mut d1[dst..dst + c2];
                         let a2 = &mut d2[dst..dst + c2];
-                        for j in 0..c2 {
-                            let d = bd[j];
-                            if d <= band2 && lab[j] == 0 {
-                                if d < a1[j] {
-                                    a2[j] = a1[j];
-                                    a1[j] = d;
-                                } else if d < a2[j] {
-                                    a2[j] = d;
-                                }
-                            }
+                        // Branch-free top-2 insertion (vectorises): d1' = min(d1, d),
+                        // d2' = min(d2, max(d1, d)).
+                        for (((x1, x2), &b), &l) in
+                            a1.iter_mut().zip(a2.iter_mut()).zip(bd).zip(lab)
+                        {
+                            let d = if b <= band2 && l == 0 { b } else { f32::INFINITY };
+                            let (lo, hi) = if d < *x1 { (d, *x1) } else { (*x1, d) };
+                            *x1 = lo;
+                            *x2 = if hi < *x2 { hi } else { *x2 };
                         }
                     }
                 }
@@ -350,27 +414,31 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
     result.unwrap_or_else(|| (vec![f32::INFINITY; n], vec![f32::INFINITY; n]))
 }
 
-/// Squared distances to instance `l` over the crop `b`, into `buf` (crop-sized, C order).
-fn crop_distances(labels: &[u32], g: &Grid, l: u32, b: &BBox, buf: &mut Vec<f32>) {
+/// Squared distances to instance `l` over the crop `b`, into `buf` (crop-sized, C order); `flags` is scratch.
+fn crop_distances(
+    labels: &[u32],
+    g: &Grid,
+    l: u32,
+    b: &BBox,
+    buf: &mut Vec<f32>,
+    flags: &mut Vec<bool>,
+) {
     let [_, n1, n2] = g.shape;
     let shape = [b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]];
-    buf.clear();
-    buf.reserve(shape.iter().product());
+    flags.clear();
     for i0 in b[0][0]..b[0][1] {
         for i1 in b[1][0]..b[1][1] {
             let row = (i0 * n1 + i1) * n2;
-            buf.extend(
-                labels[row + b[2][0]..row + b[2][1]]
-                    .iter()
-                    .map(|&x| if x == l { 0.0 } else { f32::INFINITY }),
-            );
+            flags.extend(labels[row + b[2][0]..row + b[2][1]].iter().map(|&x| x == l));
         }
     }
+    buf.clear();
+    buf.resize(flags.len(), 0.0);
     let cg = Grid {
         shape,
         spacing: g.spacing,
         ndim: g.ndim,
     };
-    kernel::row_pass_buf(buf, &cg);
-    kernel::strided_passes::<u32, f32>(buf, None, &cg, LineKind::Plain, true);
+    let flags: &[bool] = flags;
+    kernel::binary_edt(buf, &cg, |i| flags[i], true, true);
 }
