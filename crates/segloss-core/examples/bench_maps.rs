@@ -37,31 +37,51 @@ fn main() {
     if run("edt2d") {
         let m2: ArrayD<u8> = load(dir, "edt2d.npy");
         let m2b = m2.mapv(|x| x != 0);
-        out.push(("edt2d", best(repeats, || edt::<f32, _, _, _>(&m2b, None).unwrap())));
+        out.push((
+            "edt2d",
+            best(repeats, || edt::<f32, _, _, _>(&m2b, None).unwrap()),
+        ));
     }
     if run("edt3d") {
         let m3: ArrayD<u8> = load(dir, "edt3d.npy");
         let m3b = m3.mapv(|x| x != 0);
-        out.push(("edt3d", best(repeats, || edt::<f32, _, _, _>(&m3b, None).unwrap())));
+        out.push((
+            "edt3d",
+            best(repeats, || edt::<f32, _, _, _>(&m3b, None).unwrap()),
+        ));
     }
     if run("labels2d") {
         let l2: ArrayD<u32> = load(dir, "labels2d.npy");
-        out.push(("labels2d", best(repeats, || multilabel_edt::<f32, _, _, _>(&l2, None).unwrap())));
+        out.push((
+            "labels2d",
+            best(repeats, || {
+                multilabel_edt::<f32, _, _, _>(&l2, None).unwrap()
+            }),
+        ));
     }
     let w: ArrayD<u8> = load(dir, "cells.npy");
     let config = WeightMapConfig::default();
     if run("weightmap") {
         out.push((
             "weightmap",
-            best(repeats.max(20), || unet_weight_map::<f32, _, _, _>(&w, None, &config).unwrap()),
+            best(repeats.max(20), || {
+                unet_weight_map::<f32, _, _, _>(&w, None, &config).unwrap()
+            }),
         ));
     }
 
     // Sanity: the result agrees with the Python reference written next to the inputs.
     let want: ArrayD<f64> = load(dir, "cells_weight_reference.npy");
     let got: ArrayD<f64> = unet_weight_map(&w, None, &config).unwrap();
-    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    let body: Vec<String> = out.iter().map(|(k, v)| format!("\"{k}\": {v:.4}")).collect();
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let body: Vec<String> = out
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v:.4}"))
+        .collect();
     println!(
         "{{{}, \"threads\": {}, \"weightmap_max_abs_err\": {worst:e}}}",
         body.join(", "),

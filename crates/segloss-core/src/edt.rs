@@ -30,7 +30,9 @@ use crate::grid::Grid;
 use crate::kernel::{self, LineKind, NO_FEATURE};
 
 /// The array's elements in C (row-major) order, borrowed when they already are.
-pub(crate) fn c_order<T: Copy, S: Data<Elem = T>, D: Dimension>(a: &ArrayBase<S, D>) -> Cow<'_, [T]> {
+pub(crate) fn c_order<T: Copy, S: Data<Elem = T>, D: Dimension>(
+    a: &ArrayBase<S, D>,
+) -> Cow<'_, [T]> {
     match a.as_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(a.iter().copied().collect()),
@@ -173,7 +175,10 @@ pub fn feature_transform<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
         .enumerate()
         .map(|(i, &f)| if f == NO_FEATURE { i } else { f as usize })
         .collect();
-    Ok((to_array(mask.raw_dim(), buf)?, to_array(mask.raw_dim(), idx)?))
+    Ok((
+        to_array(mask.raw_dim(), buf)?,
+        to_array(mask.raw_dim(), idx)?,
+    ))
 }
 
 /// The coordinates of the flat C-order index `index` in an array of shape `shape`.
@@ -191,7 +196,11 @@ pub fn unravel_index(mut index: usize, shape: &[usize]) -> Vec<usize> {
     out
 }
 
-pub(crate) fn multilabel_buffer<T: Voxel, F: Float>(labels: &[T], g: &Grid, squared: bool) -> Vec<F> {
+pub(crate) fn multilabel_buffer<T: Voxel, F: Float>(
+    labels: &[T],
+    g: &Grid,
+    squared: bool,
+) -> Vec<F> {
     let mut buf = vec![F::ZERO; g.len()];
     kernel::row_pass_labels(labels, &mut buf, g);
     kernel::strided_passes(&mut buf, None, g, LineKind::Labels(labels), false);

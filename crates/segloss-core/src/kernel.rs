@@ -44,8 +44,16 @@ impl Scratch {
         Scratch {
             g: vec![0.0; TILE * pitch(n)],
             o: vec![0.0; TILE * pitch(n)],
-            gf: if features { vec![0; TILE * pitch(n)] } else { Vec::new() },
-            of: if features { vec![0; TILE * pitch(n)] } else { Vec::new() },
+            gf: if features {
+                vec![0; TILE * pitch(n)]
+            } else {
+                Vec::new()
+            },
+            of: if features {
+                vec![0; TILE * pitch(n)]
+            } else {
+                Vec::new()
+            },
             v: vec![0; n + 2],
             z: vec![[0.0; 3]; n + 2],
             seg: vec![0.0; n + 2],
@@ -303,8 +311,16 @@ pub(crate) fn row_pass_labels<T: Voxel, F: Float>(labels: &[T], out: &mut [F], g
                 o[j..e].fill(F::ZERO);
             } else {
                 for (q, oq) in o.iter_mut().enumerate().take(e).skip(j) {
-                    let dl = if j > 0 { (q + 1 - j) as f64 } else { f64::INFINITY };
-                    let dr = if e < n2 { (e - q) as f64 } else { f64::INFINITY };
+                    let dl = if j > 0 {
+                        (q + 1 - j) as f64
+                    } else {
+                        f64::INFINITY
+                    };
+                    let dr = if e < n2 {
+                        (e - q) as f64
+                    } else {
+                        f64::INFINITY
+                    };
                     let d = dl.min(dr);
                     *oq = F::from_f64(d * d * s2);
                 }
@@ -473,14 +489,7 @@ fn label_line<T: Voxel>(
             if e < n {
                 sc.seg[m - 1] = 0.0;
             }
-            envelope(
-                &sc.seg[..m],
-                s,
-                &mut sc.segout[..m],
-                sc.v,
-                sc.z,
-                &mut [],
-            );
+            envelope(&sc.seg[..m], s, &mut sc.segout[..m], sc.v, sc.z, &mut []);
             out[j..e].copy_from_slice(&sc.segout[j - lo..e - lo]);
         }
         j = e;
@@ -545,7 +554,11 @@ fn sweep_pass<F: Float>(
         {
             let r0 = row(0);
             for (j, x) in r0.iter_mut().enumerate() {
-                *x = if is_target(j0 + j) { F::ZERO } else { F::INFINITY };
+                *x = if is_target(j0 + j) {
+                    F::ZERO
+                } else {
+                    F::INFINITY
+                };
             }
         }
         for k in 1..n {
@@ -573,9 +586,7 @@ fn sweep_pass<F: Float>(
         }
     };
     if !serial && g.len() >= PAR_MIN && chunks > 1 {
-        (0..chunks)
-            .into_par_iter()
-            .for_each_init(Vec::new, work);
+        (0..chunks).into_par_iter().for_each_init(Vec::new, work);
     } else {
         let mut next = Vec::new();
         for c in 0..chunks {

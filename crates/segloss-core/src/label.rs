@@ -78,11 +78,78 @@ fn union(parent: &mut [u32], a: u32, b: u32) -> u32 {
     }
 }
 
+/// First pass in 2D (`n0 == 1`): provisional labels with a decision tree over the already-scanned
+/// neighbours (for full connectivity, a labelled north neighbour is already joined with the north-west,
+/// west and north-east ones, so its label is taken without a union).
+fn scan_2d<T: Voxel>(
+    mask: &[T],
+    n1: usize,
+    n2: usize,
+    conn: Connectivity,
+    lab: &mut [u32],
+    parent: &mut Vec<u32>,
+) {
+    let new_label = |parent: &mut Vec<u32>| {
+        let l = parent.len() as u32;
+        parent.push(l);
+        l
+    };
+    for i1 in 0..n1 {
+        let row = i1 * n2;
+        for i2 in 0..n2 {
+            let idx = row + i2;
+            if !mask[idx].is_foreground() {
+                continue;
+            }
+            let w = if i2 > 0 { lab[idx - 1] } else { 0 };
+            let (nw, n, ne) = if i1 > 0 {
+                let up = idx - n2;
+                (
+                    if i2 > 0 { lab[up - 1] } else { 0 },
+                    lab[up],
+                    if i2 + 1 < n2 { lab[up + 1] } else { 0 },
+                )
+            } else {
+                (0, 0, 0)
+            };
+            lab[idx] = match conn {
+                Connectivity::Face => match (w, n) {
+                    (0, 0) => new_label(parent),
+                    (0, x) | (x, 0) => x,
+                    (a, b) if a == b => a,
+                    (a, b) => union(parent, a, b),
+                },
+                Connectivity::Full => {
+                    if n != 0 {
+                        n
+                    } else {
+                        let left = if w != 0 { w } else { nw };
+                        match (left, ne) {
+                            (0, 0) => new_label(parent),
+                            (0, x) | (x, 0) => x,
+                            (a, b) if a == b => a,
+                            (a, b) => union(parent, a, b),
+                        }
+                    }
+                }
+            };
+        }
+    }
+}
+
 /// Labels a C-order mask on a padded grid; returns the labels and K.
-pub(crate) fn label_buffer<T: Voxel>(mask: &[T], g: &Grid, conn: Connectivity) -> (Vec<u32>, usize) {
+pub(crate) fn label_buffer<T: Voxel>(
+    mask: &[T],
+    g: &Grid,
+    conn: Connectivity,
+) -> (Vec<u32>, usize) {
     let [n0, n1, n2] = g.shape;
     let mut lab = vec![0u32; g.len()];
     let mut parent: Vec<u32> = vec![0];
+    if n0 == 1 {
+        scan_2d(mask, n1, n2, conn, &mut lab, &mut parent);
+        return resolve(lab, parent);
+    }
     // Offsets restricted to the axes that exist; boundaries are checked per voxel.
     let offs: Vec<[isize; 3]> = backward_offsets(conn)
         .into_iter()
@@ -106,12 +173,7 @@ pub(crate) fn label_buffer<T: Voxel>(mask: &[T], g: &Grid, conn: Connectivity) -
                         let j0 = i0 as isize + o[0];
                         let j1 = i1 as isize + o[1];
                         let j2 = i2 as isize + o[2];
-                        if j0 < 0
-                            || j1 < 0
-                            || j2 < 0
-                            || j1 >= n1 as isize
-                            || j2 >= n2 as isize
-                        {
+                        if j0 < 0 || j1 < 0 || j2 < 0 || j1 >= n1 as isize || j2 >= n2 as isize {
                             continue;
                         }
                     }
@@ -134,7 +196,11 @@ pub(crate) fn label_buffer<T: Voxel>(mask: &[T], g: &Grid, conn: Connectivity) -
             }
         }
     }
-    // Second pass: final labels in order of first appearance of each root.
+    resolve(lab, parent)
+}
+
+/// Second pass: final labels in order of first appearance of each root.
+fn resolve(mut lab: Vec<u32>, mut parent: Vec<u32>) -> (Vec<u32>, usize) {
     let mut final_of = vec![0u32; parent.len()];
     let mut k = 0u32;
     for l in lab.iter_mut() {

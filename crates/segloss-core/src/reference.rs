@@ -10,7 +10,9 @@ use crate::weightmap::{ClassWeight, WeightMapConfig};
 
 fn coords(shape: &[usize]) -> Vec<Vec<usize>> {
     let n: usize = shape.iter().product();
-    (0..n).map(|i| crate::edt::unravel_index(i, shape)).collect()
+    (0..n)
+        .map(|i| crate::edt::unravel_index(i, shape))
+        .collect()
 }
 
 fn dist2(a: &[usize], b: &[usize], spacing: &[f64]) -> f64 {
@@ -33,7 +35,9 @@ fn spacing_or_ones(spacing: Option<&[f64]>, n: usize) -> Vec<f64> {
 pub fn edt_reference<T: Voxel>(mask: &[T], shape: &[usize], spacing: Option<&[f64]>) -> Vec<f64> {
     let sp = spacing_or_ones(spacing, shape.len());
     let c = coords(shape);
-    let bg: Vec<usize> = (0..mask.len()).filter(|&i| !mask[i].is_foreground()).collect();
+    let bg: Vec<usize> = (0..mask.len())
+        .filter(|&i| !mask[i].is_foreground())
+        .collect();
     (0..mask.len())
         .map(|i| {
             if !mask[i].is_foreground() || bg.is_empty() {

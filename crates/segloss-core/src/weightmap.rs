@@ -385,7 +385,11 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
                         for (((x1, x2), &b), &l) in
                             a1.iter_mut().zip(a2.iter_mut()).zip(bd).zip(lab)
                         {
-                            let d = if b <= band2 && l == 0 { b } else { f32::INFINITY };
+                            let d = if b <= band2 && l == 0 {
+                                b
+                            } else {
+                                f32::INFINITY
+                            };
                             let (lo, hi) = if d < *x1 { (d, *x1) } else { (*x1, d) };
                             *x1 = lo;
                             *x2 = if hi < *x2 { hi } else { *x2 };

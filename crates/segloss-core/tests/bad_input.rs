@@ -33,11 +33,19 @@ fn too_many_or_too_few_axes_are_rejected() {
 fn bad_spacing_is_rejected() {
     let a = array![[1u8, 0], [1, 1]];
     let e = edt::<f64, _, _, _>(&a, Some(&[1.0])).unwrap_err();
-    assert_eq!(e, CoreError::SpacingLength { got: 1, expected: 2 });
+    assert_eq!(
+        e,
+        CoreError::SpacingLength {
+            got: 1,
+            expected: 2
+        }
+    );
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let e = edt::<f64, _, _, _>(&a, Some(&[1.0, bad])).unwrap_err();
         assert!(matches!(e, CoreError::BadSpacing { axis: 1, .. }), "{e}");
-        assert!(unet_weight_map::<f32, _, _, _>(&a, Some(&[bad, 1.0]), &Default::default()).is_err());
+        assert!(
+            unet_weight_map::<f32, _, _, _>(&a, Some(&[bad, 1.0]), &Default::default()).is_err()
+        );
     }
 }
 
@@ -51,7 +59,12 @@ fn bad_weight_map_parameters_are_rejected() {
         (10.0, f64::INFINITY, 1e-5, "sigma"),
         (10.0, 5.0, 0.0, "tolerance"),
     ] {
-        let c = WeightMapConfig { w0, sigma, tolerance: tol, ..Default::default() };
+        let c = WeightMapConfig {
+            w0,
+            sigma,
+            tolerance: tol,
+            ..Default::default()
+        };
         match unet_weight_map::<f32, _, _, _>(&a, None, &c) {
             Err(CoreError::BadParameter { name: n, .. }) => assert_eq!(n, name),
             other => panic!("{other:?}"),
@@ -67,7 +80,10 @@ fn no_background_gives_zeros_not_infinity() {
     assert!(d.iter().all(|&x| x == 0.0));
     let (d, idx): (Array2<f64>, _) = feature_transform(&a, None).unwrap();
     assert!(d.iter().all(|&x| x == 0.0));
-    assert_eq!(idx.iter().copied().collect::<Vec<_>>(), (0..12).collect::<Vec<_>>());
+    assert_eq!(
+        idx.iter().copied().collect::<Vec<_>>(),
+        (0..12).collect::<Vec<_>>()
+    );
     let m: Array2<f64> = multilabel_edt(&Array::from_elem((3, 4), 7u32), None).unwrap();
     assert!(m.iter().all(|&x| x == 0.0));
     for full in [true, false] {
@@ -108,7 +124,10 @@ fn nan_in_float_masks_counts_as_foreground_and_never_leaks() {
 fn parameters_parse_from_their_cli_names() {
     assert_eq!("face".parse::<Connectivity>(), Ok(Connectivity::Face));
     assert_eq!("full".parse::<Connectivity>(), Ok(Connectivity::Full));
-    assert!("diag".parse::<Connectivity>().unwrap_err().contains("face or full"));
+    assert!("diag"
+        .parse::<Connectivity>()
+        .unwrap_err()
+        .contains("face or full"));
     assert_eq!("balanced".parse::<ClassWeight>(), Ok(ClassWeight::Balanced));
     assert_eq!("none".parse::<ClassWeight>(), Ok(ClassWeight::None));
     assert!("x".parse::<ClassWeight>().is_err());

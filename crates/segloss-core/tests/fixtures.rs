@@ -33,7 +33,10 @@ fn assert_close(name: &str, got: &ArrayD<f64>, want: &ArrayD<f64>, tol: f64) {
         .zip(want)
         .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
         .fold(0.0, f64::max);
-    assert!(worst <= tol, "{name}: largest relative difference {worst} > {tol}");
+    assert!(
+        worst <= tol,
+        "{name}: largest relative difference {worst} > {tol}"
+    );
 }
 
 fn cases() -> Vec<Value> {
@@ -51,7 +54,9 @@ fn every_fixture_matches() {
         let name = case["name"].as_str().unwrap();
         let kind = case["kind"].as_str().unwrap();
         seen.insert(kind.to_string());
-        let mut npz = NpzReader::new(File::open(dir().join(case["file"].as_str().unwrap())).unwrap()).unwrap();
+        let mut npz =
+            NpzReader::new(File::open(dir().join(case["file"].as_str().unwrap())).unwrap())
+                .unwrap();
         let sp = spacing(case);
         let sp = sp.as_deref();
         match kind {
@@ -108,7 +113,11 @@ fn every_fixture_matches() {
                         unet_weight_map_from_instances(&m, sp, &config).unwrap(),
                     )
                 };
-                let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
                 assert!(worst <= 1e-4, "{name}: {worst}");
                 let worst32 = got32
                     .iter()
@@ -125,8 +134,15 @@ fn every_fixture_matches() {
 
 #[test]
 fn weight_map_fixtures_cover_zero_one_and_touching_instances() {
-    let names: Vec<String> = cases().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-    for n in ["weightmap_zero_instances", "weightmap_one_instance", "weightmap_instances_touching"] {
+    let names: Vec<String> = cases()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    for n in [
+        "weightmap_zero_instances",
+        "weightmap_one_instance",
+        "weightmap_instances_touching",
+    ] {
         assert!(names.iter().any(|x| x == n), "{n}");
     }
 }
