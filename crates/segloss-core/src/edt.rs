@@ -202,9 +202,7 @@ pub(crate) fn multilabel_buffer<T: Voxel, F: Float>(
     squared: bool,
 ) -> Vec<F> {
     let mut buf = vec![F::ZERO; g.len()];
-    kernel::row_pass_labels(labels, &mut buf, g);
-    kernel::strided_passes(&mut buf, None, g, LineKind::Labels(labels), false);
-    kernel::finish(&mut buf, squared);
+    kernel::multilabel_edt(&mut buf, labels, g, squared);
     buf
 }
 

@@ -653,3 +653,121 @@ pub(crate) fn binary_edt<F: Float>(
         finish(buf, squared);
     }
 }
+
+/// Multi-label pass along the outermost axis of length > 1, by linear sweeps over whole planes: the
+/// squared distance to the nearest voxel of another label along that axis (0 on the background).
+fn label_sweep_pass<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Grid, axis: usize) {
+    let n = g.shape[axis];
+    let st: usize = g.shape[axis + 1..].iter().product();
+    let s = g.spacing[axis];
+    let one = F::from_f64(1.0);
+    let bp = SyncPtr(buf.as_mut_ptr());
+    let chunks = st.div_ceil(SWEEP_LANES);
+    let work = |next: &mut Vec<F>, c: usize| {
+        let j0 = c * SWEEP_LANES;
+        let w = SWEEP_LANES.min(st - j0);
+        let b = bp;
+        // SAFETY: task c owns the voxels k·st + j for j in j0..j0 + w, which no other task touches.
+        let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(b.0.add(k * st + j0), w) };
+        let lab = |k: usize| &labels[k * st + j0..k * st + j0 + w];
+        for (x, l) in row(0).iter_mut().zip(lab(0)) {
+            *x = if l.is_foreground() { F::INFINITY } else { F::ZERO };
+        }
+        for k in 1..n {
+            let (p, r) = (row(k - 1), row(k));
+            let (lp, lr) = (lab(k - 1), lab(k));
+            for j in 0..w {
+                r[j] = if !lr[j].is_foreground() {
+                    F::ZERO
+                } else if !lr[j].same_label(lp[j]) {
+                    one
+                } else {
+                    p[j] + one
+                };
+            }
+        }
+        next.clear();
+        next.resize(w, F::INFINITY);
+        for k in (0..n).rev() {
+            let r = row(k);
+            let lr = lab(k);
+            let ln = if k + 1 < n { Some(lab(k + 1)) } else { None };
+            for j in 0..w {
+                let from_next = match ln {
+                    Some(ln) if !lr[j].same_label(ln[j]) => one,
+                    Some(_) => next[j] + one,
+                    None => F::INFINITY,
+                };
+                let d = if from_next < r[j] { from_next } else { r[j] };
+                next[j] = d;
+                let ds = d.to_f64() * s;
+                r[j] = F::from_f64(ds * ds);
+            }
+        }
+    };
+    if g.len() >= PAR_MIN && chunks > 1 {
+        (0..chunks)
+            .into_par_iter()
+            .for_each_init(Vec::new, work);
+    } else {
+        let mut next = Vec::new();
+        for c in 0..chunks {
+            work(&mut next, c);
+        }
+    }
+}
+
+/// Multi-label envelope along the contiguous last axis, square roots (unless `squared`) and
+/// "no other label anywhere" (infinity) to 0 fused in.
+fn label_contiguous_pass<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Grid, squared: bool) {
+    let n = g.shape[2];
+    let s = g.spacing[2];
+    let work = |sc: &mut Scratch, (r, row): (usize, &mut [F])| {
+        for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
+            *d = x.to_f64();
+        }
+        let lines = LineScratch {
+            seg: &mut sc.seg,
+            segout: &mut sc.segout,
+            v: &mut sc.v,
+            z: &mut sc.z,
+        };
+        label_line(labels, r * n, 1, &sc.g[..n], s, &mut sc.o[..n], lines);
+        for (x, &d) in row.iter_mut().zip(sc.o[..n].iter()) {
+            *x = if d == f64::INFINITY {
+                F::ZERO
+            } else if squared {
+                F::from_f64(d)
+            } else {
+                F::from_f64(d.sqrt())
+            };
+        }
+    };
+    if g.len() >= PAR_MIN {
+        buf.par_chunks_mut(n)
+            .enumerate()
+            .with_min_len(8)
+            .for_each_init(|| Scratch::new(n, false), work);
+    } else {
+        let mut sc = Scratch::new(n, false);
+        for r in buf.chunks_mut(n).enumerate() {
+            work(&mut sc, r);
+        }
+    }
+}
+
+/// The multi-label EDT (see [`crate::multilabel_edt`]) into `buf`: a linear sweep along the outermost
+/// axis, envelopes within label runs along the middle (tiled) and last (contiguous) axes.
+pub(crate) fn multilabel_edt<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Grid, squared: bool) {
+    let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
+    if first == 2 {
+        row_pass_labels(labels, buf, g);
+        finish(buf, squared);
+        return;
+    }
+    label_sweep_pass(buf, labels, g, first);
+    if first == 0 && g.shape[1] > 1 {
+        strided_pass(buf, None, g, 1, LineKind::Labels(labels), false);
+    }
+    label_contiguous_pass(buf, labels, g, squared);
+}
