@@ -656,23 +656,27 @@ pub fn write_npy(
     })
 }
 
-/// Writes an `f32` array as `<f4` `.npy`, atomically. (The array is copied once; use
-/// [`write_npy`] with [`ArrayData::F32`] to avoid that when the array is owned.)
+/// Writes an `f32` array as `<f4` `.npy` (C order, whatever the array's layout), whatever the
+/// file name, atomically.
 pub fn write_npy_f32(
     path: impl AsRef<Path>,
     data: &ArrayD<f32>,
     opts: WriteOptions,
 ) -> Result<(), IoError> {
-    write_npy(path, &ArrayData::F32(data.clone()), opts)
+    atomic_write(path.as_ref(), opts, |f| {
+        buffered(f, |w| npy::encode_array(w, "<f4", data, f32::to_le_bytes))
+    })
 }
 
-/// Writes an `f64` array as `<f8` `.npy`, atomically.
+/// Writes an `f64` array as `<f8` `.npy`, whatever the file name, atomically.
 pub fn write_npy_f64(
     path: impl AsRef<Path>,
     data: &ArrayD<f64>,
     opts: WriteOptions,
 ) -> Result<(), IoError> {
-    write_npy(path, &ArrayData::F64(data.clone()), opts)
+    atomic_write(path.as_ref(), opts, |f| {
+        buffered(f, |w| npy::encode_array(w, "<f8", data, f64::to_le_bytes))
+    })
 }
 
 /// Writes an `f32` array, choosing the format by the extension, atomically:

@@ -455,36 +455,40 @@ fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
     out
 }
 
+/// Writes `a` as a C-order `.npy` stream of type `descr`, each element encoded by `f`.
+pub(crate) fn encode_array<T: Copy, const N: usize, W: Write>(
+    w: &mut W,
+    descr: &str,
+    a: &ArrayD<T>,
+    f: impl Fn(T) -> [u8; N],
+) -> std::io::Result<()> {
+    w.write_all(&header_bytes(descr, a.shape()))?;
+    let mut buf = Vec::with_capacity(1 << 16);
+    for &x in a.iter() {
+        buf.extend_from_slice(&f(x));
+        if buf.len() >= (1 << 16) - N {
+            w.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write_all(&buf)
+}
+
 /// Writes `data` as a C-order little-endian `.npy` stream.
 pub(crate) fn encode<W: Write>(w: &mut W, data: &ArrayData) -> std::io::Result<()> {
-    w.write_all(&header_bytes(descr_of(data), data.shape()))?;
-    fn body<T: Copy, const N: usize, W: Write>(
-        w: &mut W,
-        a: &ArrayD<T>,
-        f: impl Fn(T) -> [u8; N],
-    ) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(1 << 16);
-        for &x in a.iter() {
-            buf.extend_from_slice(&f(x));
-            if buf.len() >= (1 << 16) - N {
-                w.write_all(&buf)?;
-                buf.clear();
-            }
-        }
-        w.write_all(&buf)
-    }
+    let d = descr_of(data);
     match data {
-        ArrayData::Bool(a) => body(w, a, |x| [u8::from(x)]),
-        ArrayData::U8(a) => body(w, a, |x| [x]),
-        ArrayData::U16(a) => body(w, a, u16::to_le_bytes),
-        ArrayData::U32(a) => body(w, a, u32::to_le_bytes),
-        ArrayData::U64(a) => body(w, a, u64::to_le_bytes),
-        ArrayData::I8(a) => body(w, a, i8::to_le_bytes),
-        ArrayData::I16(a) => body(w, a, i16::to_le_bytes),
-        ArrayData::I32(a) => body(w, a, i32::to_le_bytes),
-        ArrayData::I64(a) => body(w, a, i64::to_le_bytes),
-        ArrayData::F32(a) => body(w, a, f32::to_le_bytes),
-        ArrayData::F64(a) => body(w, a, f64::to_le_bytes),
+        ArrayData::Bool(a) => encode_array(w, d, a, |x| [u8::from(x)]),
+        ArrayData::U8(a) => encode_array(w, d, a, |x| [x]),
+        ArrayData::U16(a) => encode_array(w, d, a, u16::to_le_bytes),
+        ArrayData::U32(a) => encode_array(w, d, a, u32::to_le_bytes),
+        ArrayData::U64(a) => encode_array(w, d, a, u64::to_le_bytes),
+        ArrayData::I8(a) => encode_array(w, d, a, i8::to_le_bytes),
+        ArrayData::I16(a) => encode_array(w, d, a, i16::to_le_bytes),
+        ArrayData::I32(a) => encode_array(w, d, a, i32::to_le_bytes),
+        ArrayData::I64(a) => encode_array(w, d, a, i64::to_le_bytes),
+        ArrayData::F32(a) => encode_array(w, d, a, f32::to_le_bytes),
+        ArrayData::F64(a) => encode_array(w, d, a, f64::to_le_bytes),
     }
 }
 
