@@ -70,7 +70,7 @@ pub(crate) fn edt_buffer<T: Voxel, F: Float>(
             return buf;
         }
         Some(fe) => {
-            kernel::row_pass_mask(mask, &mut buf, Some(&mut *fe), g);
+            kernel::row_pass_features(mask, &mut buf, fe, g);
             kernel::strided_passes::<T, F>(&mut buf, Some(&mut *fe), g, LineKind::Features, false);
         }
     }

@@ -34,7 +34,7 @@ impl Grid {
                 expected,
             });
         }
-        if shape.iter().any(|&n| n == 0) {
+        if shape.contains(&0) {
             return Err(CoreError::Empty {
                 shape: shape.to_vec(),
             });

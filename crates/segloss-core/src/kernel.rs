@@ -69,7 +69,8 @@ pub(crate) type Site = [f64; 3];
 /// Lower envelope of the parabolas `(x − q·s)² + f[q]` over the finite `f[q]`, evaluated at every `x = p·s`.
 ///
 /// Writes `out[p]` and, when `arg` is non-empty, the minimising `q` into `arg[p]` ([`NO_FEATURE`] when no `f`
-/// is finite; `out` is then infinite). `v` and `z` need `f.len()` slots.
+/// is finite; `out` is then infinite). `v` and `z` need `f.len()` slots. Only the positions in
+/// `window = (from, to)` are evaluated (all of them with `(0, usize::MAX)`).
 ///
 /// Division-free: with `h(q) = f[q] + x_q²`, the breakpoint of sites `a < b` is
 /// `(h(b) − h(a)) / (2(x_b − x_a))`, and both the "is the last site hidden" test and the sweep compare
@@ -82,6 +83,7 @@ pub(crate) fn envelope(
     v: &mut [u32],
     z: &mut [Site],
     arg: &mut [u32],
+    window: (usize, usize),
 ) {
     let n = f.len();
     let out = &mut out[..n];
@@ -123,7 +125,8 @@ pub(crate) fn envelope(
     let sites = &z[..m];
     let mut k = 0usize;
     let [mut xa, mut ha, mut fa] = sites[0];
-    for (p, o) in out.iter_mut().enumerate() {
+    let (w0, w1) = (window.0.min(n), window.1.min(n));
+    for (p, o) in out.iter_mut().enumerate().take(w1).skip(w0) {
         let x = p as f64 * s;
         // Advance while the breakpoint of (k, k+1) lies left of x: h(b) − h(a) < 2x(x_b − x_a).
         while k + 1 < m {
@@ -147,9 +150,21 @@ pub(crate) fn envelope(
 /// site beyond it, so the line splits into independent runs of non-zero values, each with its bounding
 /// zeros; zeros themselves get 0 and cost nothing.
 #[inline]
-pub(crate) fn envelope_runs(f: &[f64], s: f64, out: &mut [f64], v: &mut [u32], z: &mut [Site]) {
-    let n = f.len();
-    let mut j = 0;
+pub(crate) fn envelope_runs(
+    f: &[f64],
+    s: f64,
+    out: &mut [f64],
+    v: &mut [u32],
+    z: &mut [Site],
+    window: (usize, usize),
+) {
+    let n = f.len().min(window.1);
+    let mut j = window.0;
+    // Start at the beginning of the run that holds the window's first position.
+    while j > 0 && j < n && f[j] != 0.0 && f[j - 1] != 0.0 {
+        j -= 1;
+    }
+    let n_all = f.len();
     while j < n {
         if f[j] == 0.0 {
             out[j] = 0.0;
@@ -157,51 +172,19 @@ pub(crate) fn envelope_runs(f: &[f64], s: f64, out: &mut [f64], v: &mut [u32], z
             continue;
         }
         let mut e = j + 1;
-        while e < n && f[e] != 0.0 {
+        while e < n_all && f[e] != 0.0 {
             e += 1;
         }
         let lo = if j > 0 { j - 1 } else { j };
-        let hi = if e < n { e + 1 } else { e };
-        envelope(&f[lo..hi], s, &mut out[lo..hi], v, z, &mut []);
+        let hi = if e < n_all { e + 1 } else { e };
+        let w = (window.0.saturating_sub(lo), window.1.saturating_sub(lo));
+        envelope(&f[lo..hi], s, &mut out[lo..hi], v, z, &mut [], w);
         j = e;
     }
 }
 
-/// Squared 1-D distance along one line to the nearest voxel where `target(j)` holds (infinite if none).
-#[inline]
-fn line_1d<F: Float>(n: usize, s: f64, target: impl Fn(usize) -> bool, out: &mut [F]) {
-    let mut last: Option<usize> = None;
-    for (j, o) in out.iter_mut().enumerate().take(n) {
-        if target(j) {
-            last = Some(j);
-            *o = F::ZERO;
-        } else {
-            *o = match last {
-                Some(l) => F::from_f64((j - l) as f64),
-                None => F::INFINITY,
-            };
-        }
-    }
-    let mut next: Option<usize> = None;
-    let s2 = s * s;
-    for j in (0..n).rev() {
-        let o = &mut out[j];
-        if *o == F::ZERO {
-            next = Some(j);
-            continue;
-        }
-        let mut d = o.to_f64();
-        if let Some(nx) = next {
-            let dn = (nx - j) as f64;
-            if dn < d {
-                d = dn;
-            }
-        }
-        *o = F::from_f64(d * d * s2);
-    }
-}
-
-/// As [`line_1d`], also writing the index (within the line) of the nearest target voxel into `feat`.
+/// Squared 1-D distance along one line to the nearest voxel where `target(j)` holds (infinite if none),
+/// and the index (within the line) of that voxel in `feat`.
 #[inline]
 fn line_1d_feat<F: Float>(
     n: usize,
@@ -245,52 +228,40 @@ fn line_1d_feat<F: Float>(
     }
 }
 
-/// Pass 1 of the binary EDT: squared distance along the last axis to the nearest background voxel of `mask`.
-/// With `feat`, also the flat index of that voxel.
-pub(crate) fn row_pass_mask<T: Voxel, F: Float>(
+/// A row of the feature-transform pass 1: (row index, ((distances, features), mask)).
+type FeatRow<'a, F, T> = (usize, ((&'a mut [F], &'a mut [u32]), &'a [T]));
+
+/// Pass 1 of the feature transform: squared distance along the last axis to the nearest background voxel
+/// of `mask`, and the flat index of that voxel in `feat`.
+pub(crate) fn row_pass_features<T: Voxel, F: Float>(
     mask: &[T],
     out: &mut [F],
-    feat: Option<&mut [u32]>,
+    feat: &mut [u32],
     g: &Grid,
 ) {
     let n2 = g.shape[2];
     let s = g.spacing[2];
-    let parallel = g.len() >= PAR_MIN;
-    match feat {
-        None => {
-            let work = |(o, m): (&mut [F], &[T])| line_1d(n2, s, |j| !m[j].is_foreground(), o);
-            if parallel {
-                out.par_chunks_mut(n2)
-                    .zip(mask.par_chunks(n2))
-                    .for_each(work);
-            } else {
-                out.chunks_mut(n2).zip(mask.chunks(n2)).for_each(work);
+    let work = |(r, ((o, fe), m)): FeatRow<'_, F, T>| {
+        line_1d_feat(n2, s, |j| !m[j].is_foreground(), o, fe);
+        let base = (r * n2) as u32;
+        for f in fe.iter_mut() {
+            if *f != NO_FEATURE {
+                *f += base;
             }
         }
-        Some(feat) => {
-            let work = |(r, ((o, fe), m)): (usize, ((&mut [F], &mut [u32]), &[T]))| {
-                line_1d_feat(n2, s, |j| !m[j].is_foreground(), o, fe);
-                let base = (r * n2) as u32;
-                for f in fe.iter_mut() {
-                    if *f != NO_FEATURE {
-                        *f += base;
-                    }
-                }
-            };
-            if parallel {
-                out.par_chunks_mut(n2)
-                    .zip(feat.par_chunks_mut(n2))
-                    .zip(mask.par_chunks(n2))
-                    .enumerate()
-                    .for_each(work);
-            } else {
-                out.chunks_mut(n2)
-                    .zip(feat.chunks_mut(n2))
-                    .zip(mask.chunks(n2))
-                    .enumerate()
-                    .for_each(work);
-            }
-        }
+    };
+    if g.len() >= PAR_MIN {
+        out.par_chunks_mut(n2)
+            .zip(feat.par_chunks_mut(n2))
+            .zip(mask.par_chunks(n2))
+            .enumerate()
+            .for_each(work);
+    } else {
+        out.chunks_mut(n2)
+            .zip(feat.chunks_mut(n2))
+            .zip(mask.chunks(n2))
+            .enumerate()
+            .for_each(work);
     }
 }
 
@@ -395,14 +366,13 @@ pub(crate) fn strided_pass<T: Voxel, F: Float>(
             let line = &sc.g[i * pn..i * pn + n];
             let out = &mut sc.o[i * pn..i * pn + n];
             match kind {
-                LineKind::Plain => envelope_runs(line, s, out, &mut sc.v, &mut sc.z),
+                LineKind::Plain => envelope_runs(line, s, out, &mut sc.v, &mut sc.z, (0, n)),
                 LineKind::Features => {
-                    envelope(line, s, out, &mut sc.v, &mut sc.z, &mut sc.arg[..n]);
+                    envelope(line, s, out, &mut sc.v, &mut sc.z, &mut sc.arg[..n], (0, n));
                     let fin = &sc.gf[i * pn..i * pn + n];
                     let fout = &mut sc.of[i * pn..i * pn + n];
-                    for p in 0..n {
-                        let a = sc.arg[p];
-                        fout[p] = if a == NO_FEATURE {
+                    for (fo, &a) in fout.iter_mut().zip(&sc.arg[..n]) {
+                        *fo = if a == NO_FEATURE {
                             NO_FEATURE
                         } else {
                             fin[a as usize]
@@ -489,7 +459,15 @@ fn label_line<T: Voxel>(
             if e < n {
                 sc.seg[m - 1] = 0.0;
             }
-            envelope(&sc.seg[..m], s, &mut sc.segout[..m], sc.v, sc.z, &mut []);
+            envelope(
+                &sc.seg[..m],
+                s,
+                &mut sc.segout[..m],
+                sc.v,
+                sc.z,
+                &mut [],
+                (0, m),
+            );
             out[j..e].copy_from_slice(&sc.segout[j - lo..e - lo]);
         }
         j = e;
@@ -604,7 +582,7 @@ fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, last: bool, squared: bool,
         for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
             *d = x.to_f64();
         }
-        envelope_runs(&sc.g[..n], s, &mut sc.o[..n], &mut sc.v, &mut sc.z);
+        envelope_runs(&sc.g[..n], s, &mut sc.o[..n], &mut sc.v, &mut sc.z, (0, n));
         for (x, &d) in row.iter_mut().zip(sc.o[..n].iter()) {
             *x = if !last {
                 F::from_f64(d)
@@ -639,10 +617,7 @@ pub(crate) fn binary_edt<F: Float>(
     squared: bool,
     serial: bool,
 ) {
-    let first = match (0..3).find(|&a| g.shape[a] > 1) {
-        Some(a) => a,
-        None => 2,
-    };
+    let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
     sweep_pass(buf, g, first, &is_target, serial);
     if first == 0 && g.shape[1] > 1 {
         strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, serial);
@@ -671,7 +646,11 @@ fn label_sweep_pass<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Grid, a
         let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(b.0.add(k * st + j0), w) };
         let lab = |k: usize| &labels[k * st + j0..k * st + j0 + w];
         for (x, l) in row(0).iter_mut().zip(lab(0)) {
-            *x = if l.is_foreground() { F::INFINITY } else { F::ZERO };
+            *x = if l.is_foreground() {
+                F::INFINITY
+            } else {
+                F::ZERO
+            };
         }
         for k in 1..n {
             let (p, r) = (row(k - 1), row(k));
@@ -706,9 +685,7 @@ fn label_sweep_pass<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Grid, a
         }
     };
     if g.len() >= PAR_MIN && chunks > 1 {
-        (0..chunks)
-            .into_par_iter()
-            .for_each_init(Vec::new, work);
+        (0..chunks).into_par_iter().for_each_init(Vec::new, work);
     } else {
         let mut next = Vec::new();
         for c in 0..chunks {
@@ -758,7 +735,12 @@ fn label_contiguous_pass<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Gr
 
 /// The multi-label EDT (see [`crate::multilabel_edt`]) into `buf`: a linear sweep along the outermost
 /// axis, envelopes within label runs along the middle (tiled) and last (contiguous) axes.
-pub(crate) fn multilabel_edt<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Grid, squared: bool) {
+pub(crate) fn multilabel_edt<T: Voxel, F: Float>(
+    buf: &mut [F],
+    labels: &[T],
+    g: &Grid,
+    squared: bool,
+) {
     let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
     if first == 2 {
         row_pass_labels(labels, buf, g);
@@ -770,4 +752,46 @@ pub(crate) fn multilabel_edt<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g:
         strided_pass(buf, None, g, 1, LineKind::Labels(labels), false);
     }
     label_contiguous_pass(buf, labels, g, squared);
+}
+
+/// As [`binary_edt`] with squared distances, but the last pass hands each row that lies in `eval`
+/// (rows: `[lo, hi)` on axes 0 and 1; columns: `[lo, hi)` on axis 2, crop coordinates) to
+/// `emit(row index, first column, values)` instead of writing it back. Runs on the calling thread.
+pub(crate) fn binary_edt_emit<F: Float>(
+    buf: &mut [F],
+    g: &Grid,
+    is_target: impl Fn(usize) -> bool + Sync,
+    eval: [[usize; 2]; 3],
+    mut emit: impl FnMut(usize, usize, &[f64]),
+) {
+    let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
+    sweep_pass(buf, g, first, &is_target, true);
+    if first == 0 && g.shape[1] > 1 {
+        strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, true);
+    }
+    let [_, n1, n] = g.shape;
+    let (c0, c1) = (eval[2][0], eval[2][1].min(n));
+    let mut sc = Scratch::new(n, false);
+    for i0 in eval[0][0]..eval[0][1] {
+        for i1 in eval[1][0]..eval[1][1] {
+            let r = i0 * n1 + i1;
+            let row = &buf[r * n..(r + 1) * n];
+            for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
+                *d = x.to_f64();
+            }
+            if first < 2 {
+                envelope_runs(
+                    &sc.g[..n],
+                    g.spacing[2],
+                    &mut sc.o[..n],
+                    &mut sc.v,
+                    &mut sc.z,
+                    (c0, c1),
+                );
+                emit(r, c0, &sc.o[c0..c1]);
+            } else {
+                emit(r, c0, &sc.g[c0..c1]);
+            }
+        }
+    }
 }

@@ -198,7 +198,10 @@ pub(crate) fn weight_map_buffer<F: Float>(
     config: &WeightMapConfig,
 ) -> Vec<F> {
     let n = labels.len();
-    let n_fg = labels.iter().filter(|&&l| l != 0).count();
+    let n_fg = labels
+        .par_chunks(1 << 14)
+        .map(|c| c.iter().filter(|&&l| l != 0).count())
+        .sum::<usize>();
     let n_bg = n - n_fg;
     let (w_bg, w_fg) = match config.class_weight {
         ClassWeight::None => (1.0, 1.0),
@@ -257,14 +260,17 @@ fn dilate(b: &BBox, r: f64, g: &Grid) -> BBox {
     o
 }
 
-/// Where each instance can matter: for the border term at `x` to reach the tolerance, `d1 + d2 ≤ B`, so
-/// the nearest instance is within `B/2` of `x`, and the second-nearest within `B` of `x` *and* within `B`
-/// of the nearest one. Instance `i`'s crop is therefore its box grown by `B/2`, joined with the overlap of
-/// its box and each neighbour's box grown by `B` (neighbours: boxes less than `B` apart), and an instance
-/// without neighbours has no crop at all. Returns `(label, crop)` pairs.
-fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox)> {
+/// Where each instance must be known: for the border term at `x` to reach the tolerance, `d1 + d2 ≤ B`,
+/// so the nearest instance `i` is within `B/2` of `x` and the second-nearest `j` within `B` (and the
+/// other way round). Instance `i` is therefore needed on the union, over its neighbours `j` (boxes at
+/// most `B` apart), of `(box_i ⊕ B/2 ∩ box_j ⊕ B) ∪ (box_i ⊕ B ∩ box_j ⊕ B/2)`; its crop is the bounding
+/// box of that union and of `box_i` itself (so that its EDT on the crop is exact). An instance without
+/// neighbours needs no crop. Returns `(label, crop, evaluation box)` triples (the evaluation box is the
+/// union's bounding box, inside the crop).
+fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox)> {
     let k = boxes.len();
     let grown: Vec<BBox> = boxes.iter().map(|b| dilate(b, band, g)).collect();
+    let half: Vec<BBox> = boxes.iter().map(|b| dilate(b, band / 2.0, g)).collect();
     let mut crop: Vec<Option<BBox>> = vec![None; k];
     // Sort and sweep along the longest axis.
     let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
@@ -282,13 +288,25 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox)> {
             })
             .sum()
     };
-    let join = |c: &mut Option<BBox>, own: &BBox, add: &BBox| {
-        let base = c.unwrap_or_else(|| dilate(own, band / 2.0, g));
-        let mut h = base;
+    let inter = |p: &BBox, q: &BBox| -> Option<BBox> {
+        let mut o = *p;
         for a in 0..3 {
-            h[a] = [base[a][0].min(add[a][0]), base[a][1].max(add[a][1])];
+            o[a] = [p[a][0].max(q[a][0]), p[a][1].min(q[a][1])];
+            if o[a][0] >= o[a][1] {
+                return None;
+            }
         }
-        *c = Some(h);
+        Some(o)
+    };
+    let join = |c: &mut Option<BBox>, add: Option<BBox>| {
+        if let Some(add) = add {
+            let base = c.unwrap_or(add);
+            let mut h = base;
+            for a in 0..3 {
+                h[a] = [base[a][0].min(add[a][0]), base[a][1].max(add[a][1])];
+            }
+            *c = Some(h);
+        }
     };
     for (oi, &i) in order.iter().enumerate() {
         for &j in &order[oi + 1..] {
@@ -298,20 +316,25 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox)> {
             if gap2(&boxes[i], &boxes[j]) > band * band {
                 continue;
             }
-            let mut inter = grown[i];
-            for a in 0..3 {
-                inter[a] = [
-                    grown[i][a][0].max(grown[j][a][0]),
-                    grown[i][a][1].min(grown[j][a][1]),
-                ];
+            let near_i = inter(&half[i], &grown[j]);
+            let near_j = inter(&grown[i], &half[j]);
+            for add in [near_i, near_j] {
+                join(&mut crop[i], add);
+                join(&mut crop[j], add);
             }
-            join(&mut crop[i], &boxes[i], &inter);
-            join(&mut crop[j], &boxes[j], &inter);
         }
     }
     crop.into_iter()
         .enumerate()
-        .filter_map(|(i, c)| c.map(|c| (i as u32 + 1, c)))
+        .filter_map(|(i, e)| {
+            e.map(|e| {
+                let mut c = e;
+                for a in 0..3 {
+                    c[a] = [e[a][0].min(boxes[i][a][0]), e[a][1].max(boxes[i][a][1])];
+                }
+                (i as u32 + 1, c, e)
+            })
+        })
         .collect()
 }
 
@@ -343,89 +366,94 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
     }
     let crops = crops(&boxes[1..], g, band);
     let size = |b: &BBox| (0..3).map(|a| b[a][1] - b[a][0]).product::<usize>();
-    // One group of instances per worker, balanced by crop size.
+    let total: usize = crops.iter().map(|(_, b, _)| size(b)).sum();
+    // Stripes along the outermost axis, one per worker: each stripe runs the crops that overlap it and
+    // keeps the results that fall inside it (a crop across a stripe border is computed twice).
+    let ax = if g.shape[0] > 1 { 0 } else { 1 };
+    let len_ax = g.shape[ax];
+    let plane: usize = g.shape[ax + 1..].iter().product();
     let threads = rayon::current_num_threads().max(1);
-    let total: usize = crops.iter().map(|(_, b)| size(b)).sum();
-    let groups = if total < (1 << 16) { 1 } else { threads.min(k) };
-    let per = total.div_ceil(groups);
-    let mut parts: Vec<Vec<(u32, BBox)>> = vec![Vec::new()];
-    let mut acc = 0;
-    for c in crops {
-        if acc >= per && parts.len() < groups {
-            parts.push(Vec::new());
-            acc = 0;
-        }
-        acc += size(&c.1);
-        if let Some(p) = parts.last_mut() {
-            p.push(c);
-        }
-    }
+    let stripes = if total < (1 << 15) {
+        1
+    } else {
+        threads.min(len_ax)
+    };
+    let rows_per = len_ax.div_ceil(stripes);
     let band2 = (band * band) as f32;
     let n = labels.len();
-    let result = parts
-        .into_par_iter()
-        .map(|part| {
-            let mut d1 = vec![f32::INFINITY; n];
-            let mut d2 = vec![f32::INFINITY; n];
-            let mut buf: Vec<f32> = Vec::new();
-            let mut flags: Vec<bool> = Vec::new();
-            for (l, b) in part {
-                crop_distances(labels, g, l, &b, &mut buf, &mut flags);
-                let [c0, c1, c2] = [b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]];
-                for i0 in 0..c0 {
-                    for i1 in 0..c1 {
-                        let src = (i0 * c1 + i1) * c2;
-                        let dst = ((i0 + b[0][0]) * n1 + i1 + b[1][0]) * n2 + b[2][0];
-                        let lab = &labels[dst..dst + c2];
-                        let bd = &buf[src..src + c2];
-                        let a1 = &mut d1[dst..dst + c2];
-                        let a2 = &mut d2[dst..dst + c2];
-                        // Branch-free top-2 insertion (vectorises): d1' = min(d1, d),
-                        // d2' = min(d2, max(d1, d)).
-                        for (((x1, x2), &b), &l) in
-                            a1.iter_mut().zip(a2.iter_mut()).zip(bd).zip(lab)
-                        {
-                            let d = if b <= band2 && l == 0 {
-                                b
-                            } else {
-                                f32::INFINITY
-                            };
-                            let (lo, hi) = if d < *x1 { (d, *x1) } else { (*x1, d) };
-                            *x1 = lo;
-                            *x2 = if hi < *x2 { hi } else { *x2 };
-                        }
-                    }
-                }
+    let mut d1 = vec![f32::INFINITY; n];
+    let mut d2 = vec![f32::INFINITY; n];
+    let work = |(si, (a1, a2)): (usize, (&mut [f32], &mut [f32]))| {
+        let r0 = si * rows_per;
+        let r1 = (r0 + rows_per).min(len_ax);
+        let mut buf: Vec<f32> = Vec::new();
+        let mut flags: Vec<bool> = Vec::new();
+        for (l, b, e) in &crops {
+            if e[ax][1] <= r0 || e[ax][0] >= r1 {
+                continue;
             }
-            (d1, d2)
-        })
-        .reduce_with(|(mut a1, mut a2), (b1, b2)| {
-            a1.par_iter_mut()
-                .zip(a2.par_iter_mut())
-                .zip(b1.par_iter().zip(b2.par_iter()))
-                .with_min_len(4096)
-                .for_each(|((x1, x2), (&y1, &y2))| {
-                    let (m1, m2) = if *x1 <= y1 {
-                        (*x1, x2.min(y1))
+            let c1 = b[1][1] - b[1][0];
+            // The evaluation box in crop coordinates, its rows clipped to the stripe.
+            let mut ev = [[0usize; 2]; 3];
+            for a in 0..3 {
+                ev[a] = [e[a][0] - b[a][0], e[a][1] - b[a][0]];
+            }
+            ev[ax] = [
+                ev[ax][0].max(r0.saturating_sub(b[ax][0])),
+                ev[ax][1].min(r1.saturating_sub(b[ax][0])),
+            ];
+            let emit = |r: usize, from: usize, out: &[f64]| {
+                let (i0, i1) = (r / c1 + b[0][0], r % c1 + b[1][0]);
+                let along = if ax == 0 { i0 } else { i1 };
+                if along < r0 || along >= r1 {
+                    return;
+                }
+                let w = out.len();
+                let dst = (i0 * n1 + i1) * n2 + b[2][0] + from;
+                let lab = &labels[dst..dst + w];
+                let local = dst - r0 * plane;
+                let x1s = &mut a1[local..local + w];
+                let x2s = &mut a2[local..local + w];
+                // Branch-free top-2 insertion: d1' = min(d1, d), d2' = min(d2, max(d1, d)).
+                for (((x1, x2), &o), &lb) in x1s.iter_mut().zip(x2s.iter_mut()).zip(out).zip(lab) {
+                    let o = o as f32;
+                    let d = if o <= band2 && lb == 0 {
+                        o
                     } else {
-                        (y1, x1.min(y2))
+                        f32::INFINITY
                     };
-                    *x1 = m1;
-                    *x2 = m2;
-                });
-            (a1, a2)
-        });
-    result.unwrap_or_else(|| (vec![f32::INFINITY; n], vec![f32::INFINITY; n]))
+                    let (lo, hi) = if d < *x1 { (d, *x1) } else { (*x1, d) };
+                    *x1 = lo;
+                    *x2 = if hi < *x2 { hi } else { *x2 };
+                }
+            };
+            crop_distances(labels, g, *l, b, ev, &mut buf, &mut flags, emit);
+        }
+    };
+    let chunk = rows_per * plane;
+    if stripes > 1 {
+        d1.par_chunks_mut(chunk)
+            .zip(d2.par_chunks_mut(chunk))
+            .enumerate()
+            .for_each(work);
+    } else {
+        work((0, (&mut d1[..], &mut d2[..])));
+    }
+    (d1, d2)
 }
 
-/// Squared distances to instance `l` over the crop `b`, into `buf` (crop-sized, C order); `flags` is scratch.
+/// Squared distances to instance `l` over the crop `b`, handed row by row (C order) to `emit`;
+/// `buf` and `flags` are scratch.
+#[allow(clippy::too_many_arguments)]
 fn crop_distances(
     labels: &[u32],
     g: &Grid,
     l: u32,
     b: &BBox,
+    eval: BBox,
     buf: &mut Vec<f32>,
     flags: &mut Vec<bool>,
+    emit: impl FnMut(usize, usize, &[f64]),
 ) {
     let [_, n1, n2] = g.shape;
     let shape = [b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]];
@@ -444,5 +472,5 @@ fn crop_distances(
         ndim: g.ndim,
     };
     let flags: &[bool] = flags;
-    kernel::binary_edt(buf, &cg, |i| flags[i], true, true);
+    kernel::binary_edt_emit(buf, &cg, |i| flags[i], eval, emit);
 }
