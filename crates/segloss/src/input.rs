@@ -1,0 +1,611 @@
+//! Input handling shared by every loss (DESIGN.md section 3): activations, the target forms,
+//! one-hot encoding, `ignore_index`, validation and reductions.
+//!
+//! Every loss flattens its input to `[N, C, S]` (S = the product of the 1–3 spatial sizes), so
+//! one implementation serves 1D, 2D and 3D data; pixel-wise results are reshaped back.
+
+use burn::config::Config;
+use burn::nn::loss::Reduction;
+use burn::tensor::{activation, Int, Tensor};
+
+use crate::error::LossError;
+
+/// How a loss turns raw predictions into probabilities.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Logistic sigmoid on each channel independently (binary / multi-label).
+    Sigmoid,
+    /// Softmax over the channel axis (multi-class).
+    Softmax,
+    /// The predictions already are probabilities in [0, 1].
+    None,
+}
+
+impl Activation {
+    /// The name used in the spec grammar.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Sigmoid => "sigmoid",
+            Activation::Softmax => "softmax",
+            Activation::None => "none",
+        }
+    }
+}
+
+/// The target of a loss: a mask of the prediction's shape or a label map of class indices.
+///
+/// - `Target::mask(t)` / `Tensor<D>` → a mask `[N, C, *spatial]` (binary, multi-label, one-hot or
+///   soft values in [0, 1]).
+/// - `Target::labels(t)` / `Tensor<D, Int>` → a label map `[N, 1, *spatial]` or `[N, *spatial]` of
+///   class indices, one-hot encoded to C channels inside the loss.
+#[derive(Debug, Clone)]
+pub struct Target {
+    kind: TargetKind,
+    shape: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum TargetKind {
+    Mask(Tensor<1>),
+    Labels(Tensor<1, Int>),
+}
+
+impl Target {
+    /// A mask target of the prediction's shape.
+    pub fn mask<const D: usize>(t: Tensor<D>) -> Self {
+        let shape = t.dims().to_vec();
+        let n = shape.iter().product::<usize>();
+        Target {
+            kind: TargetKind::Mask(t.reshape([n])),
+            shape,
+        }
+    }
+
+    /// A label-map target of class indices, `[N, 1, *spatial]` or `[N, *spatial]`.
+    pub fn labels<const D: usize>(t: Tensor<D, Int>) -> Self {
+        let shape = t.dims().to_vec();
+        let n = shape.iter().product::<usize>();
+        Target {
+            kind: TargetKind::Labels(t.reshape([n])),
+            shape,
+        }
+    }
+
+    /// A mask target from flat values and its logical shape (rank-erased callers: the CLI).
+    ///
+    /// # Panics
+    ///
+    /// If the shape's element count differs from the number of values.
+    pub fn mask_flat(values: Tensor<1>, shape: Vec<usize>) -> Self {
+        assert_eq!(values.dims()[0], shape.iter().product::<usize>(), "mask values vs shape");
+        Target {
+            kind: TargetKind::Mask(values),
+            shape,
+        }
+    }
+
+    /// A label-map target from flat class indices and its logical shape.
+    ///
+    /// # Panics
+    ///
+    /// If the shape's element count differs from the number of values.
+    pub fn labels_flat(values: Tensor<1, Int>, shape: Vec<usize>) -> Self {
+        assert_eq!(values.dims()[0], shape.iter().product::<usize>(), "labels vs shape");
+        Target {
+            kind: TargetKind::Labels(values),
+            shape,
+        }
+    }
+
+    /// The target's shape as given.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Whether this is a label map (class indices) rather than a mask.
+    pub fn is_labels(&self) -> bool {
+        matches!(self.kind, TargetKind::Labels(_))
+    }
+}
+
+impl<const D: usize> From<Tensor<D>> for Target {
+    fn from(t: Tensor<D>) -> Self {
+        Target::mask(t)
+    }
+}
+
+impl<const D: usize> From<Tensor<D, Int>> for Target {
+    fn from(t: Tensor<D, Int>) -> Self {
+        Target::labels(t)
+    }
+}
+
+/// A reduction over the per-element (or per-sample-per-class) losses, including `None`.
+///
+/// burn's [`Reduction`] has no "none" variant (that is `forward_no_reduction`); the spec grammar
+/// and the CLI need one, so segloss uses this enum internally and converts from burn's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReduction {
+    /// The mean (each loss documents its denominator).
+    Mean,
+    /// The plain sum.
+    Sum,
+    /// The sum divided by the batch size N.
+    BatchMean,
+    /// No reduction: the per-element map (pixel-wise losses) or the `[N, C]` matrix (region losses).
+    None,
+}
+
+impl LossReduction {
+    /// The name used in the spec grammar.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossReduction::Mean => "mean",
+            LossReduction::Sum => "sum",
+            LossReduction::BatchMean => "batch_mean",
+            LossReduction::None => "none",
+        }
+    }
+}
+
+impl From<Reduction> for LossReduction {
+    fn from(r: Reduction) -> Self {
+        match r {
+            Reduction::Mean | Reduction::Auto => LossReduction::Mean,
+            Reduction::Sum => LossReduction::Sum,
+            Reduction::BatchMean => LossReduction::BatchMean,
+        }
+    }
+}
+
+/// A rank-erased float tensor: flat values and the shape they stand for.
+///
+/// Used for loss values (`[1]` for a reduced loss, the per-element map or the `[N, C]` matrix for
+/// `reduction = none`) and for inputs whose rank is only known at run time (the spec and the CLI).
+#[derive(Debug, Clone)]
+pub struct Flat {
+    /// The values, flattened (C order).
+    pub values: Tensor<1>,
+    /// The logical shape of `values`.
+    pub shape: Vec<usize>,
+}
+
+/// A loss value (see [`Flat`]).
+pub type LossValue = Flat;
+
+impl Flat {
+    /// A scalar loss.
+    pub fn scalar(v: Tensor<1>) -> Self {
+        Flat {
+            values: v,
+            shape: vec![1],
+        }
+    }
+
+    /// Flattens a tensor of any rank.
+    pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Self {
+        let shape = t.dims().to_vec();
+        let n = shape.iter().product::<usize>();
+        Flat {
+            values: t.reshape([n]),
+            shape,
+        }
+    }
+
+    /// Reshapes to a tensor of rank `D` (panics if the rank differs: an internal invariant).
+    pub fn into_tensor<const D: usize>(self) -> Tensor<D> {
+        let shape: [usize; D] = self
+            .shape
+            .clone()
+            .try_into()
+            .unwrap_or_else(|_| panic!("loss value of shape {:?} is not of rank {D}", self.shape));
+        self.values.reshape(shape)
+    }
+}
+
+/// What a loss accepts: its activation setting and which activations make sense for it.
+#[derive(Debug, Clone)]
+pub(crate) struct InputRules {
+    /// The configured activation (`None` = the default of DESIGN.md section 3).
+    pub activation: Option<Activation>,
+    /// Activations the loss supports.
+    pub allowed: &'static [Activation],
+    /// The activation used when none is configured and the default rule picks one not allowed.
+    pub fallback: Activation,
+    /// `ignore_index`, if configured.
+    pub ignore_index: Option<i64>,
+    /// The loss's name, for messages.
+    pub loss: &'static str,
+}
+
+/// The validated, flattened input of a loss.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub n: usize,
+    pub c: usize,
+    pub spatial: Vec<usize>,
+    /// Raw predictions `[N, C, S]`.
+    pub x: Tensor<3>,
+    /// The resolved activation.
+    pub activation: Activation,
+    /// The target as `[N, C, S]` floats (one-hot for label maps); zero where ignored.
+    pub y: Tensor<3>,
+    /// Class indices `[N, S]` for label-map targets (ignored pixels set to 0).
+    pub labels: Option<Tensor<2, Int>>,
+    /// `[N, 1, S]` with 1 where the pixel counts and 0 where it is ignored; `None` if none is.
+    pub valid: Option<Tensor<3>>,
+    /// Number of counted pixel positions (N·S without ignored pixels).
+    pub n_valid: usize,
+}
+
+impl Prepared {
+    /// N·S.
+    pub fn pixels(&self) -> usize {
+        self.n * self.spatial.iter().product::<usize>()
+    }
+
+    /// S.
+    pub fn s(&self) -> usize {
+        self.spatial.iter().product()
+    }
+
+    /// `ln p` and `ln(1 − p)` for the sigmoid/none activations, `[N, C, S]`, stable:
+    /// from logits with log-sigmoid; from probabilities with ln clamped at −100 (as PyTorch).
+    pub fn log_p_and_log_1mp(&self) -> (Tensor<3>, Tensor<3>) {
+        match self.activation {
+            Activation::None => {
+                let p = self.x.clone();
+                let lp = p.clone().log().clamp_min(-100.0);
+                let l1mp = p.neg().add_scalar(1.0).log().clamp_min(-100.0);
+                (lp, l1mp)
+            }
+            _ => {
+                let ls = activation::log_sigmoid(self.x.clone());
+                // ln(1 − σ(x)) = ln σ(−x) = ln σ(x) − x
+                let l1mp = ls.clone() - self.x.clone();
+                (ls, l1mp)
+            }
+        }
+    }
+
+    /// `ln p` over the channel axis for the softmax activation, `[N, C, S]`.
+    pub fn log_softmax(&self) -> Tensor<3> {
+        activation::log_softmax(self.x.clone(), 1)
+    }
+
+    /// Probabilities `[N, C, S]` for the resolved activation.
+    pub fn probs(&self) -> Tensor<3> {
+        match self.activation {
+            Activation::Sigmoid => activation::sigmoid(self.x.clone()),
+            Activation::Softmax => activation::softmax(self.x.clone(), 1),
+            Activation::None => self.x.clone(),
+        }
+    }
+
+    /// Multiplies a `[N, C', S]` tensor by the valid mask (if any).
+    pub fn mask_valid(&self, t: Tensor<3>) -> Tensor<3> {
+        match &self.valid {
+            Some(v) => t * v.clone(),
+            None => t,
+        }
+    }
+}
+
+/// A constant tensor on `like`'s device with `like`'s float dtype.
+pub(crate) fn const_tensor<const D: usize, const D2: usize>(
+    like: &Tensor<D2>,
+    data: Vec<f64>,
+    shape: [usize; D],
+) -> Tensor<D> {
+    Tensor::from_data(
+        burn::tensor::TensorData::new(data, shape),
+        (&like.device(), like.dtype()),
+    )
+}
+
+/// Checks that every value of a float tensor is finite.
+pub(crate) fn check_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<(), LossError> {
+    let all_finite: bool = t.clone().is_finite().all().into_scalar::<bool>();
+    if all_finite {
+        Ok(())
+    } else {
+        Err(LossError::NonFinite {
+            what: what.to_string(),
+        })
+    }
+}
+
+/// Resolves the activation: DESIGN.md section 3 — softmax for label maps with C ≥ 2, else sigmoid.
+fn resolve_activation(
+    rules: &InputRules,
+    is_labels: bool,
+    c: usize,
+) -> Result<Activation, LossError> {
+    let act = match rules.activation {
+        Some(a) => a,
+        None => {
+            let auto = if is_labels && c >= 2 {
+                Activation::Softmax
+            } else {
+                Activation::Sigmoid
+            };
+            if rules.allowed.contains(&auto) {
+                auto
+            } else {
+                rules.fallback
+            }
+        }
+    };
+    if !rules.allowed.contains(&act) {
+        let names: Vec<_> = rules.allowed.iter().map(|a| a.name()).collect();
+        return Err(LossError::param(
+            "activation",
+            act.name(),
+            format!("{} supports activation = {}", rules.loss, names.join(" | ")),
+        ));
+    }
+    if act == Activation::Softmax && c < 2 {
+        return Err(LossError::param(
+            "activation",
+            "softmax",
+            format!(
+                "softmax over C = {c} channel is constant 1; use sigmoid for a single-channel prediction"
+            ),
+        ));
+    }
+    Ok(act)
+}
+
+fn ignore_note(ignore: Option<i64>) -> String {
+    match ignore {
+        Some(i) => format!(" or the ignore_index {i}"),
+        None => String::new(),
+    }
+}
+
+/// Validates and flattens a prediction `[N, C, *spatial]` and its target.
+pub(crate) fn prepare(
+    pred: Flat,
+    target: Target,
+    rules: &InputRules,
+) -> Result<Prepared, LossError> {
+    let pshape = pred.shape.clone();
+    let pred = pred.values;
+    let rank = pshape.len();
+    if !(3..=5).contains(&rank) {
+        return Err(LossError::BadShape {
+            what: "prediction".into(),
+            got: pshape,
+            expected: "[N, C, *spatial] with 1 to 3 spatial dims".into(),
+        });
+    }
+    if pshape.contains(&0) {
+        return Err(LossError::Empty {
+            what: "prediction".into(),
+            shape: pshape,
+        });
+    }
+    let (n, c) = (pshape[0], pshape[1]);
+    let spatial = pshape[2..].to_vec();
+    let s: usize = spatial.iter().product();
+    check_finite(&pred, "prediction")?;
+    let x: Tensor<3> = pred.reshape([n, c, s]);
+
+    let is_labels = target.is_labels();
+    let activation = resolve_activation(rules, is_labels, c)?;
+    if activation == Activation::None {
+        let lo = x.clone().min().into_scalar::<f64>();
+        let hi = x.clone().max().into_scalar::<f64>();
+        if lo < 0.0 || hi > 1.0 {
+            let v = if lo < 0.0 { lo } else { hi };
+            return Err(LossError::param(
+                "activation",
+                "none",
+                format!("activation=none needs probabilities in [0, 1]; the prediction has {v}"),
+            ));
+        }
+    }
+
+    let tshape = target.shape.clone();
+    match target.kind {
+        TargetKind::Mask(t) => {
+            if tshape != pshape {
+                return Err(LossError::ShapeMismatch {
+                    what: "mask target vs prediction".into(),
+                    expected: pshape,
+                    got: tshape,
+                });
+            }
+            check_finite(&t, "target")?;
+            let t3: Tensor<3> = t.reshape([n, c, s]);
+            let (y, valid, n_valid) = match rules.ignore_index {
+                Some(ii) => {
+                    let ign = t3.clone().equal_elem(ii as f64);
+                    // A pixel is ignored when any channel carries the ignore value.
+                    let ign_px = ign.clone().int().sum_dim(1).greater_elem(0);
+                    let y = t3.mask_fill(ign, 0.0);
+                    let valid = ign_px.bool_not().float();
+                    let nv = valid.clone().sum().into_scalar::<f64>() as usize;
+                    (y, Some(valid), nv)
+                }
+                None => (t3, None, n * s),
+            };
+            let lo = y.clone().min().into_scalar::<f64>();
+            let hi = y.clone().max().into_scalar::<f64>();
+            if lo < 0.0 || hi > 1.0 {
+                return Err(LossError::TargetOutOfRange {
+                    value: if lo < 0.0 { lo } else { hi },
+                    ignore: ignore_note(rules.ignore_index),
+                });
+            }
+            let valid = valid.filter(|_| n_valid < n * s);
+            Ok(Prepared {
+                n,
+                c,
+                spatial,
+                x,
+                activation,
+                y,
+                labels: None,
+                valid,
+                n_valid,
+            })
+        }
+        TargetKind::Labels(l) => {
+            let ok_shape = (tshape.len() == rank
+                && tshape[0] == n
+                && tshape[1] == 1
+                && tshape[2..] == spatial[..])
+                || (tshape.len() == rank - 1 && tshape[0] == n && tshape[1..] == spatial[..]);
+            if !ok_shape {
+                let mut one = pshape.clone();
+                one[1] = 1;
+                return Err(LossError::BadShape {
+                    what: "label-map target".into(),
+                    got: tshape,
+                    expected: format!(
+                        "{one:?} or {:?} for a prediction of shape {pshape:?}",
+                        [&[n][..], &spatial[..]].concat()
+                    ),
+                });
+            }
+            let l2: Tensor<2, Int> = l.reshape([n, s]);
+            let (l2, valid, n_valid) = match rules.ignore_index {
+                Some(ii) => {
+                    let ign = l2.clone().equal_elem(ii);
+                    let nign = ign.clone().int().sum().into_scalar::<i64>() as usize;
+                    let l2 = l2.mask_fill(ign.clone(), 0);
+                    let valid: Tensor<3> = ign.bool_not().float().reshape([n, 1, s]);
+                    let valid = if nign > 0 { Some(valid) } else { None };
+                    (l2, valid, n * s - nign)
+                }
+                None => (l2, None, n * s),
+            };
+            let lo = l2.clone().min().into_scalar::<i64>();
+            let hi = l2.clone().max().into_scalar::<i64>();
+            if lo < 0 || hi >= c as i64 {
+                return Err(LossError::LabelOutOfRange {
+                    label: if lo < 0 { lo } else { hi },
+                    num_classes: c,
+                    ignore: ignore_note(rules.ignore_index),
+                });
+            }
+            let mut y: Tensor<3> = l2
+                .clone()
+                .one_hot_fill::<3>(c, 1.0, 0.0, 1)
+                .float();
+            if let Some(v) = &valid {
+                y = y * v.clone();
+            }
+            Ok(Prepared {
+                n,
+                c,
+                spatial,
+                x,
+                activation,
+                y,
+                labels: Some(l2),
+                valid,
+                n_valid,
+            })
+        }
+    }
+}
+
+/// Reduces a pixel-wise loss map `[N, C', S]` (already zero at ignored pixels): `Mean` divides by
+/// `C' · n_valid`, `Sum` is the plain sum, `BatchMean` divides the sum by N, `None` returns the map
+/// reshaped to `[N, C', *spatial]`.
+pub(crate) fn reduce_map(p: &Prepared, map: Tensor<3>, reduction: LossReduction) -> LossValue {
+    let cc = map.dims()[1];
+    match reduction {
+        LossReduction::Mean => {
+            let denom = (cc * p.n_valid).max(1) as f64;
+            LossValue::scalar(map.sum().div_scalar(denom))
+        }
+        LossReduction::Sum => LossValue::scalar(map.sum()),
+        LossReduction::BatchMean => LossValue::scalar(map.sum().div_scalar(p.n as f64)),
+        LossReduction::None => {
+            let mut shape = vec![p.n, cc];
+            shape.extend_from_slice(&p.spatial);
+            let numel = shape.iter().product::<usize>();
+            LossValue {
+                values: map.reshape([numel]),
+                shape,
+            }
+        }
+    }
+}
+
+/// Validates a per-pixel weight map against a prepared input and returns it as `[N, 1 or C, S]`.
+///
+/// Accepted shapes: `[N, 1, *spatial]`, `[N, *spatial]` and (when `allow_channels`) `[N, C, *spatial]`.
+pub(crate) fn prepare_weights(
+    p: &Prepared,
+    w: Flat,
+    allow_channels: bool,
+) -> Result<Tensor<3>, LossError> {
+    let wshape = w.shape.clone();
+    let w = w.values;
+    let s = p.s();
+    let n = p.n;
+    let sp = &p.spatial[..];
+    let channels = if wshape.len() == sp.len() + 2 && wshape[0] == n && wshape[2..] == *sp {
+        if wshape[1] == 1 || (allow_channels && wshape[1] == p.c) {
+            Some(wshape[1])
+        } else {
+            None
+        }
+    } else if wshape.len() == sp.len() + 1 && wshape[0] == n && wshape[1..] == *sp {
+        Some(1)
+    } else {
+        None
+    };
+    let Some(cw) = channels else {
+        let mut one = vec![n, 1];
+        one.extend_from_slice(sp);
+        let mut expected = format!("{one:?} or {:?}", [&[n][..], sp].concat());
+        if allow_channels {
+            let mut full = vec![n, p.c];
+            full.extend_from_slice(sp);
+            expected.push_str(&format!(" or {full:?}"));
+        }
+        return Err(LossError::BadShape {
+            what: "weight map".into(),
+            got: wshape,
+            expected,
+        });
+    };
+    check_finite(&w, "weight map")?;
+    let w3: Tensor<3> = w.reshape([n, cw, s]);
+    let lo = w3.clone().min().into_scalar::<f64>();
+    if lo < 0.0 {
+        return Err(LossError::NegativeWeight {
+            what: "weight map".into(),
+            value: lo,
+        });
+    }
+    Ok(w3)
+}
+
+/// Validates a per-class weight vector against C and returns it as a `[1, C, 1]` tensor.
+pub(crate) fn class_weights(
+    p: &Prepared,
+    weight: &[f64],
+    name: &str,
+) -> Result<Tensor<3>, LossError> {
+    if weight.len() != p.c {
+        return Err(LossError::param(
+            name,
+            format!("{weight:?}"),
+            format!("one weight per class: {} values for C = {}", p.c, p.c),
+        ));
+    }
+    if let Some(bad) = weight.iter().find(|w| !w.is_finite() || **w < 0.0) {
+        return Err(LossError::param(
+            name,
+            bad,
+            "class weights must be finite and >= 0",
+        ));
+    }
+    Ok(const_tensor(&p.x, weight.to_vec(), [1, p.c, 1]))
+}

@@ -1,0 +1,122 @@
+//! The rank-erased interface every segloss loss implements, used by the spec grammar, composite
+//! losses and the CLI.
+
+use burn::tensor::Tensor;
+
+use crate::error::LossError;
+use crate::input::{Flat, LossReduction, LossValue, Target};
+
+/// A segmentation loss applied to a prediction `[N, C, *spatial]`, a [`Target`] and, for losses
+/// that take one, a per-pixel weight map.
+///
+/// This is the object-safe form used by [`LossSpec`](crate::LossSpec) and the CLI; each loss also
+/// has burn-style inherent `forward` / `forward_no_reduction` methods on ranked tensors.
+pub trait SegLoss: std::fmt::Debug + Send + Sync {
+    /// The loss's name in the spec grammar (e.g. `"bce"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the loss needs a per-pixel weight map (`weighted_ce`).
+    fn needs_weights(&self) -> bool {
+        false
+    }
+
+    /// Computes the loss.
+    ///
+    /// `reduction = None` gives the per-element map (pixel-wise losses) or the `[N, C]` matrix
+    /// (region losses); the other reductions give a `[1]` value.
+    fn loss_value(
+        &self,
+        pred: Flat,
+        target: Target,
+        weights: Option<Flat>,
+        reduction: LossReduction,
+    ) -> Result<LossValue, LossError>;
+}
+
+/// `forward`, `forward_no_reduction` and `try_forward` for a pixel-wise loss without weight map.
+macro_rules! pixel_loss_methods {
+    ($ty:ty) => {
+        impl $ty {
+            /// Computes the loss and reduces it.
+            ///
+            /// `Reduction::Auto` behaves as `Reduction::Mean`.
+            ///
+            /// # Shapes
+            ///
+            /// - predictions: `[N, C, *spatial]` (1 to 3 spatial dims)
+            /// - targets: a mask `[N, C, *spatial]` (`Tensor<D>`) or a label map `[N, 1, *spatial]` /
+            ///   `[N, *spatial]` (`Tensor<D, Int>` or `Tensor<D-1, Int>`)
+            /// - output: `[1]`
+            ///
+            /// # Panics
+            ///
+            /// On invalid input (see [`try_forward`](Self::try_forward) for the error list), with a
+            /// message stating the expected and received values, as burn's own losses do.
+            pub fn forward<const D: usize>(
+                &self,
+                predictions: burn::tensor::Tensor<D>,
+                targets: impl Into<$crate::Target>,
+                reduction: burn::nn::loss::Reduction,
+            ) -> burn::tensor::Tensor<1> {
+                $crate::error::or_panic(self.try_forward(predictions, targets, reduction.into()))
+                    .values
+            }
+
+            /// Computes the loss without reduction: the per-element map, `[N, C', *spatial]`.
+            ///
+            /// # Panics
+            ///
+            /// On invalid input, as [`forward`](Self::forward).
+            pub fn forward_no_reduction<const D: usize>(
+                &self,
+                predictions: burn::tensor::Tensor<D>,
+                targets: impl Into<$crate::Target>,
+            ) -> burn::tensor::Tensor<D> {
+                let dims = predictions.dims();
+                let v = $crate::error::or_panic(self.try_forward(
+                    predictions,
+                    targets,
+                    $crate::LossReduction::None,
+                ));
+                let numel = v.shape.iter().product::<usize>();
+                let mut shape = dims;
+                shape[1] = numel / (dims.iter().product::<usize>() / dims[1]);
+                v.values.reshape(shape)
+            }
+
+            /// Computes the loss, returning a typed error on invalid input: shape mismatch, empty
+            /// tensors, non-finite predictions, labels outside `0..C` (other than `ignore_index`),
+            /// mask values outside [0, 1], an activation the loss does not support.
+            pub fn try_forward<const D: usize>(
+                &self,
+                predictions: burn::tensor::Tensor<D>,
+                targets: impl Into<$crate::Target>,
+                reduction: $crate::LossReduction,
+            ) -> Result<$crate::LossValue, $crate::LossError> {
+                $crate::SegLoss::loss_value(
+                    self,
+                    $crate::Flat::from_tensor(predictions),
+                    targets.into(),
+                    None,
+                    reduction,
+                )
+            }
+        }
+    };
+}
+pub(crate) use pixel_loss_methods;
+
+/// Rejects a weight map given to a loss that takes none.
+pub(crate) fn no_weights(name: &str, weights: &Option<Flat>) -> Result<(), LossError> {
+    if weights.is_some() {
+        return Err(LossError::param(
+            "weights",
+            "a weight map",
+            format!("{name} takes no weight map (only weighted_ce and the compound sums containing it do)"),
+        ));
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn _assert_object_safe(_: &dyn SegLoss, _: Tensor<1>) {}

@@ -1,0 +1,205 @@
+//! Shared helpers of the fixture tests: reading the oracle fixtures of `tests/fixtures/losses/`
+//! (produced by `tools/reference/gen_losses.py` from PyTorch / MONAI / smp) and running a case
+//! through the spec-built loss on the flex backend.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use segloss::{Flat, LossReduction, LossSpec, SegLoss, Target};
+use serde_json::Value;
+
+/// Path of a fixture file under the workspace's `tests/fixtures/`.
+pub fn fixture_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
+}
+
+/// A flat array with its shape.
+#[derive(Debug, Clone)]
+pub struct Arr {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl Arr {
+    pub fn from_json(v: &Value) -> Arr {
+        let shape = v["shape"]
+            .as_array()
+            .expect("shape")
+            .iter()
+            .map(|d| d.as_u64().expect("dim") as usize)
+            .collect();
+        let data = v["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|d| d.as_f64().unwrap_or(f64::NAN))
+            .collect();
+        Arr { shape, data }
+    }
+}
+
+/// One oracle case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub spec: String,
+    pub oracle: String,
+    pub pred: Arr,
+    pub target: Arr,
+    pub target_is_labels: bool,
+    pub weights: Option<Arr>,
+    pub value: Arr,
+    pub grad: Option<Arr>,
+}
+
+/// Reads every case of a fixture file.
+pub fn load_cases(rel: &str) -> Vec<Case> {
+    let path = fixture_path(rel);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
+    let root: Value = serde_json::from_str(&text).expect("fixture JSON");
+    root["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            let value = if c["value"].is_number() {
+                Arr {
+                    shape: vec![1],
+                    data: vec![c["value"].as_f64().unwrap()],
+                }
+            } else {
+                Arr::from_json(&c["value"])
+            };
+            Case {
+                name: c["name"].as_str().unwrap().to_string(),
+                spec: c["spec"].as_str().unwrap().to_string(),
+                oracle: c["oracle"].as_str().unwrap_or("").to_string(),
+                pred: Arr::from_json(&c["pred"]),
+                target: Arr::from_json(&c["target"]),
+                target_is_labels: c["target"]["kind"].as_str() == Some("labels"),
+                weights: if c["weights"].is_null() {
+                    None
+                } else {
+                    Some(Arr::from_json(&c["weights"]))
+                },
+                value,
+                grad: if c["grad"].is_null() {
+                    None
+                } else {
+                    Some(Arr::from_json(&c["grad"]))
+                },
+            }
+        })
+        .collect()
+}
+
+fn flat(device: &Device, a: &Arr, dtype: DType) -> Flat {
+    let n = a.data.len();
+    Flat {
+        values: Tensor::from_data(TensorData::new(a.data.clone(), [n]), (device, dtype)),
+        shape: a.shape.clone(),
+    }
+}
+
+/// The target of a case on a device.
+pub fn target_of(device: &Device, c: &Case, pred: &Arr, dtype: DType) -> Target {
+    if c.target_is_labels {
+        let v: Vec<i64> = c.target.data.iter().map(|&x| x as i64).collect();
+        let n = v.len();
+        let t: Tensor<1, Int> = Tensor::from_data(TensorData::new(v, [n]), device);
+        Target::labels_flat(t, c.target.shape.clone())
+    } else {
+        let _ = pred;
+        let f = flat(device, &c.target, dtype);
+        Target::mask_flat(f.values, f.shape)
+    }
+}
+
+/// Runs a case with predictions `pred` (possibly perturbed) and returns the loss values and,
+/// when `with_grad`, d(sum of loss)/d(pred).
+pub fn run(c: &Case, pred: &Arr, dtype: DType, with_grad: bool) -> (Vec<f64>, Option<Vec<f64>>) {
+    let loss = LossSpec::parse(&c.spec)
+        .unwrap_or_else(|e| panic!("{}: {}", c.name, e.pretty()))
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let device = if with_grad {
+        Device::flex().autodiff()
+    } else {
+        Device::flex()
+    };
+    let mut p = flat(&device, pred, dtype);
+    if with_grad {
+        p.values = p.values.require_grad();
+    }
+    let target = target_of(&device, c, pred, dtype);
+    let weights = c.weights.as_ref().map(|w| flat(&device, w, dtype));
+    let v = loss
+        .loss_value(p.clone(), target, weights, LossReduction::Mean)
+        .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let vals = to_vec(v.values.clone());
+    let grad = if with_grad {
+        let grads = v.values.sum().backward();
+        Some(to_vec(p.values.grad(&grads).expect("gradient")))
+    } else {
+        None
+    };
+    (vals, grad)
+}
+
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
+}
+
+/// Asserts `got ≈ want` elementwise: |g − w| ≤ rtol·|w| + atol.
+pub fn assert_close(name: &str, what: &str, got: &[f64], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: {what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.is_finite() && (g - w).abs() <= rtol * w.abs() + atol,
+            "{name}: {what}[{i}]: got {g}, oracle {w} (|diff| = {:e}, rtol {rtol}, atol {atol})",
+            (g - w).abs()
+        );
+    }
+}
+
+/// The largest magnitude of a slice (for gradient tolerances relative to the gradient's scale).
+pub fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+}
+
+/// Whether the flex backend computes in f64.
+pub fn f64_supported() -> bool {
+    Device::flex().supports_dtype(DType::F64)
+}
+
+/// Checks a whole fixture file against the spec-built losses: values and gradients in f32
+/// (DESIGN tolerances for f32 inputs: value 2e-4 relative, gradient 1e-4 relative to the gradient's
+/// scale) and, where flex supports it, in f64 (value 1e-5, gradient 1e-4, tighter in practice).
+pub fn check_fixture_file(rel: &str, filter: impl Fn(&Case) -> bool) -> usize {
+    let cases = load_cases(rel);
+    let mut n = 0;
+    for c in cases.iter().filter(|c| filter(c)) {
+        n += 1;
+        let (v, g) = run(c, &c.pred, DType::F32, c.grad.is_some());
+        let scale = max_abs(&c.value.data).max(1e-3);
+        assert_close(&c.name, "value (f32)", &v, &c.value.data, 2e-4, 2e-6 * scale);
+        if let (Some(g), Some(want)) = (g, &c.grad) {
+            let gs = max_abs(&want.data).max(1e-12);
+            assert_close(&c.name, "grad (f32)", &g, &want.data, 1e-4, 1e-4 * gs);
+        }
+        if f64_supported() {
+            let (v, g) = run(c, &c.pred, DType::F64, c.grad.is_some());
+            assert_close(&c.name, "value (f64)", &v, &c.value.data, 1e-5, 1e-9);
+            if let (Some(g), Some(want)) = (g, &c.grad) {
+                let gs = max_abs(&want.data).max(1e-12);
+                assert_close(&c.name, "grad (f64)", &g, &want.data, 1e-4, 1e-6 * gs);
+            }
+        }
+    }
+    n
+}
