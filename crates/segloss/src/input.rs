@@ -53,11 +53,10 @@ enum TargetKind {
 impl Target {
     /// A mask target of the prediction's shape.
     pub fn mask<const D: usize>(t: Tensor<D>) -> Self {
-        let shape = t.dims().to_vec();
-        let n = shape.iter().product::<usize>();
+        let f = Flat::from_tensor(t);
         Target {
-            kind: TargetKind::Mask(t.reshape([n])),
-            shape,
+            kind: TargetKind::Mask(f.values),
+            shape: f.shape,
         }
     }
 
@@ -65,8 +64,14 @@ impl Target {
     pub fn labels<const D: usize>(t: Tensor<D, Int>) -> Self {
         let shape = t.dims().to_vec();
         let n = shape.iter().product::<usize>();
+        // burn cannot reshape an empty tensor: keep a placeholder; `prepare` reports `Empty`.
+        let values = if n == 0 {
+            Tensor::zeros([1], &t.device())
+        } else {
+            t.reshape([n])
+        };
         Target {
-            kind: TargetKind::Labels(t.reshape([n])),
+            kind: TargetKind::Labels(values),
             shape,
         }
     }
@@ -77,7 +82,11 @@ impl Target {
     ///
     /// If the shape's element count differs from the number of values.
     pub fn mask_flat(values: Tensor<1>, shape: Vec<usize>) -> Self {
-        assert_eq!(values.dims()[0], shape.iter().product::<usize>(), "mask values vs shape");
+        assert_eq!(
+            values.dims()[0],
+            shape.iter().product::<usize>().max(1),
+            "mask values vs shape"
+        );
         Target {
             kind: TargetKind::Mask(values),
             shape,
@@ -90,7 +99,11 @@ impl Target {
     ///
     /// If the shape's element count differs from the number of values.
     pub fn labels_flat(values: Tensor<1, Int>, shape: Vec<usize>) -> Self {
-        assert_eq!(values.dims()[0], shape.iter().product::<usize>(), "labels vs shape");
+        assert_eq!(
+            values.dims()[0],
+            shape.iter().product::<usize>().max(1),
+            "labels vs shape"
+        );
         Target {
             kind: TargetKind::Labels(values),
             shape,
@@ -183,13 +196,18 @@ impl Flat {
     }
 
     /// Flattens a tensor of any rank.
+    ///
+    /// An empty tensor keeps its shape (with a 0) and a one-element placeholder, since burn cannot
+    /// reshape it; every loss reports it as [`LossError::Empty`].
     pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Self {
         let shape = t.dims().to_vec();
         let n = shape.iter().product::<usize>();
-        Flat {
-            values: t.reshape([n]),
-            shape,
-        }
+        let values = if n == 0 {
+            Tensor::zeros([1], &t.device())
+        } else {
+            t.reshape([n])
+        };
+        Flat { values, shape }
     }
 
     /// Reshapes to a tensor of rank `D` (panics if the rank differs: an internal invariant).
@@ -232,10 +250,15 @@ pub(crate) struct Prepared {
     pub y: Tensor<3>,
     /// Class indices `[N, S]` for label-map targets (ignored pixels set to 0).
     pub labels: Option<Tensor<2, Int>>,
-    /// `[N, 1, S]` with 1 where the pixel counts and 0 where it is ignored; `None` if none is.
+    /// 1 where the element counts and 0 where it is ignored; `None` if nothing is ignored.
+    /// `[N, 1, S]` for label maps (a pixel is ignored); `[N, C, S]` for masks (an element is).
     pub valid: Option<Tensor<3>>,
-    /// Number of counted pixel positions (N·S without ignored pixels).
+    /// `[N, 1, S]`: 1 where every channel of the pixel counts (per-pixel losses).
+    pub valid_px: Option<Tensor<3>>,
+    /// Number of counted pixel positions (pixels of `valid_px`).
     pub n_valid: usize,
+    /// Number of counted elements of `[N, C, S]`.
+    pub n_valid_el: usize,
 }
 
 impl Prepared {
@@ -282,11 +305,27 @@ impl Prepared {
         }
     }
 
-    /// Multiplies a `[N, C', S]` tensor by the valid mask (if any).
+    /// Multiplies a `[N, C, S]` or `[N, 1, S]` tensor by the matching valid mask (if any).
     pub fn mask_valid(&self, t: Tensor<3>) -> Tensor<3> {
+        let per_pixel = t.dims()[1] == 1 && self.c != 1;
+        match (&self.valid, &self.valid_px) {
+            (Some(_), Some(px)) if per_pixel => t * px.clone(),
+            (Some(v), _) => t * v.clone(),
+            _ => t,
+        }
+    }
+
+    /// Number of counted elements in channels `from..C` (`from = 0`: all).
+    pub fn valid_elements_from(&self, from: usize) -> f64 {
         match &self.valid {
-            Some(v) => t * v.clone(),
-            None => t,
+            None => ((self.c - from) * self.n * self.s()) as f64,
+            Some(v) if v.dims()[1] == 1 => ((self.c - from) * self.n_valid) as f64,
+            Some(_) if from == 0 => self.n_valid_el as f64,
+            Some(v) => v
+                .clone()
+                .narrow(1, from, self.c - from)
+                .sum()
+                .into_scalar::<f64>(),
         }
     }
 }
@@ -418,17 +457,24 @@ pub(crate) fn prepare(
             }
             check_finite(&t, "target")?;
             let t3: Tensor<3> = t.reshape([n, c, s]);
-            let (y, valid, n_valid) = match rules.ignore_index {
+            let (y, valid, valid_px, n_valid, n_valid_el) = match rules.ignore_index {
                 Some(ii) => {
                     let ign = t3.clone().equal_elem(ii as f64);
-                    // A pixel is ignored when any channel carries the ignore value.
+                    let n_ign = ign.clone().int().sum().into_scalar::<i64>() as usize;
+                    // An element is ignored where it carries the ignore value; a pixel (for
+                    // per-pixel losses) when any of its channels does.
                     let ign_px = ign.clone().int().sum_dim(1).greater_elem(0);
-                    let y = t3.mask_fill(ign, 0.0);
-                    let valid = ign_px.bool_not().float();
-                    let nv = valid.clone().sum().into_scalar::<f64>() as usize;
-                    (y, Some(valid), nv)
+                    let y = t3.mask_fill(ign.clone(), 0.0);
+                    let valid = ign.bool_not().float().cast(x.dtype());
+                    let valid_px = ign_px.bool_not().float().cast(x.dtype());
+                    let nv = valid_px.clone().sum().into_scalar::<f64>() as usize;
+                    if n_ign > 0 {
+                        (y, Some(valid), Some(valid_px), nv, n * c * s - n_ign)
+                    } else {
+                        (y, None, None, n * s, n * c * s)
+                    }
                 }
-                None => (t3, None, n * s),
+                None => (t3, None, None, n * s, n * c * s),
             };
             let lo = y.clone().min().into_scalar::<f64>();
             let hi = y.clone().max().into_scalar::<f64>();
@@ -438,7 +484,6 @@ pub(crate) fn prepare(
                     ignore: ignore_note(rules.ignore_index),
                 });
             }
-            let valid = valid.filter(|_| n_valid < n * s);
             Ok(Prepared {
                 n,
                 c,
@@ -448,7 +493,9 @@ pub(crate) fn prepare(
                 y,
                 labels: None,
                 valid,
+                valid_px,
                 n_valid,
+                n_valid_el,
             })
         }
         TargetKind::Labels(l) => {
@@ -475,7 +522,7 @@ pub(crate) fn prepare(
                     let ign = l2.clone().equal_elem(ii);
                     let nign = ign.clone().int().sum().into_scalar::<i64>() as usize;
                     let l2 = l2.mask_fill(ign.clone(), 0);
-                    let valid: Tensor<3> = ign.bool_not().float().reshape([n, 1, s]);
+                    let valid: Tensor<3> = ign.bool_not().float().cast(x.dtype()).reshape([n, 1, s]);
                     let valid = if nign > 0 { Some(valid) } else { None };
                     (l2, valid, n * s - nign)
                 }
@@ -493,7 +540,8 @@ pub(crate) fn prepare(
             let mut y: Tensor<3> = l2
                 .clone()
                 .one_hot_fill::<3>(c, 1.0, 0.0, 1)
-                .float();
+                .float()
+                .cast(x.dtype());
             if let Some(v) = &valid {
                 y = y * v.clone();
             }
@@ -505,21 +553,28 @@ pub(crate) fn prepare(
                 activation,
                 y,
                 labels: Some(l2),
+                valid_px: valid.clone(),
                 valid,
                 n_valid,
+                n_valid_el: n_valid * c,
             })
         }
     }
 }
 
-/// Reduces a pixel-wise loss map `[N, C', S]` (already zero at ignored pixels): `Mean` divides by
-/// `C' · n_valid`, `Sum` is the plain sum, `BatchMean` divides the sum by N, `None` returns the map
-/// reshaped to `[N, C', *spatial]`.
+/// Reduces a pixel-wise loss map `[N, C', S]` (already zero where ignored): `Mean` divides by the
+/// number of counted elements (C' = C, the last C' channels, or 1 = per pixel), `Sum` is the plain
+/// sum, `BatchMean` divides the sum by N, `None` returns the map reshaped to `[N, C', *spatial]`.
 pub(crate) fn reduce_map(p: &Prepared, map: Tensor<3>, reduction: LossReduction) -> LossValue {
     let cc = map.dims()[1];
     match reduction {
         LossReduction::Mean => {
-            let denom = (cc * p.n_valid).max(1) as f64;
+            let denom = if cc == 1 && p.c != 1 {
+                p.n_valid as f64
+            } else {
+                p.valid_elements_from(p.c - cc)
+            }
+            .max(1.0);
             LossValue::scalar(map.sum().div_scalar(denom))
         }
         LossReduction::Sum => LossValue::scalar(map.sum()),
@@ -593,11 +648,25 @@ pub(crate) fn class_weights(
     weight: &[f64],
     name: &str,
 ) -> Result<Tensor<3>, LossError> {
-    if weight.len() != p.c {
+    class_weights_n(p, weight, p.c, name)
+}
+
+/// Validates a per-class weight vector against `count` kept channels, as a `[1, count, 1]` tensor.
+pub(crate) fn class_weights_n(
+    p: &Prepared,
+    weight: &[f64],
+    count: usize,
+    name: &str,
+) -> Result<Tensor<3>, LossError> {
+    if weight.len() != count {
         return Err(LossError::param(
             name,
             format!("{weight:?}"),
-            format!("one weight per class: {} values for C = {}", p.c, p.c),
+            format!(
+                "one weight per counted class: {count} values (C = {}{})",
+                p.c,
+                if count < p.c { ", background excluded" } else { "" }
+            ),
         ));
     }
     if let Some(bad) = weight.iter().find(|w| !w.is_finite() || **w < 0.0) {
@@ -607,5 +676,5 @@ pub(crate) fn class_weights(
             "class weights must be finite and >= 0",
         ));
     }
-    Ok(const_tensor(&p.x, weight.to_vec(), [1, p.c, 1]))
+    Ok(const_tensor(&p.x, weight.to_vec(), [1, count, 1]))
 }

@@ -6,7 +6,7 @@ use burn::tensor::activation;
 
 use crate::error::LossError;
 use crate::input::{
-    class_weights, const_tensor, prepare, reduce_map, Activation, Flat, InputRules,
+    class_weights_n, const_tensor, prepare, reduce_map, Activation, Flat, InputRules,
     LossReduction, LossValue,
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
@@ -29,6 +29,10 @@ pub struct FocalLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels contribute nothing and leave the mean's denominator.
     pub ignore_index: Option<i64>,
+    /// Whether channel 0 (the background) counts; when false (and C > 1) it is left out of the
+    /// loss and of the mean, and `weight` has C − 1 entries.
+    #[config(default = true)]
+    pub include_background: bool,
 }
 
 impl FocalLossConfig {
@@ -62,6 +66,7 @@ impl FocalLossConfig {
             weight: self.weight.clone(),
             activation: self.activation,
             ignore_index: self.ignore_index,
+            include_background: self.include_background,
         })
     }
 }
@@ -80,7 +85,12 @@ impl FocalLossConfig {
 /// averages over all of its N·C·S elements, as MONAI. `sum` is the plain sum (MONAI's `sum` first
 /// averages over the spatial axes: a quirk we do not copy).
 ///
-/// Oracle: `monai.losses.FocalLoss(gamma, alpha, weight, use_softmax)`.
+/// `include_background = false` drops channel 0 from the loss (as MONAI). In softmax mode MONAI
+/// drops it *before* the softmax (a softmax over the remaining C − 1 channels) and silently
+/// ignores a scalar α; segloss keeps the softmax over all C classes (the probabilities the
+/// network actually outputs) and keeps α — a documented difference.
+///
+/// Oracle: `monai.losses.FocalLoss(gamma, alpha, weight, use_softmax, include_background)`.
 #[derive(Module, Debug)]
 pub struct FocalLoss {
     /// γ.
@@ -97,6 +107,8 @@ pub struct FocalLoss {
     /// Ignored value.
     #[module(skip)]
     pub ignore_index: Option<i64>,
+    /// Whether channel 0 counts.
+    pub include_background: bool,
 }
 
 pixel_loss_methods!(FocalLoss);
@@ -167,11 +179,17 @@ impl SegLoss for FocalLoss {
                 l
             }
         };
+        map = p.mask_valid(map);
+        let mut kept = p.c;
+        if !self.include_background && p.c > 1 {
+            kept = p.c - 1;
+            map = map.narrow(1, 1, kept);
+        }
         if let Some(w) = &self.weight {
             if p.c != 1 {
-                map = map * class_weights(&p, w, "weight")?;
+                map = map * class_weights_n(&p, w, kept, "weight")?;
             }
         }
-        Ok(reduce_map(&p, p.mask_valid(map), reduction))
+        Ok(reduce_map(&p, map, reduction))
     }
 }

@@ -24,7 +24,15 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
         "bce" => &["pos_weight", "label_smoothing", "ignore_index", "activation", "reduction"],
         "balanced_bce" => &["activation", "reduction"],
         "ce" => &["weight", "ignore_index", "label_smoothing", "activation", "reduction"],
-        "focal" => &["gamma", "alpha", "weight", "activation", "ignore_index", "reduction"],
+        "focal" => &[
+            "gamma",
+            "alpha",
+            "weight",
+            "activation",
+            "ignore_index",
+            "include_background",
+            "reduction",
+        ],
         "weighted_ce" => &["activation", "ignore_index", "reduction"],
         _ => return Ok(None),
     };
@@ -73,6 +81,9 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
                 .with_weight(a.weights("weight")?)
                 .with_activation(a.activation()?)
                 .with_ignore_index(a.int("ignore_index")?);
+            if let Some(b) = a.boolean("include_background")? {
+                c = c.with_include_background(b);
+            }
             if let Some(v) = a.num("gamma", NONNEG, "a number >= 0")? {
                 c = c.with_gamma(v);
             }
