@@ -2,48 +2,38 @@
 //!
 //! All three come from one two-sided transform `D(x)`: the distance from `x` to the nearest voxel of the
 //! *other* class (a foreground voxel's distance to the background, a background voxel's distance to the
-//! foreground), in units of the spacing. Equivalently `D = EDT(m) + EDT(¬m)` with scipy's EDT, computed in
-//! a single multi-label pass.
+//! foreground), in units of the spacing: `D = EDT(m) + EDT(¬m)` with scipy's EDT.
 //!
 //! A mask that is all background or all foreground has no boundary: every map is then 0 everywhere
 //! (finite, and a loss built on it contributes nothing).
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
 
-use crate::edt::{c_order, multilabel_buffer, to_array};
+use crate::edt::{c_order, to_array};
 use crate::element::{Float, Voxel};
 use crate::error::Result;
 use crate::grid::Grid;
+use crate::kernel;
 
-/// A binary class as a label of its own (both classes count as labelled for the multi-label kernel).
-#[derive(Clone, Copy)]
-struct Side(bool);
-
-impl Voxel for Side {
-    #[inline(always)]
-    fn is_foreground(self) -> bool {
-        true
-    }
-    #[inline(always)]
-    fn same_label(self, other: Self) -> bool {
-        self.0 == other.0
-    }
-    #[inline(always)]
-    fn label_key(self) -> u64 {
-        self.0 as u64 + 1
-    }
-}
-
-/// Returns the grid, the foreground flags and `D` (see the module documentation).
+/// Returns the foreground flags and `D` (see the module documentation): two binary EDTs, one per side.
 fn two_sided<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
     mask: &ArrayBase<S, D>,
     spacing: Option<&[f64]>,
 ) -> Result<(Vec<bool>, Vec<F>)> {
     let g = Grid::new(mask.shape(), spacing)?;
     let data = c_order(mask);
-    let sides: Vec<Side> = data.iter().map(|v| Side(v.is_foreground())).collect();
-    let d = multilabel_buffer::<Side, F>(&sides, &g, false);
-    Ok((sides.into_iter().map(|s| s.0).collect(), d))
+    let fg: Vec<bool> = data.iter().map(|v| v.is_foreground()).collect();
+    let mut inside = vec![F::ZERO; g.len()];
+    let mut outside = vec![F::ZERO; g.len()];
+    rayon::join(
+        || kernel::binary_edt(&mut inside, &g, |i| !fg[i], false, false),
+        || kernel::binary_edt(&mut outside, &g, |i| fg[i], false, false),
+    );
+    // Each voxel is 0 in one of the two maps.
+    for (a, b) in inside.iter_mut().zip(&outside) {
+        *a = *a + *b;
+    }
+    Ok((fg, inside))
 }
 
 /// Two-sided EDT: every voxel's distance to the nearest voxel of the other class, i.e.

@@ -1,0 +1,110 @@
+//! Divan benchmarks of the maps on synthetic inputs (`cargo bench -p segloss-core`). The side-by-side
+//! comparison with scipy / edt / the Python weight-map recipes is `tools/bench/maps/run.sh`.
+
+use divan::Bencher;
+use ndarray::{Array2, Array3};
+use segloss_core::*;
+
+fn main() {
+    divan::main();
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random disks: about half foreground for `count` ≈ 0.6·area/(π·r²).
+fn disks2(n: usize, count: usize, rmin: usize, rmax: usize, seed: u64) -> Array2<bool> {
+    let mut rng = Rng(seed);
+    let mut m = Array2::from_elem((n, n), false);
+    for _ in 0..count {
+        let (cy, cx) = (rng.below(n) as isize, rng.below(n) as isize);
+        let r = (rmin + rng.below(rmax - rmin + 1)) as isize;
+        for y in (cy - r).max(0)..(cy + r + 1).min(n as isize) {
+            for x in (cx - r).max(0)..(cx + r + 1).min(n as isize) {
+                if (y - cy).pow(2) + (x - cx).pow(2) <= r * r {
+                    m[[y as usize, x as usize]] = true;
+                }
+            }
+        }
+    }
+    m
+}
+
+fn balls3(shape: (usize, usize, usize), count: usize, r: isize, seed: u64) -> Array3<bool> {
+    let mut rng = Rng(seed);
+    let mut m = Array3::from_elem(shape, false);
+    for _ in 0..count {
+        let c = [rng.below(shape.0), rng.below(shape.1), rng.below(shape.2)].map(|v| v as isize);
+        for ((z, y, x), v) in m.indexed_iter_mut() {
+            let d = (z as isize - c[0]).pow(2)
+                + (y as isize - c[1]).pow(2)
+                + (x as isize - c[2]).pow(2);
+            if d <= r * r {
+                *v = true;
+            }
+        }
+    }
+    m
+}
+
+/// Touching labels: each pixel takes the label of its nearest seed.
+fn voronoi(n: usize, seeds: usize, seed: u64) -> Array2<u32> {
+    let mut rng = Rng(seed);
+    let mut bg = Array2::from_elem((n, n), 1u8);
+    let mut id = Array2::<u32>::zeros((n, n));
+    for l in 1..=seeds {
+        let (y, x) = (rng.below(n), rng.below(n));
+        bg[[y, x]] = 0;
+        id[[y, x]] = l as u32;
+    }
+    let (_, nearest): (Array2<f32>, _) = feature_transform(&bg, None).unwrap();
+    nearest.mapv(|i| id.as_slice().unwrap()[i])
+}
+
+#[divan::bench]
+fn edt_2d_1024(b: Bencher) {
+    let m = disks2(1024, 1400, 6, 16, 1);
+    b.bench(|| edt::<f32, _, _, _>(&m, None).unwrap());
+}
+
+#[divan::bench]
+fn edt_3d_64x128x128_aniso(b: Bencher) {
+    let m = balls3((64, 128, 128), 60, 10, 2);
+    b.bench(|| edt::<f32, _, _, _>(&m, Some(&[2.0, 1.0, 1.0])).unwrap());
+}
+
+#[divan::bench]
+fn multilabel_edt_1024_500_labels(b: Bencher) {
+    let l = voronoi(1024, 500, 3);
+    b.bench(|| multilabel_edt::<f32, _, _, _>(&l, None).unwrap());
+}
+
+#[divan::bench]
+fn signed_distance_map_1024(b: Bencher) {
+    let m = disks2(1024, 1400, 6, 16, 4);
+    b.bench(|| signed_distance_map::<f32, _, _, _>(&m, None).unwrap());
+}
+
+#[divan::bench(args = [Connectivity::Face, Connectivity::Full])]
+fn connected_components_1024(b: Bencher, c: Connectivity) {
+    let m = disks2(1024, 1400, 6, 16, 5);
+    b.bench(|| connected_components(&m, c).unwrap());
+}
+
+#[divan::bench]
+fn unet_weight_map_512_100_cells(b: Bencher) {
+    let m = disks2(512, 110, 6, 13, 6);
+    let config = WeightMapConfig::default();
+    b.bench(|| unet_weight_map::<f32, _, _, _>(&m, None, &config).unwrap());
+}
