@@ -391,7 +391,8 @@ pub fn read(path: impl AsRef<Path>) -> Result<Volume, IoError> {
     }
 }
 
-fn open(path: &Path) -> Result<(File, u64), IoError> {
+/// Opens a file; the length is `None` for something that is not a regular file (a pipe).
+fn open(path: &Path) -> Result<(File, Option<u64>), IoError> {
     let file = File::open(path).map_err(|e| read_err(path, e))?;
     let meta = file.metadata().map_err(|e| read_err(path, e))?;
     if meta.is_dir() {
@@ -400,12 +401,17 @@ fn open(path: &Path) -> Result<(File, u64), IoError> {
             std::io::Error::other("it is a folder, expected a file"),
         ));
     }
-    Ok((file, meta.len()))
+    Ok((file, meta.is_file().then_some(meta.len())))
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>, IoError> {
-    let (mut file, len) = open(path)?;
-    let mut v = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    let (file, len) = open(path)?;
+    read_rest(file, len, path)
+}
+
+fn read_rest(mut file: File, len: Option<u64>, path: &Path) -> Result<Vec<u8>, IoError> {
+    let len = len.and_then(|l| usize::try_from(l).ok()).unwrap_or(0);
+    let mut v = Vec::with_capacity(len);
     file.read_to_end(&mut v).map_err(|e| read_err(path, e))?;
     Ok(v)
 }
@@ -417,7 +423,14 @@ fn read_all(path: &Path) -> Result<Vec<u8>, IoError> {
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Volume, IoError> {
     let path = path.as_ref();
     let (file, len) = open(path)?;
-    let data = npy::parse(&mut BufReader::new(file), len, path)?;
+    let data = match len {
+        Some(len) => npy::parse(&mut BufReader::new(file), len, path)?,
+        None => {
+            // A pipe: its length is only known once it is read.
+            let bytes = read_rest(file, None, path)?;
+            npy::parse(&mut &bytes[..], bytes.len() as u64, path)?
+        }
+    };
     Ok(Volume::new(data, None, path))
 }
 
@@ -484,6 +497,11 @@ pub fn tiff_from_bytes(bytes: &[u8]) -> Result<Volume, IoError> {
 pub fn read_nifti(path: impl AsRef<Path>) -> Result<Volume, IoError> {
     let path = path.as_ref();
     let (mut file, len) = open(path)?;
+    let Some(len) = len else {
+        // A pipe cannot seek: read it whole.
+        let bytes = read_rest(file, None, path)?;
+        return nifti_bytes(&bytes, path);
+    };
     let mut magic = [0u8; 2];
     let got = npy::read_up_to(&mut file, &mut magic).map_err(|e| read_err(path, e))?;
     let gz = got == 2 && magic == [0x1f, 0x8b];
@@ -516,7 +534,10 @@ pub fn read_nifti(path: impl AsRef<Path>) -> Result<Volume, IoError> {
 
 /// [`read_nifti`] on the bytes of a file in memory (gzip-compressed or not).
 pub fn nifti_from_bytes(bytes: &[u8]) -> Result<Volume, IoError> {
-    let path = Path::new(MEMORY);
+    nifti_bytes(bytes, Path::new(MEMORY))
+}
+
+fn nifti_bytes(bytes: &[u8], path: &Path) -> Result<Volume, IoError> {
     let gz = bytes.starts_with(&[0x1f, 0x8b]);
     let isize_hint = (gz && bytes.len() >= 18).then(|| {
         let t = &bytes[bytes.len() - 4..];

@@ -1326,3 +1326,31 @@ fn bare_file_name_writes_into_the_current_folder() {
     )
     .is_ok());
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn pipes_are_read_whole() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let a = arr2(&[[1.5f32, 2.5], [3.5, 4.5]]).into_dyn();
+    let d = dir();
+    let npy = d.path().join("a.npy");
+    let nii = d.path().join("a.nii.gz");
+    write(&npy, &a, None, WriteOptions::default()).unwrap();
+    write(&nii, &a, None, WriteOptions::default()).unwrap();
+    for (file, is_nifti) in [(npy, false), (nii, true)] {
+        let bytes = std::fs::read(&file).unwrap();
+        let (r, mut w) = std::io::pipe().unwrap();
+        let writer = std::thread::spawn(move || w.write_all(&bytes).unwrap());
+        let path = format!("/proc/self/fd/{}", r.as_raw_fd());
+        let v = if is_nifti {
+            read_nifti(&path)
+        } else {
+            read_npy(&path)
+        }
+        .unwrap();
+        writer.join().unwrap();
+        assert_eq!(v.data, ArrayData::F32(a.clone()));
+        assert_eq!(v.source, PathBuf::from(&path));
+    }
+}
