@@ -40,6 +40,28 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// Scratch for single lines (no tiles) of up to `n` voxels.
+    pub(crate) fn line(n: usize) -> Scratch {
+        Scratch {
+            g: vec![0.0; n + 1],
+            o: vec![0.0; n + 1],
+            gf: Vec::new(),
+            of: Vec::new(),
+            v: vec![0; n + 2],
+            z: vec![[0.0; 3]; n + 2],
+            seg: vec![0.0; n + 2],
+            segout: vec![0.0; n + 2],
+            arg: vec![0; n + 2],
+        }
+    }
+
+    /// Grows a [`Scratch::line`] scratch to lines of `n` voxels.
+    pub(crate) fn fit_line(&mut self, n: usize) {
+        if self.g.len() < n + 1 || self.v.len() < n + 2 {
+            *self = Scratch::line(n);
+        }
+    }
+
     pub(crate) fn new(n: usize, features: bool) -> Scratch {
         Scratch {
             g: vec![0.0; TILE * pitch(n)],
@@ -122,24 +144,48 @@ pub(crate) fn envelope(
         }
         return;
     }
-    let sites = &z[..m];
-    let mut k = 0usize;
-    let [mut xa, mut ha, mut fa] = sites[0];
+    // Site k owns the positions p with breakpoint(k−1, k) < p·s ≤ breakpoint(k, k+1). Compact the sites
+    // to those that own at least one position of the window, each with the end of its stretch, so
+    // that the fill below advances at most one site per position, without branches.
     let (w0, w1) = (window.0.min(n), window.1.min(n));
-    for (p, o) in out.iter_mut().enumerate().take(w1).skip(w0) {
-        let x = p as f64 * s;
-        // Advance while the breakpoint of (k, k+1) lies left of x: h(b) − h(a) < 2x(x_b − x_a).
-        while k + 1 < m {
-            let [xb, hb, fb] = sites[k + 1];
-            if hb - ha < 2.0 * x * (xb - xa) {
-                k += 1;
-                (xa, ha, fa) = (xb, hb, fb);
-            } else {
-                break;
+    if w0 >= w1 {
+        return;
+    }
+    let mut cnt = 0usize;
+    let mut prev = w0;
+    let [mut xa, mut ha, mut fa] = z[0];
+    let mut va = v[0];
+    for k in 0..m {
+        let end = if k + 1 < m {
+            let [xb, hb, fb] = z[k + 1];
+            let t = (hb - ha) / (2.0 * (xb - xa) * s);
+            // First position p with p·s > breakpoint: floor(t) + 1, clamped to the window.
+            let e = (t.clamp(-1.0, w1 as f64) + 1.0) as usize;
+            let e = e.clamp(prev, w1);
+            z[cnt] = [xa, fa, e as f64];
+            if want_arg {
+                v[cnt] = va;
             }
-        }
-        let d = x - xa;
-        *o = d * d + fa;
+            (xa, ha, fa) = (xb, hb, fb);
+            va = v[k + 1];
+            e
+        } else {
+            z[cnt] = [xa, fa, w1 as f64];
+            if want_arg {
+                v[cnt] = va;
+            }
+            w1
+        };
+        cnt += (end > prev) as usize;
+        prev = end;
+    }
+    let mut k = 0usize;
+    for (p, o) in out.iter_mut().enumerate().take(w1).skip(w0) {
+        let x = p as f64;
+        k += (x >= z[k][2]) as usize;
+        let [xs, fs, _] = z[k];
+        let d = x * s - xs;
+        *o = d * d + fs;
         if want_arg {
             arg[p] = v[k];
         }
@@ -514,39 +560,40 @@ fn sweep_pass<F: Float>(
     buf: &mut [F],
     g: &Grid,
     axis: usize,
-    is_target: &(impl Fn(usize) -> bool + Sync),
+    is_target: &(impl Fn(usize, usize) -> bool + Sync),
+    lanes: (usize, usize),
     serial: bool,
 ) {
     let n = g.shape[axis];
     let st: usize = g.shape[axis + 1..].iter().product();
+    let (lo, hi) = (lanes.0.min(st), lanes.1.min(st));
+    if lo >= hi {
+        return;
+    }
     let s = g.spacing[axis];
     let one = F::from_f64(1.0);
     let bp = SyncPtr(buf.as_mut_ptr());
-    let chunks = st.div_ceil(SWEEP_LANES);
+    let chunks = (hi - lo).div_ceil(SWEEP_LANES);
     let work = |next: &mut Vec<F>, c: usize| {
-        let j0 = c * SWEEP_LANES;
-        let w = SWEEP_LANES.min(st - j0);
+        let j0 = lo + c * SWEEP_LANES;
+        let w = SWEEP_LANES.min(hi - j0);
         let b = bp;
         // SAFETY: task c owns the voxels k·st + j for j in j0..j0 + w, which no other task touches.
         let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(b.0.add(k * st + j0), w) };
-        {
-            let r0 = row(0);
-            for (j, x) in r0.iter_mut().enumerate() {
-                *x = if is_target(j0 + j) {
-                    F::ZERO
-                } else {
-                    F::INFINITY
-                };
-            }
+        for (j, x) in row(0).iter_mut().enumerate() {
+            *x = if is_target(0, j0 + j) {
+                F::ZERO
+            } else {
+                F::INFINITY
+            };
         }
         for k in 1..n {
             let (p, r) = (row(k - 1), row(k));
-            let base = k * st + j0;
-            for j in 0..w {
-                r[j] = if is_target(base + j) {
+            for (j, (x, &px)) in r.iter_mut().zip(p.iter()).enumerate() {
+                *x = if is_target(k, j0 + j) {
                     F::ZERO
                 } else {
-                    p[j] + one
+                    px + one
                 };
             }
         }
@@ -618,7 +665,15 @@ pub(crate) fn binary_edt<F: Float>(
     serial: bool,
 ) {
     let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
-    sweep_pass(buf, g, first, &is_target, serial);
+    let st: usize = g.shape[first + 1..].iter().product();
+    sweep_pass(
+        buf,
+        g,
+        first,
+        &|k, j| is_target(k * st + j),
+        (0, st),
+        serial,
+    );
     if first == 0 && g.shape[1] > 1 {
         strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, serial);
     }
@@ -757,21 +812,27 @@ pub(crate) fn multilabel_edt<T: Voxel, F: Float>(
 /// As [`binary_edt`] with squared distances, but the last pass hands each row that lies in `eval`
 /// (rows: `[lo, hi)` on axes 0 and 1; columns: `[lo, hi)` on axis 2, crop coordinates) to
 /// `emit(row index, first column, values)` instead of writing it back. Runs on the calling thread.
+///
+/// `is_target(k, j)` takes the index `k` along the first axis of length > 1 (`first`) and the flat index
+/// `j` over the axes after it; only the lanes `j` in `lanes` can hold targets, and `buf` must hold
+/// infinity everywhere else on entry.
 pub(crate) fn binary_edt_emit<F: Float>(
     buf: &mut [F],
     g: &Grid,
-    is_target: impl Fn(usize) -> bool + Sync,
+    first: usize,
+    is_target: impl Fn(usize, usize) -> bool + Sync,
+    lanes: (usize, usize),
     eval: [[usize; 2]; 3],
+    sc: &mut Scratch,
     mut emit: impl FnMut(usize, usize, &[f64]),
 ) {
-    let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
-    sweep_pass(buf, g, first, &is_target, true);
+    sweep_pass(buf, g, first, &is_target, lanes, true);
     if first == 0 && g.shape[1] > 1 {
         strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, true);
     }
     let [_, n1, n] = g.shape;
     let (c0, c1) = (eval[2][0], eval[2][1].min(n));
-    let mut sc = Scratch::new(n, false);
+    sc.fit_line(n);
     for i0 in eval[0][0]..eval[0][1] {
         for i1 in eval[1][0]..eval[1][1] {
             let r = i0 * n1 + i1;

@@ -387,7 +387,7 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
         let r0 = si * rows_per;
         let r1 = (r0 + rows_per).min(len_ax);
         let mut buf: Vec<f32> = Vec::new();
-        let mut flags: Vec<bool> = Vec::new();
+        let mut sc = kernel::Scratch::line(0);
         for (l, b, e) in &crops {
             if e[ax][1] <= r0 || e[ax][0] >= r1 {
                 continue;
@@ -427,7 +427,17 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
                     *x2 = if hi < *x2 { hi } else { *x2 };
                 }
             };
-            crop_distances(labels, g, *l, b, ev, &mut buf, &mut flags, emit);
+            crop_distances(
+                labels,
+                g,
+                *l,
+                &boxes[*l as usize],
+                b,
+                ev,
+                &mut buf,
+                &mut sc,
+                emit,
+            );
         }
     };
     let chunk = rows_per * plane;
@@ -442,35 +452,48 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
     (d1, d2)
 }
 
-/// Squared distances to instance `l` over the crop `b`, handed row by row (C order) to `emit`;
-/// `buf` and `flags` are scratch.
+/// Squared distances to instance `l` (bounding box `bb`) over the crop `b`, handed row by row (C order)
+/// to `emit` for the rows and columns of `eval` (crop coordinates); `buf` is scratch.
 #[allow(clippy::too_many_arguments)]
 fn crop_distances(
     labels: &[u32],
     g: &Grid,
     l: u32,
+    bb: &BBox,
     b: &BBox,
     eval: BBox,
     buf: &mut Vec<f32>,
-    flags: &mut Vec<bool>,
+    sc: &mut kernel::Scratch,
     emit: impl FnMut(usize, usize, &[f64]),
 ) {
     let [_, n1, n2] = g.shape;
     let shape = [b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]];
-    flags.clear();
-    for i0 in b[0][0]..b[0][1] {
-        for i1 in b[1][0]..b[1][1] {
-            let row = (i0 * n1 + i1) * n2;
-            flags.extend(labels[row + b[2][0]..row + b[2][1]].iter().map(|&x| x == l));
-        }
-    }
     buf.clear();
-    buf.resize(flags.len(), 0.0);
+    buf.resize(shape.iter().product(), f32::INFINITY);
     let cg = Grid {
         shape,
         spacing: g.spacing,
         ndim: g.ndim,
     };
-    let flags: &[bool] = flags;
-    kernel::binary_edt_emit(buf, &cg, |i| flags[i], eval, emit);
+    let first = (0..3).find(|&a| shape[a] > 1).unwrap_or(2);
+    // The instance's box relative to the crop.
+    let r = |a: usize| [bb[a][0] - b[a][0], bb[a][1] - b[a][0]];
+    let base = (b[0][0] * n1 + b[1][0]) * n2 + b[2][0];
+    match first {
+        0 => {
+            let c2 = shape[2];
+            let lanes = (r(1)[0] * c2 + r(2)[0], (r(1)[1] - 1) * c2 + r(2)[1]);
+            let target = |k: usize, j: usize| labels[base + (k * n1 + j / c2) * n2 + j % c2] == l;
+            kernel::binary_edt_emit(buf, &cg, first, target, lanes, eval, sc, emit);
+        }
+        1 => {
+            let lanes = (r(2)[0], r(2)[1]);
+            let target = |k: usize, j: usize| labels[base + k * n2 + j] == l;
+            kernel::binary_edt_emit(buf, &cg, first, target, lanes, eval, sc, emit);
+        }
+        _ => {
+            let target = |k: usize, _: usize| labels[base + k] == l;
+            kernel::binary_edt_emit(buf, &cg, first, target, (0, 1), eval, sc, emit);
+        }
+    }
 }
