@@ -816,6 +816,7 @@ pub(crate) fn multilabel_edt<T: Voxel, F: Float>(
 /// `is_target(k, j)` takes the index `k` along the first axis of length > 1 (`first`) and the flat index
 /// `j` over the axes after it; only the lanes `j` in `lanes` can hold targets, and `buf` must hold
 /// infinity everywhere else on entry.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn binary_edt_emit<F: Float>(
     buf: &mut [F],
     g: &Grid,

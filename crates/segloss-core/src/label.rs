@@ -5,6 +5,7 @@
 //! their first voxel, as `scipy.ndimage.label` and `skimage.measure.label` number them.
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
+use rayon::prelude::*;
 
 use crate::edt::{c_order, to_array};
 use crate::element::Voxel;
@@ -137,18 +138,18 @@ fn scan_2d<T: Voxel>(
     }
 }
 
-/// Labels a C-order mask on a padded grid; returns the labels and K.
-pub(crate) fn label_buffer<T: Voxel>(
+/// First pass on a padded grid (any number of axes): provisional labels and their union-find forest.
+fn scan<T: Voxel>(
     mask: &[T],
     g: &Grid,
     conn: Connectivity,
-) -> (Vec<u32>, usize) {
+    lab: &mut [u32],
+    parent: &mut Vec<u32>,
+) {
     let [n0, n1, n2] = g.shape;
-    let mut lab = vec![0u32; g.len()];
-    let mut parent: Vec<u32> = vec![0];
     if n0 == 1 {
-        scan_2d(mask, n1, n2, conn, &mut lab, &mut parent);
-        return resolve(lab, parent);
+        scan_2d(mask, n1, n2, conn, lab, parent);
+        return;
     }
     // Offsets restricted to the axes that exist; boundaries are checked per voxel.
     let offs: Vec<[isize; 3]> = backward_offsets(conn)
@@ -160,7 +161,7 @@ pub(crate) fn label_buffer<T: Voxel>(
     for i0 in 0..n0 {
         for i1 in 0..n1 {
             let row = i0 * n1 * n2 + i1 * n2;
-            let interior01 = (i0 > 0 || n0 == 1) && ((i1 > 0 && i1 + 1 < n1) || n1 == 1);
+            let interior01 = i0 > 0 && ((i1 > 0 && i1 + 1 < n1) || n1 == 1);
             for i2 in 0..n2 {
                 let idx = row + i2;
                 if !mask[idx].is_foreground() {
@@ -185,7 +186,7 @@ pub(crate) fn label_buffer<T: Voxel>(
                     if cur == 0 {
                         cur = l;
                     } else if l != cur {
-                        cur = union(&mut parent, cur, l);
+                        cur = union(parent, cur, l);
                     }
                 }
                 if cur == 0 {
@@ -196,23 +197,115 @@ pub(crate) fn label_buffer<T: Voxel>(
             }
         }
     }
-    resolve(lab, parent)
 }
 
-/// Second pass: final labels in order of first appearance of each root.
-fn resolve(mut lab: Vec<u32>, mut parent: Vec<u32>) -> (Vec<u32>, usize) {
+/// Labels a C-order mask on a padded grid; returns the labels and K.
+///
+/// The outermost axis is cut into one stripe per worker; each stripe is scanned on its own (its
+/// provisional labels offset past the previous stripes'), the components that cross a stripe border
+/// are joined, and the final relabelling runs in parallel. Provisional labels grow in raster order and
+/// unions keep the smaller label as the root, so a component's root is the label of its first voxel
+/// and numbering the roots in increasing order numbers the components in raster order.
+pub(crate) fn label_buffer<T: Voxel>(
+    mask: &[T],
+    g: &Grid,
+    conn: Connectivity,
+) -> (Vec<u32>, usize) {
+    let [_, n1, n2] = g.shape;
+    let ax = if g.shape[0] > 1 { 0 } else { 1 };
+    let len_ax = g.shape[ax];
+    let plane: usize = g.shape[ax + 1..].iter().product();
+    let stripes = if g.len() >= 1 << 16 {
+        rayon::current_num_threads().clamp(1, len_ax)
+    } else {
+        1
+    };
+    let rows_per = len_ax.div_ceil(stripes);
+    let chunk = rows_per * plane;
+    let mut lab = vec![0u32; g.len()];
+    let scan_stripe = |(l, m): (&mut [u32], &[T])| {
+        let rows = l.len() / plane;
+        let shape = if ax == 0 {
+            [rows, n1, n2]
+        } else {
+            [1, rows, n2]
+        };
+        let sub = Grid { shape, ..*g };
+        let mut parent = vec![0u32];
+        scan(m, &sub, conn, l, &mut parent);
+        parent
+    };
+    let locals: Vec<Vec<u32>> = if stripes > 1 {
+        lab.par_chunks_mut(chunk)
+            .zip(mask.par_chunks(chunk))
+            .map(scan_stripe)
+            .collect()
+    } else {
+        vec![scan_stripe((&mut lab[..], mask))]
+    };
+    // One forest over all stripes.
+    let mut offsets = Vec::with_capacity(locals.len());
+    let mut parent: Vec<u32> = vec![0];
+    for p in &locals {
+        let off = parent.len() as u32 - 1;
+        offsets.push(off);
+        parent.extend(p[1..].iter().map(|&x| x + off));
+    }
+    // Join across the stripe borders: the first row (plane) of a stripe with the last of the previous.
+    let within: Vec<[isize; 2]> = match conn {
+        Connectivity::Face => vec![[0, 0]],
+        Connectivity::Full => (-1..=1)
+            .flat_map(|a| (-1..=1).map(move |b| [a, b]))
+            .collect(),
+    };
+    // The plane's own axes: (n1, n2) in 3D, (1, n2) in 2D.
+    let (p1, p2) = if ax == 0 { (n1, n2) } else { (1, n2) };
+    for s in 1..locals.len() {
+        let start = s * chunk;
+        for i1 in 0..p1 {
+            for i2 in 0..p2 {
+                let l = lab[start + i1 * p2 + i2];
+                if l == 0 {
+                    continue;
+                }
+                let gl = l + offsets[s];
+                for d in &within {
+                    let (j1, j2) = (i1 as isize + d[0], i2 as isize + d[1]);
+                    if j1 < 0 || j2 < 0 || j1 >= p1 as isize || j2 >= p2 as isize {
+                        continue;
+                    }
+                    let m = lab[start - plane + j1 as usize * p2 + j2 as usize];
+                    if m != 0 {
+                        union(&mut parent, gl, m + offsets[s - 1]);
+                    }
+                }
+            }
+        }
+    }
+    // Number the roots in increasing order (= raster order of the components' first voxels).
     let mut final_of = vec![0u32; parent.len()];
     let mut k = 0u32;
-    for l in lab.iter_mut() {
-        if *l == 0 {
-            continue;
-        }
-        let r = find(&mut parent, *l);
-        if final_of[r as usize] == 0 {
+    for l in 1..parent.len() as u32 {
+        let r = find(&mut parent, l);
+        if r == l {
             k += 1;
-            final_of[r as usize] = k;
+            final_of[l as usize] = k;
+        } else {
+            final_of[l as usize] = final_of[r as usize];
         }
-        *l = final_of[r as usize];
+    }
+    let relabel = |(s, l): (usize, &mut [u32])| {
+        let off = offsets[s];
+        for x in l.iter_mut() {
+            if *x != 0 {
+                *x = final_of[(*x + off) as usize];
+            }
+        }
+    };
+    if stripes > 1 {
+        lab.par_chunks_mut(chunk).enumerate().for_each(relabel);
+    } else {
+        relabel((0, &mut lab[..]));
     }
     (lab, k as usize)
 }
