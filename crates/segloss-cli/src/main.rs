@@ -1,1 +1,66 @@
-fn main() {}
+//! `segloss`: segmentation losses, distance maps, weight maps and metrics on files.
+//!
+//! Exit codes: 0 success, 2 bad input or usage (one line naming the file, the value and what was
+//! expected), 1 an internal error. No panic reaches the user.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod error;
+
+use error::CliError;
+
+/// Segmentation losses, distance transforms, weight maps and metrics.
+#[derive(Parser, Debug)]
+#[command(name = "segloss", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute a loss (and optionally its gradient) on prediction/target arrays.
+    Loss(commands::loss::LossArgs),
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Loss(a) => commands::loss::run(a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    // A panic is an internal error: report it in one line, never as a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("segloss: internal error: {msg}{loc}");
+    }));
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("segloss: {e}");
+            ExitCode::from(e.exit_code())
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}
