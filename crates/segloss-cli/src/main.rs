@@ -24,11 +24,23 @@ struct Cli {
 enum Command {
     /// Compute a loss (and optionally its gradient) on prediction/target arrays.
     Loss(commands::loss::LossArgs),
+    /// Distance maps: exact EDT, multi-label EDT, signed and penalty maps.
+    Distmap(commands::distmap::DistmapArgs),
+    /// U-Net weight maps (Ronneberger et al. 2015) from a mask or an instance-label image.
+    Weightmap(commands::weightmap::WeightmapArgs),
+    /// Train a small U-Net with one loss on synthetic or folder data.
+    Train(commands::train::TrainArgs),
+    /// Train the same U-Net with several losses and report what each loss does.
+    Compare(commands::compare::CompareArgs),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Loss(a) => commands::loss::run(a),
+        Command::Distmap(a) => commands::distmap::run(a),
+        Command::Weightmap(a) => commands::weightmap::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Compare(a) => commands::compare::run(a),
     }
 }
 

@@ -1,3 +1,8 @@
 //! One module per subcommand.
 
+pub mod compare;
+pub mod distmap;
+pub mod image;
 pub mod loss;
+pub mod train;
+pub mod weightmap;
