@@ -30,13 +30,17 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod compound;
 pub mod distribution;
 mod error;
 pub mod input;
 mod loss;
+pub mod region;
 mod registry;
 pub mod spec;
 
+pub use compound::combo::{ComboLoss, ComboLossConfig};
+pub use compound::exp_log::{ExpLogLoss, ExpLogLossConfig};
 pub use distribution::balanced_bce::{BalancedBceLoss, BalancedBceLossConfig};
 pub use distribution::bce::{BceLoss, BceLossConfig};
 pub use distribution::ce::{CeLoss, CeLossConfig};
@@ -45,6 +49,15 @@ pub use distribution::weighted_ce::{WeightedCeLoss, WeightedCeLossConfig};
 pub use error::LossError;
 pub use input::{Activation, Flat, LossReduction, LossValue, Target};
 pub use loss::SegLoss;
+pub use region::dice::{DiceLoss, DiceLossConfig};
+pub use region::generalized_dice::{GeneralizedDiceLoss, GeneralizedDiceLossConfig, WeightType};
+pub use region::log_cosh_dice::{LogCoshDiceLoss, LogCoshDiceLossConfig};
+pub use region::lovasz::{LovaszLoss, LovaszLossConfig};
+pub use region::mcc::{MccLoss, MccLossConfig};
+pub use region::sensitivity_specificity::{
+    SensitivitySpecificityLoss, SensitivitySpecificityLossConfig,
+};
+pub use region::tversky::{FocalTverskyLoss, FocalTverskyLossConfig, TverskyLoss, TverskyLossConfig};
 pub use registry::loss_names;
 pub use spec::{CompositeLoss, LossSpec, SpecError};
 

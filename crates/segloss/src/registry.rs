@@ -20,12 +20,23 @@ pub(crate) const UNIT: fn(f64) -> bool = |v| (0.0..=1.0).contains(&v);
 
 /// Every loss name the spec grammar knows, in catalogue order.
 pub fn loss_names() -> Vec<&'static str> {
-    crate::distribution::NAMES.to_vec()
+    [
+        crate::distribution::NAMES,
+        crate::region::NAMES,
+        crate::compound::NAMES,
+    ]
+    .concat()
 }
 
 /// Builds the loss of one spec term.
 pub(crate) fn build(a: &mut Args<'_>) -> Result<Built, LossError> {
     if let Some(b) = crate::distribution::build(a)? {
+        return Ok(b);
+    }
+    if let Some(b) = crate::region::build(a)? {
+        return Ok(b);
+    }
+    if let Some(b) = crate::compound::build(a)? {
         return Ok(b);
     }
     Err(a.err(

@@ -1,0 +1,124 @@
+//! Compound losses: fixed combinations of a distribution term and a region term (Combo,
+//! exponential-logarithmic). Arbitrary weighted sums of any losses (`0.7*dice + 0.3*ce`) are
+//! written in the spec grammar instead (see [`LossSpec`](crate::LossSpec)).
+//!
+//! Both losses here are defined over the whole batch: their loss matrix is `[1, 1]`, so every
+//! reduction gives the loss itself (`none` gives it as `[1, 1]`).
+
+pub mod combo;
+pub mod exp_log;
+
+use burn::tensor::Tensor;
+
+use crate::error::LossError;
+use crate::input::{Activation, Prepared};
+use crate::loss::SegLoss;
+use crate::registry::{Built, NONNEG, POS, UNIT};
+use crate::spec::Args;
+use crate::{ComboLossConfig, ExpLogLossConfig};
+
+/// The spec names of this family.
+pub(crate) const NAMES: &[&str] = &["combo", "exp_log"];
+
+/// `ln Σ_k exp(x_k)` over `dim` (kept), stable (shifted by the detached maximum).
+pub(crate) fn logsumexp(x: Tensor<3>, dim: usize) -> Tensor<3> {
+    let m = x.clone().max_dim(dim).detach();
+    (x - m.clone()).exp().sum_dim(dim).log() + m
+}
+
+/// `ln(1 − softmax(x)_c)` over the channel axis of `[N, C, S]` (C ≥ 2), computed exactly as
+/// `logsumexp_{k≠c} x_k − logsumexp_k x_k` (no rounding of p near 1).
+pub(crate) fn log1m_softmax(x: Tensor<3>) -> Tensor<3> {
+    let [n, c, s] = x.dims();
+    let lse = logsumexp(x.clone(), 1);
+    let parts: Vec<Tensor<3>> = (0..c)
+        .map(|k| {
+            let others = if k == 0 {
+                x.clone().slice([0..n, 1..c, 0..s])
+            } else if k == c - 1 {
+                x.clone().slice([0..n, 0..c - 1, 0..s])
+            } else {
+                Tensor::cat(
+                    vec![
+                        x.clone().slice([0..n, 0..k, 0..s]),
+                        x.clone().slice([0..n, k + 1..c, 0..s]),
+                    ],
+                    1,
+                )
+            };
+            logsumexp(others, 1)
+        })
+        .collect();
+    Tensor::cat(parts, 1) - lse
+}
+
+/// `(ln p, ln(1 − p))` `[N, C, S]` for the resolved activation, from the logits without
+/// rounding: sigmoid with log-sigmoid, softmax with log-softmax and [`log1m_softmax`];
+/// probabilities (`none`) with ln clamped at −100 (as PyTorch's BCELoss).
+pub(crate) fn log_probs(p: &Prepared) -> (Tensor<3>, Tensor<3>) {
+    match p.activation {
+        Activation::Softmax => (p.log_softmax(), log1m_softmax(p.x.clone())),
+        _ => p.log_p_and_log_1mp(),
+    }
+}
+
+/// Builds a loss of this family from a spec term (`None`: not one of ours).
+pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
+    let name = a.term.name.clone();
+    let keys: &[&str] = match name.as_str() {
+        "combo" => &["alpha", "beta", "smooth", "ignore_index", "activation", "reduction"],
+        "exp_log" => &[
+            "w_dice",
+            "w_ce",
+            "gamma",
+            "smooth",
+            "ignore_index",
+            "activation",
+            "reduction",
+        ],
+        _ => return Ok(None),
+    };
+    a.check_keys(keys)?;
+    let reduction = a.reduction()?;
+    let loss: Box<dyn SegLoss> = match name.as_str() {
+        "combo" => {
+            let mut c = ComboLossConfig::new();
+            if let Some(v) = a.num("alpha", UNIT, "a number in [0, 1]")? {
+                c = c.with_alpha(v);
+            }
+            if let Some(v) = a.num("beta", UNIT, "a number in [0, 1]")? {
+                c = c.with_beta(v);
+            }
+            if let Some(v) = a.num("smooth", NONNEG, "a number >= 0")? {
+                c = c.with_smooth(v);
+            }
+            Box::new(
+                c.with_ignore_index(a.int("ignore_index")?)
+                    .with_activation(a.activation()?)
+                    .try_init()?,
+            )
+        }
+        "exp_log" => {
+            let mut c = ExpLogLossConfig::new();
+            if let Some(v) = a.num("w_dice", NONNEG, "a number >= 0")? {
+                c = c.with_w_dice(v);
+            }
+            if let Some(v) = a.num("w_ce", NONNEG, "a number >= 0")? {
+                c = c.with_w_ce(v);
+            }
+            if let Some(v) = a.num("gamma", POS, "a number > 0")? {
+                c = c.with_gamma(v);
+            }
+            if let Some(v) = a.num("smooth", POS, "a number > 0")? {
+                c = c.with_smooth(v);
+            }
+            Box::new(
+                c.with_ignore_index(a.int("ignore_index")?)
+                    .with_activation(a.activation()?)
+                    .try_init()?,
+            )
+        }
+        _ => unreachable!("checked above"),
+    };
+    Ok(Some((loss, reduction)))
+}

@@ -1,0 +1,634 @@
+//! Region-based losses: overlap ratios computed from per-sample-per-class statistics (Dice,
+//! Jaccard, generalized Dice, Tversky, focal Tversky, sensitivity–specificity, log-cosh Dice), the
+//! Lovász extension of the Jaccard loss, and the Matthews correlation coefficient.
+//!
+//! Statistics per sample n and channel c are sums over the spatial axes (and over n too with
+//! `batch = true`): `TP = Σ p·y`, `P = Σ p^k`, `Y = Σ y^k` (DESIGN.md section 4). Ignored pixels
+//! (`ignore_index`) are zeroed in both the probabilities and the target before any sum, so they
+//! contribute to none of them.
+//!
+//! Every region loss first builds a loss matrix `[R, K]`: R = N (per-sample statistics) or 1
+//! (`batch = true`, or a loss defined over the whole batch), K = the channels kept (C, or C − 1
+//! without the background) or 1 for the losses that combine classes into one number. Then
+//! - `mean` averages the matrix (MONAI's convention: over samples and classes),
+//! - `sum` sums it,
+//! - `batch_mean` sums it and divides by R,
+//! - `none` returns it as it is.
+
+pub mod dice;
+pub mod generalized_dice;
+pub mod log_cosh_dice;
+pub mod lovasz;
+pub mod mcc;
+pub mod sensitivity_specificity;
+pub mod tversky;
+
+use burn::tensor::Tensor;
+
+use crate::error::LossError;
+use crate::input::{Activation, LossReduction, LossValue, Prepared};
+use crate::loss::SegLoss;
+use crate::registry::{Built, NONNEG, POS, UNIT};
+use crate::spec::Args;
+use crate::{
+    DiceLossConfig, FocalTverskyLossConfig, GeneralizedDiceLossConfig, LogCoshDiceLossConfig,
+    LovaszLossConfig, MccLossConfig, SensitivitySpecificityLossConfig, TverskyLossConfig,
+    WeightType,
+};
+
+/// The spec names of this family.
+pub(crate) const NAMES: &[&str] = &[
+    "dice",
+    "jaccard",
+    "generalized_dice",
+    "tversky",
+    "focal_tversky",
+    "sensitivity_specificity",
+    "log_cosh_dice",
+    "lovasz",
+    "mcc",
+];
+
+/// Every activation: region losses work on probabilities from any of them.
+pub(crate) const ALL_ACTIVATIONS: &[Activation] =
+    &[Activation::Sigmoid, Activation::Softmax, Activation::None];
+
+/// `forward`, `forward_no_reduction` and `try_forward` for a loss whose unreduced value is a
+/// `[R, K]` matrix (region and compound losses).
+macro_rules! region_loss_methods {
+    ($ty:ty) => {
+        impl $ty {
+            /// Computes the loss and reduces its loss matrix (see the type's documentation):
+            /// `Mean` averages it, `Sum` sums it, `BatchMean` sums it and divides by its number
+            /// of rows. `Reduction::Auto` behaves as `Reduction::Mean`.
+            ///
+            /// # Shapes
+            ///
+            /// - predictions: `[N, C, *spatial]` (1 to 3 spatial dims)
+            /// - targets: a mask `[N, C, *spatial]` (`Tensor<D>`) or a label map `[N, 1, *spatial]` /
+            ///   `[N, *spatial]` (`Tensor<D, Int>` or `Tensor<D-1, Int>`)
+            /// - output: `[1]`
+            ///
+            /// # Panics
+            ///
+            /// On invalid input (see [`try_forward`](Self::try_forward) for the error list), with a
+            /// message stating the expected and received values, as burn's own losses do.
+            pub fn forward<const D: usize>(
+                &self,
+                predictions: burn::tensor::Tensor<D>,
+                targets: impl Into<$crate::Target>,
+                reduction: burn::nn::loss::Reduction,
+            ) -> burn::tensor::Tensor<1> {
+                $crate::error::or_panic(self.try_forward(predictions, targets, reduction.into()))
+                    .values
+            }
+
+            /// Computes the loss without reduction: the loss matrix `[R, K]` described in the
+            /// type's documentation (e.g. `[N, C']` per sample and kept class).
+            ///
+            /// # Panics
+            ///
+            /// On invalid input, as [`forward`](Self::forward).
+            pub fn forward_no_reduction<const D: usize>(
+                &self,
+                predictions: burn::tensor::Tensor<D>,
+                targets: impl Into<$crate::Target>,
+            ) -> burn::tensor::Tensor<2> {
+                $crate::error::or_panic(self.try_forward(
+                    predictions,
+                    targets,
+                    $crate::LossReduction::None,
+                ))
+                .into_tensor::<2>()
+            }
+
+            /// Computes the loss, returning a typed error on invalid input: shape mismatch, empty
+            /// tensors, non-finite predictions, labels outside `0..C` (other than `ignore_index`),
+            /// mask values outside [0, 1], softmax on a single channel, an activation the loss
+            /// does not support, class weights of the wrong length.
+            pub fn try_forward<const D: usize>(
+                &self,
+                predictions: burn::tensor::Tensor<D>,
+                targets: impl Into<$crate::Target>,
+                reduction: $crate::LossReduction,
+            ) -> Result<$crate::LossValue, $crate::LossError> {
+                $crate::SegLoss::loss_value(
+                    self,
+                    $crate::Flat::from_tensor(predictions),
+                    targets.into(),
+                    None,
+                    reduction,
+                )
+            }
+        }
+    };
+}
+pub(crate) use region_loss_methods;
+
+/// Reduces a `[R, K]` loss matrix (see the module documentation).
+pub(crate) fn reduce_matrix(m: Tensor<2>, reduction: LossReduction) -> LossValue {
+    let [r, k] = m.dims();
+    match reduction {
+        LossReduction::Mean => LossValue::scalar(m.mean()),
+        LossReduction::Sum => LossValue::scalar(m.sum()),
+        LossReduction::BatchMean => LossValue::scalar(m.sum().div_scalar(r as f64)),
+        LossReduction::None => LossValue {
+            values: m.reshape([r * k]),
+            shape: vec![r, k],
+        },
+    }
+}
+
+/// Probabilities `p`, their complements `q = 1 − p` and targets `y`, each `[N, C', S]`, ready for
+/// region statistics: the activation is applied over all C channels, ignored pixels are zeroed
+/// in all three, and channel 0 is dropped unless `include_background` (or C = 1, where there is
+/// nothing else to keep — as MONAI).
+///
+/// `q` is computed without cancellation where it can be: `σ(−x)` in sigmoid mode (so a confident
+/// prediction, p ≈ 1, keeps the precision of its tiny `1 − p`); `1 − p` otherwise.
+pub(crate) fn region_inputs(
+    p: &Prepared,
+    include_background: bool,
+) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+    let probs = p.probs();
+    let q = match p.activation {
+        Activation::Sigmoid => burn::tensor::activation::sigmoid(p.x.clone().neg()),
+        _ => probs.clone().neg().add_scalar(1.0),
+    };
+    let probs = p.mask_valid(probs);
+    let q = p.mask_valid(q);
+    let y = p.y.clone();
+    if include_background || p.c == 1 {
+        (probs, q, y)
+    } else {
+        let [n, c, s] = probs.dims();
+        let keep = |t: Tensor<3>| t.slice([0..n, 1..c, 0..s]);
+        (keep(probs), keep(q), keep(y))
+    }
+}
+
+/// Sums `[N, C', S]` over the spatial axis, and over the batch when `batch`: `[R, C']`.
+pub(crate) fn region_sum(t: Tensor<3>, batch: bool) -> Tensor<2> {
+    let [n, c, _] = t.dims();
+    let t = t.sum_dim(2);
+    if batch {
+        t.sum_dim(0).reshape([1, c])
+    } else {
+        t.reshape([n, c])
+    }
+}
+
+/// `p − y` as `(1 − y)·p − y·q`: the same number for any y, and exact in the common case of a
+/// hard target with a confident prediction (no cancellation of p against 1).
+pub(crate) fn residual(probs: Tensor<3>, q: Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+    y.clone().neg().add_scalar(1.0) * probs - y * q
+}
+
+/// The Dice statistics `(P + Y, E, TP)`, each `[R, C']`, with `P = Σ p^k`, `Y = Σ y^k`
+/// (k = `power`), the true positives TP and `E = P + Y − 2·TP` (the "disagreement") computed
+/// without cancellation:
+///
+/// - `soft_label`: `TP = (P + Y − Σ|p − y|^k)/2` (MONAI's norm form), `E = Σ|p − y|^k`;
+/// - k = 2: `TP = Σ p·y` (what MONAI's norm form reduces to), `E = Σ (p − y)²`;
+/// - k = 1: `TP = Σ p·y`, `E = Σ [p·(1 − y) + (1 − p)·y]`;
+/// - otherwise `TP = Σ p·y` and `E = P + Y − 2·TP` as written.
+pub(crate) fn dice_stats(
+    probs: Tensor<3>,
+    q: Tensor<3>,
+    y: Tensor<3>,
+    power: f64,
+    soft_label: bool,
+    batch: bool,
+) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+    let pow = |t: Tensor<3>| {
+        if power == 1.0 {
+            t
+        } else if power == 2.0 {
+            t.clone() * t
+        } else {
+            t.powf_scalar(power)
+        }
+    };
+    let pk = region_sum(pow(probs.clone()), batch);
+    let yk = region_sum(pow(y.clone()), batch);
+    let py = pk.clone() + yk.clone();
+    if soft_label {
+        let e = region_sum(pow(residual(probs, q, y).abs()), batch);
+        let tp = (py.clone() - e.clone()).div_scalar(2.0);
+        return (py, e, tp);
+    }
+    let tp = region_sum(probs.clone() * y.clone(), batch);
+    let e = if power == 2.0 {
+        let d = residual(probs, q, y);
+        region_sum(d.clone() * d, batch)
+    } else if power == 1.0 {
+        let ny = y.clone().neg().add_scalar(1.0);
+        region_sum(probs * ny + q * y, batch)
+    } else {
+        py.clone() - tp.clone().mul_scalar(2.0)
+    };
+    (py, e, tp)
+}
+
+/// `1 − num/den` as written (the gradient form of [`value_with_grad_of`]), with 0 wherever `den`
+/// is exactly 0.
+pub(crate) fn one_minus_ratio<const D: usize>(num: Tensor<D>, den: Tensor<D>) -> Tensor<D> {
+    let zero = den.clone().equal_elem(0.0);
+    let den = den.mask_fill(zero.clone(), 1.0);
+    let num = num.mask_fill(zero, 1.0);
+    (num / den).neg().add_scalar(1.0)
+}
+
+/// `grad_form` in gradient, `value_form` in value: `grad_form + (value_form − grad_form)` with
+/// the correction detached.
+///
+/// The region ratios are written two ways that are equal in exact arithmetic: `1 − num/den`
+/// (MONAI's form, whose gradient never cancels but whose value loses all precision near 0 in
+/// f32) and `(den − num)/den` with `den − num` summed from non-negative terms (precise in value,
+/// but its gradient cancels near a loss of 1). Each loss takes the best of both.
+pub(crate) fn value_with_grad_of<const D: usize>(
+    grad_form: Tensor<D>,
+    value_form: Tensor<D>,
+) -> Tensor<D> {
+    grad_form.clone() + (value_form - grad_form).detach()
+}
+
+/// `num/den`, with 0 wherever `den` is exactly 0 (only possible with a zero smoothing term in
+/// the denominator and an empty class predicted empty: read as perfect agreement, loss 0).
+pub(crate) fn safe_ratio<const D: usize>(num: Tensor<D>, den: Tensor<D>) -> Tensor<D> {
+    let zero = den.clone().equal_elem(0.0);
+    let den = den.mask_fill(zero.clone(), 1.0);
+    let num = num.mask_fill(zero, 0.0);
+    num / den
+}
+
+/// Class weights `[1, C']` for the kept channels, or `None` when only one channel is kept (a
+/// weight is then ignored, as MONAI does).
+///
+/// `weight` has one entry per channel of the prediction (C); with `include_background = false`
+/// (and C > 1) it may also have C − 1 entries, one per kept channel.
+pub(crate) fn kept_class_weights(
+    p: &Prepared,
+    weight: &[f64],
+    include_background: bool,
+) -> Result<Option<Tensor<2>>, LossError> {
+    let drop_bg = !include_background && p.c > 1;
+    let kept = if drop_bg { p.c - 1 } else { p.c };
+    let w: Vec<f64> = if weight.len() == p.c {
+        if drop_bg {
+            weight[1..].to_vec()
+        } else {
+            weight.to_vec()
+        }
+    } else if drop_bg && weight.len() == kept {
+        weight.to_vec()
+    } else {
+        let expected = if drop_bg {
+            format!(
+                "one weight per class: {} values for C = {} (or {} for the channels kept without the background)",
+                p.c, p.c, kept
+            )
+        } else {
+            format!("one weight per class: {} values for C = {}", p.c, p.c)
+        };
+        return Err(LossError::param("weight", format!("{weight:?}"), expected));
+    };
+    if let Some(bad) = w.iter().find(|v| !v.is_finite() || **v < 0.0) {
+        return Err(LossError::param(
+            "weight",
+            bad,
+            "class weights must be finite and >= 0",
+        ));
+    }
+    if kept == 1 {
+        return Ok(None);
+    }
+    Ok(Some(crate::input::const_tensor(&p.x, w, [1, kept])))
+}
+
+/// Checks a smoothing term.
+pub(crate) fn check_smooth(name: &str, v: f64) -> Result<(), LossError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(LossError::param(name, v, "a finite number >= 0"))
+    }
+}
+
+/// Checks class weights given in a configuration.
+pub(crate) fn check_weights(weight: &Option<Vec<f64>>) -> Result<(), LossError> {
+    if let Some(w) = weight {
+        if w.is_empty() {
+            return Err(LossError::param("weight", "[]", "one weight per class"));
+        }
+        if let Some(bad) = w.iter().find(|v| !v.is_finite() || **v < 0.0) {
+            return Err(LossError::param("weight", bad, "finite class weights >= 0"));
+        }
+    }
+    Ok(())
+}
+
+/// `smooth_nr` / `smooth_dr` from a spec term, with `smooth` setting both.
+pub(crate) fn spec_smoothing(a: &Args<'_>) -> Result<(Option<f64>, Option<f64>), LossError> {
+    let nr = a.num("smooth_nr", NONNEG, "a number >= 0")?;
+    let dr = a.num("smooth_dr", NONNEG, "a number >= 0")?;
+    match a.num("smooth", NONNEG, "a number >= 0")? {
+        None => Ok((nr, dr)),
+        Some(s) => {
+            if nr.is_some() || dr.is_some() {
+                let pos = a
+                    .term
+                    .args
+                    .iter()
+                    .find(|x| x.key == "smooth")
+                    .map_or(a.term.pos, |x| x.pos);
+                return Err(a.err(
+                    pos,
+                    "smooth sets both smooth_nr and smooth_dr; give either smooth or smooth_nr / smooth_dr",
+                ));
+            }
+            Ok((Some(s), Some(s)))
+        }
+    }
+}
+
+fn dice_config(a: &Args<'_>, jaccard_key: bool) -> Result<DiceLossConfig, LossError> {
+    let mut c = DiceLossConfig::new();
+    let (nr, dr) = spec_smoothing(a)?;
+    if let Some(v) = nr {
+        c = c.with_smooth_nr(v);
+    }
+    if let Some(v) = dr {
+        c = c.with_smooth_dr(v);
+    }
+    if let Some(v) = a.num("power", |v| (1.0..=2.0).contains(&v), "a number in [1, 2]")? {
+        c = c.with_power(v);
+    }
+    if jaccard_key {
+        if let Some(v) = a.boolean("jaccard")? {
+            c = c.with_jaccard(v);
+        }
+    }
+    if let Some(v) = a.boolean("batch")? {
+        c = c.with_batch(v);
+    }
+    if let Some(v) = a.boolean("include_background")? {
+        c = c.with_include_background(v);
+    }
+    if let Some(v) = a.boolean("soft_label")? {
+        c = c.with_soft_label(v);
+    }
+    Ok(c.with_weight(a.weights("weight")?)
+        .with_ignore_index(a.int("ignore_index")?)
+        .with_activation(a.activation()?))
+}
+
+/// Builds a loss of this family from a spec term (`None`: not one of ours).
+pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
+    const DICE: &[&str] = &[
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "power",
+        "jaccard",
+        "batch",
+        "include_background",
+        "weight",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+    const JACCARD: &[&str] = &[
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "power",
+        "batch",
+        "include_background",
+        "weight",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+    const GDL: &[&str] = &[
+        "w_type",
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "batch",
+        "include_background",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+    const TVERSKY: &[&str] = &[
+        "alpha",
+        "beta",
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "batch",
+        "include_background",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+    const FOCAL_TVERSKY: &[&str] = &[
+        "alpha",
+        "beta",
+        "gamma",
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "batch",
+        "include_background",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+    const SENS_SPEC: &[&str] = &[
+        "r",
+        "smooth",
+        "batch",
+        "include_background",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+    const LOVASZ: &[&str] = &["per_image", "ignore_index", "activation", "reduction"];
+    const MCC: &[&str] = &["eps", "ignore_index", "activation", "reduction"];
+
+    let name = a.term.name.clone();
+    let keys: &[&str] = match name.as_str() {
+        "dice" | "log_cosh_dice" => DICE,
+        "jaccard" => JACCARD,
+        "generalized_dice" => GDL,
+        "tversky" => TVERSKY,
+        "focal_tversky" => FOCAL_TVERSKY,
+        "sensitivity_specificity" => SENS_SPEC,
+        "lovasz" => LOVASZ,
+        "mcc" => MCC,
+        _ => return Ok(None),
+    };
+    a.check_keys(keys)?;
+    let reduction = a.reduction()?;
+    let loss: Box<dyn SegLoss> = match name.as_str() {
+        "dice" => Box::new(dice_config(a, true)?.try_init()?),
+        "jaccard" => Box::new(dice_config(a, false)?.with_jaccard(true).try_init()?),
+        "log_cosh_dice" => Box::new(
+            LogCoshDiceLossConfig::new()
+                .with_dice(dice_config(a, true)?)
+                .try_init()?,
+        ),
+        "generalized_dice" => {
+            let mut c = GeneralizedDiceLossConfig::new();
+            if let Some(w) = a.word("w_type", &["square", "simple", "uniform"])? {
+                c = c.with_w_type(match w.as_str() {
+                    "square" => WeightType::Square,
+                    "simple" => WeightType::Simple,
+                    _ => WeightType::Uniform,
+                });
+            }
+            let (nr, dr) = spec_smoothing(a)?;
+            if let Some(v) = nr {
+                c = c.with_smooth_nr(v);
+            }
+            if let Some(v) = dr {
+                c = c.with_smooth_dr(v);
+            }
+            if let Some(v) = a.boolean("batch")? {
+                c = c.with_batch(v);
+            }
+            if let Some(v) = a.boolean("include_background")? {
+                c = c.with_include_background(v);
+            }
+            if let Some(v) = a.boolean("soft_label")? {
+                c = c.with_soft_label(v);
+            }
+            Box::new(
+                c.with_ignore_index(a.int("ignore_index")?)
+                    .with_activation(a.activation()?)
+                    .try_init()?,
+            )
+        }
+        "tversky" | "focal_tversky" => {
+            let (nr, dr) = spec_smoothing(a)?;
+            let alpha = a.num("alpha", NONNEG, "a number >= 0")?;
+            let beta = a.num("beta", NONNEG, "a number >= 0")?;
+            let batch = a.boolean("batch")?;
+            let ib = a.boolean("include_background")?;
+            let soft = a.boolean("soft_label")?;
+            let ii = a.int("ignore_index")?;
+            let act = a.activation()?;
+            if name == "tversky" {
+                let mut c = TverskyLossConfig::new();
+                if let Some(v) = alpha {
+                    c = c.with_alpha(v);
+                }
+                if let Some(v) = beta {
+                    c = c.with_beta(v);
+                }
+                if let Some(v) = nr {
+                    c = c.with_smooth_nr(v);
+                }
+                if let Some(v) = dr {
+                    c = c.with_smooth_dr(v);
+                }
+                if let Some(v) = batch {
+                    c = c.with_batch(v);
+                }
+                if let Some(v) = ib {
+                    c = c.with_include_background(v);
+                }
+                if let Some(v) = soft {
+                    c = c.with_soft_label(v);
+                }
+                Box::new(
+                    c.with_ignore_index(ii)
+                        .with_activation(act)
+                        .try_init()?,
+                )
+            } else {
+                let mut c = FocalTverskyLossConfig::new();
+                if let Some(v) = alpha {
+                    c = c.with_alpha(v);
+                }
+                if let Some(v) = beta {
+                    c = c.with_beta(v);
+                }
+                if let Some(v) = a.num("gamma", POS, "a number > 0")? {
+                    c = c.with_gamma(v);
+                }
+                if let Some(v) = nr {
+                    c = c.with_smooth_nr(v);
+                }
+                if let Some(v) = dr {
+                    c = c.with_smooth_dr(v);
+                }
+                if let Some(v) = batch {
+                    c = c.with_batch(v);
+                }
+                if let Some(v) = ib {
+                    c = c.with_include_background(v);
+                }
+                if let Some(v) = soft {
+                    c = c.with_soft_label(v);
+                }
+                Box::new(
+                    c.with_ignore_index(ii)
+                        .with_activation(act)
+                        .try_init()?,
+                )
+            }
+        }
+        "sensitivity_specificity" => {
+            let mut c = SensitivitySpecificityLossConfig::new();
+            if let Some(v) = a.num("r", UNIT, "a number in [0, 1]")? {
+                c = c.with_r(v);
+            }
+            if let Some(v) = a.num("smooth", POS, "a number > 0")? {
+                c = c.with_smooth(v);
+            }
+            if let Some(v) = a.boolean("batch")? {
+                c = c.with_batch(v);
+            }
+            if let Some(v) = a.boolean("include_background")? {
+                c = c.with_include_background(v);
+            }
+            Box::new(
+                c.with_ignore_index(a.int("ignore_index")?)
+                    .with_activation(a.activation()?)
+                    .try_init()?,
+            )
+        }
+        "lovasz" => {
+            let mut c = LovaszLossConfig::new();
+            if let Some(v) = a.boolean("per_image")? {
+                c = c.with_per_image(v);
+            }
+            Box::new(
+                c.with_ignore_index(a.int("ignore_index")?)
+                    .with_activation(a.activation()?)
+                    .try_init()?,
+            )
+        }
+        "mcc" => {
+            let mut c = MccLossConfig::new();
+            if let Some(v) = a.num("eps", POS, "a number > 0")? {
+                c = c.with_eps(v);
+            }
+            Box::new(
+                c.with_ignore_index(a.int("ignore_index")?)
+                    .with_activation(a.activation()?)
+                    .try_init()?,
+            )
+        }
+        _ => unreachable!("checked above"),
+    };
+    Ok(Some((loss, reduction)))
+}
