@@ -227,9 +227,8 @@ pub(crate) fn weight_map_buffer<F: Float>(
     let inv = 1.0 / (2.0 * config.sigma * config.sigma);
     let band2 = (band * band) as f32;
     let w0 = config.w0;
-    let mut out = vec![F::ZERO; n];
-    let fill = |(o, ((&l, &a), &b)): (&mut F, ((&u32, &f32), &f32))| {
-        *o = F::from_f64(if l != 0 {
+    let fill = |((&l, &a), &b): ((&u32, &f32), &f32)| {
+        F::from_f64(if l != 0 {
             w_fg
         } else if b > band2 {
             w_bg
@@ -241,13 +240,15 @@ pub(crate) fn weight_map_buffer<F: Float>(
             } else {
                 w_bg + w0 * (-(s * s) * inv).exp()
             }
-        });
+        })
     };
-    out.par_iter_mut()
-        .zip(labels.par_iter().zip(d1.par_iter()).zip(d2.par_iter()))
+    labels
+        .par_iter()
+        .zip(d1.par_iter())
+        .zip(d2.par_iter())
         .with_min_len(4096)
-        .for_each(fill);
-    out
+        .map(fill)
+        .collect()
 }
 
 /// `b` grown by `r` (spacing units) on every side, clipped to the grid.
@@ -342,11 +343,14 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox)> {
 /// within `band` (infinity when fewer).
 fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<f32>) {
     let [n0, n1, n2] = g.shape;
-    // Bounding boxes.
-    let mut boxes: Vec<BBox> = vec![[[usize::MAX, 0]; 3]; k + 1];
-    for i0 in 0..n0 {
-        for i1 in 0..n1 {
-            let row = &labels[(i0 * n1 + i1) * n2..(i0 * n1 + i1 + 1) * n2];
+    // Bounding boxes, rows in parallel (each worker a run of rows, merged at the end).
+    let rows = n0 * n1;
+    let empty: BBox = [[usize::MAX, 0]; 3];
+    let row_boxes = |r0: usize, r1: usize| {
+        let mut boxes: Vec<BBox> = vec![empty; k + 1];
+        for r in r0..r1 {
+            let (i0, i1) = (r / n1, r % n1);
+            let row = &labels[r * n2..(r + 1) * n2];
             let mut j = 0;
             while j < n2 {
                 let l = row[j];
@@ -363,7 +367,26 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
                 j = e;
             }
         }
-    }
+        boxes
+    };
+    let parts = if labels.len() >= 1 << 16 {
+        rayon::current_num_threads().clamp(1, rows)
+    } else {
+        1
+    };
+    let per = rows.div_ceil(parts);
+    let boxes = (0..parts)
+        .into_par_iter()
+        .map(|p| row_boxes(p * per, ((p + 1) * per).min(rows)))
+        .reduce_with(|mut a, b| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                for d in 0..3 {
+                    x[d] = [x[d][0].min(y[d][0]), x[d][1].max(y[d][1])];
+                }
+            }
+            a
+        })
+        .unwrap_or_else(|| vec![empty; k + 1]);
     let crops = crops(&boxes[1..], g, band);
     let size = |b: &BBox| (0..3).map(|a| b[a][1] - b[a][0]).product::<usize>();
     let total: usize = crops.iter().map(|(_, b, _)| size(b)).sum();
@@ -381,8 +404,12 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
     let rows_per = len_ax.div_ceil(stripes);
     let band2 = (band * band) as f32;
     let n = labels.len();
-    let mut d1 = vec![f32::INFINITY; n];
-    let mut d2 = vec![f32::INFINITY; n];
+    let filled = || -> Vec<f32> {
+        let mut v = Vec::with_capacity(n);
+        v.par_extend(rayon::iter::repeat_n(f32::INFINITY, n));
+        v
+    };
+    let (mut d1, mut d2) = rayon::join(filled, filled);
     let work = |(si, (a1, a2)): (usize, (&mut [f32], &mut [f32]))| {
         let r0 = si * rows_per;
         let r1 = (r0 + rows_per).min(len_ax);
