@@ -77,6 +77,14 @@ pub enum LossError {
         /// What is allowed.
         expected: String,
     },
+    /// A distance or weight map could not be computed from the target.
+    #[error("cannot compute the {what} of the target: {message}")]
+    Map {
+        /// Which map.
+        what: String,
+        /// Why.
+        message: String,
+    },
     /// A loss-spec string could not be parsed.
     #[error("{0}")]
     Spec(#[from] crate::spec::SpecError),

@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod compound;
+pub mod boundary;
 pub mod distribution;
 mod error;
 pub mod input;
@@ -41,6 +42,11 @@ pub mod spec;
 
 pub use compound::combo::{ComboLoss, ComboLossConfig};
 pub use compound::exp_log::{ExpLogLoss, ExpLogLossConfig};
+pub use boundary::boundary_loss::{BoundaryLoss, BoundaryLossConfig};
+pub use boundary::cldice::{ClDiceLoss, ClDiceLossConfig};
+pub use boundary::distance_penalized_ce::{DistancePenalizedCeLoss, DistancePenalizedCeLossConfig};
+pub use boundary::hausdorff_dt::{HausdorffDtLoss, HausdorffDtLossConfig};
+pub use boundary::shape_aware::{ShapeAwareLoss, ShapeAwareLossConfig, UnetClassWeight};
 pub use distribution::balanced_bce::{BalancedBceLoss, BalancedBceLossConfig};
 pub use distribution::bce::{BceLoss, BceLossConfig};
 pub use distribution::ce::{CeLoss, CeLossConfig};

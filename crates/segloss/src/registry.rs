@@ -23,6 +23,7 @@ pub fn loss_names() -> Vec<&'static str> {
     [
         crate::distribution::NAMES,
         crate::region::NAMES,
+        crate::boundary::NAMES,
         crate::compound::NAMES,
     ]
     .concat()
@@ -34,6 +35,9 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Built, LossError> {
         return Ok(b);
     }
     if let Some(b) = crate::region::build(a)? {
+        return Ok(b);
+    }
+    if let Some(b) = crate::boundary::build(a)? {
         return Ok(b);
     }
     if let Some(b) = crate::compound::build(a)? {

@@ -152,7 +152,7 @@ pub fn run(c: &Case, pred: &Arr, dtype: DType, with_grad: bool) -> (Vec<f64>, Op
 }
 
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
+    t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()
 }
 
 /// Asserts `got ≈ want` elementwise: |g − w| ≤ rtol·|w| + atol.

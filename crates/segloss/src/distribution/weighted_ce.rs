@@ -157,17 +157,25 @@ impl SegLoss for WeightedCeLoss {
         )?;
         let softmax = p.activation == Activation::Softmax;
         let w = prepare_weights(&p, weights, !softmax)?;
-        if softmax {
-            let (map, _) = softmax_ce_map(&p, None, 0.0)?;
-            let map = map * w;
-            let denom = p.n_valid as f64;
-            let denom = crate::input::const_tensor(&p.x, vec![denom], [1]);
-            Ok(reduce_pixel_map(&p, map, denom, reduction))
-        } else {
-            let (lp, l1mp) = p.log_p_and_log_1mp();
-            let y = p.y.clone();
-            let bce = (y.clone() * lp + y.neg().add_scalar(1.0) * l1mp).neg();
-            Ok(reduce_map(&p, p.mask_valid(bce * w), reduction))
-        }
+        Ok(weighted_ce_prepared(&p, w, reduction))
+    }
+}
+
+/// `mean(W ⊙ CE)` on a prepared input: W `[N, 1 or C, S]` (sigmoid/none: BCE per element, mean over
+/// N·C·S) or `[N, 1, S]` (softmax: CE per pixel, mean over N·S). Shared with the boundary losses.
+pub(crate) fn weighted_ce_prepared(
+    p: &crate::input::Prepared,
+    w: Tensor<3>,
+    reduction: LossReduction,
+) -> LossValue {
+    if p.activation == Activation::Softmax {
+        let (map, _) = softmax_ce_map(p, None, 0.0).expect("no class weights, no error");
+        let denom = crate::input::const_tensor(&p.x, vec![p.n_valid as f64], [1]);
+        reduce_pixel_map(p, map * w, denom, reduction)
+    } else {
+        let (lp, l1mp) = p.log_p_and_log_1mp();
+        let y = p.y.clone();
+        let bce = (y.clone() * lp + y.neg().add_scalar(1.0) * l1mp).neg();
+        reduce_map(p, p.mask_valid(bce * w), reduction)
     }
 }

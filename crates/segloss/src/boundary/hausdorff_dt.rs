@@ -1,0 +1,129 @@
+//! Hausdorff-distance loss from distance transforms (Karimi & Salcudean 2019), MONAI's definition.
+
+use burn::config::Config;
+use burn::module::Module;
+
+use super::maps::channel_maps;
+use super::matrix_loss_methods;
+use crate::error::LossError;
+use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
+use crate::loss::{no_weights, SegLoss};
+use crate::Target;
+
+/// Configuration to create a [Hausdorff-DT loss](HausdorffDtLoss).
+#[derive(Config, Debug)]
+pub struct HausdorffDtLossConfig {
+    /// Exponent α of the distance fields (default 2).
+    #[config(default = 2.0)]
+    pub alpha: f64,
+    /// Whether channel 0 counts (default false; ignored when C = 1).
+    #[config(default = false)]
+    pub include_background: bool,
+    /// Average over the batch as well before the reduction (`none` then gives `[1, C']`).
+    #[config(default = false)]
+    pub batch: bool,
+    /// `Sigmoid` (default for masks), `Softmax` (default for label maps with C ≥ 2) or `None`.
+    pub activation: Option<Activation>,
+}
+
+impl HausdorffDtLossConfig {
+    /// Initializes a [Hausdorff-DT loss](HausdorffDtLoss).
+    ///
+    /// # Panics
+    ///
+    /// If α is not a finite number > 0.
+    pub fn init(&self) -> HausdorffDtLoss {
+        crate::error::or_panic(self.try_init())
+    }
+
+    /// Initializes the loss, checking α > 0.
+    pub fn try_init(&self) -> Result<HausdorffDtLoss, LossError> {
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(LossError::param("alpha", self.alpha, "a finite number > 0"));
+        }
+        Ok(HausdorffDtLoss {
+            alpha: self.alpha,
+            include_background: self.include_background,
+            batch: self.batch,
+            activation: self.activation,
+        })
+    }
+}
+
+/// Hausdorff-distance loss from distance transforms (Karimi & Salcudean 2019, "Reducing the
+/// Hausdorff distance in medical image segmentation with convolutional neural networks"):
+///
+/// ```text
+/// f(n, c) = mean_x[(p − y)² ⊙ (F_p^α + F_y^α)],   F_m = EDT(m) + EDT(¬m)
+/// ```
+///
+/// with `F_p` the two-sided distance field of the thresholded prediction (`p > 0.5`, strictly) and
+/// `F_y` that of the target, per sample and channel, 0 for an empty or full mask. The fields are
+/// exact EDTs from `segloss-core` on a detached CPU copy: no gradient flows through them. An empty
+/// target with an empty prediction gives 0; an empty target with a non-empty prediction is
+/// weighted by `F_p` only.
+///
+/// `mean` / `sum` reduce the `[N, C']` matrix (`[1, C']` with `batch = true`).
+///
+/// Oracle: `monai.losses.HausdorffDTLoss(alpha, include_background, batch)` (MONAI casts the fields
+/// to float32; ours keep the input's precision).
+#[derive(Module, Debug)]
+pub struct HausdorffDtLoss {
+    /// α.
+    pub alpha: f64,
+    /// Whether channel 0 counts.
+    pub include_background: bool,
+    /// Batch mean.
+    pub batch: bool,
+    /// Configured activation.
+    #[module(skip)]
+    pub activation: Option<Activation>,
+}
+
+matrix_loss_methods!(HausdorffDtLoss);
+
+impl SegLoss for HausdorffDtLoss {
+    fn name(&self) -> &'static str {
+        "hausdorff_dt"
+    }
+
+    fn loss_value(
+        &self,
+        pred: Flat,
+        target: Target,
+        weights: Option<Flat>,
+        reduction: LossReduction,
+    ) -> Result<LossValue, LossError> {
+        no_weights(self.name(), &weights)?;
+        let p = prepare(
+            pred,
+            target,
+            &InputRules {
+                activation: self.activation,
+                allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
+                fallback: Activation::Sigmoid,
+                ignore_index: None,
+                loss: "hausdorff_dt",
+            },
+        )?;
+        let probs = p.probs();
+        let field = |m: ndarray::ArrayViewD<'_, bool>| segloss_core::two_sided_edt(&m, None);
+        let fp = channel_maps(&p, &probs, "distance field", field)?;
+        let fy = channel_maps(&p, &p.y, "distance field", field)?;
+        let a = self.alpha;
+        let w = if a == 2.0 {
+            fp.clone() * fp + fy.clone() * fy
+        } else {
+            fp.powf_scalar(a) + fy.powf_scalar(a)
+        };
+        let err = (probs - p.y.clone()).powi_scalar(2) * w;
+        let err = super::drop_background(err, p.c, self.include_background);
+        let cc = err.dims()[1];
+        let f = if self.batch {
+            err.swap_dims(0, 1).reshape([1, cc, p.n * p.s()]).mean_dim(2)
+        } else {
+            err.mean_dim(2)
+        };
+        Ok(super::reduce_matrix(f, reduction))
+    }
+}

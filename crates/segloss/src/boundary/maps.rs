@@ -1,0 +1,62 @@
+//! Maps of the target (and of the thresholded prediction) computed by `segloss-core` on detached
+//! CPU copies, one per sample and channel in parallel, entering the graph as constants.
+
+use burn::tensor::Tensor;
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use rayon::prelude::*;
+
+use crate::error::LossError;
+use crate::input::{const_tensor, Prepared};
+
+/// Host copy of a tensor as f64 (detached).
+pub(crate) fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
+    t.clone()
+        .detach()
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap_or_default()
+}
+
+/// Applies `f` to each of the `k` boolean images of `masks` (`k·S` values, C order, spatial shape
+/// `spatial`), in parallel, and returns the `k·S` results.
+pub(crate) fn map_images(
+    masks: &[bool],
+    spatial: &[usize],
+    what: &str,
+    f: impl Fn(ArrayViewD<'_, bool>) -> segloss_core::Result<ArrayD<f64>> + Sync,
+) -> Result<Vec<f64>, LossError> {
+    let s: usize = spatial.iter().product();
+    let mut out = vec![0.0f64; masks.len()];
+    out.par_chunks_mut(s)
+        .zip(masks.par_chunks(s))
+        .try_for_each(|(o, m)| {
+            let view = ArrayViewD::from_shape(IxDyn(spatial), m).expect("contiguous image");
+            let r = f(view).map_err(|e| LossError::Map {
+                what: what.to_string(),
+                message: e.to_string(),
+            })?;
+            for (dst, v) in o.iter_mut().zip(r.iter()) {
+                *dst = *v;
+            }
+            Ok::<(), LossError>(())
+        })?;
+    Ok(out)
+}
+
+/// `[N, C, S]` maps of the binarised channels (`value > 0.5`) of `t` as a constant tensor.
+pub(crate) fn channel_maps(
+    p: &Prepared,
+    t: &Tensor<3>,
+    what: &str,
+    f: impl Fn(ArrayViewD<'_, bool>) -> segloss_core::Result<ArrayD<f64>> + Sync,
+) -> Result<Tensor<3>, LossError> {
+    let masks: Vec<bool> = host(t).into_iter().map(|v| v > 0.5).collect();
+    let maps = map_images(&masks, &p.spatial, what, f)?;
+    Ok(const_tensor(&p.x, maps, [p.n, p.c, p.s()]))
+}
+
+/// The binarised target channels `y > 0.5`, `[N, C, S]` flattened.
+pub(crate) fn target_masks(p: &Prepared) -> Vec<bool> {
+    host(&p.y).into_iter().map(|v| v > 0.5).collect()
+}
