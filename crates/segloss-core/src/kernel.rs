@@ -553,6 +553,16 @@ pub(crate) fn finish<F: Float>(buf: &mut [F], squared: bool) {
 /// Lanes per task of a vectorised sweep.
 const SWEEP_LANES: usize = 2048;
 
+/// Lanes per task of a vectorised sweep over `lanes` lanes: at most [`SWEEP_LANES`], and small enough
+/// that every worker gets a few tasks (a 1024-wide image still sweeps on all threads).
+fn sweep_chunk(lanes: usize, serial: bool) -> usize {
+    if serial {
+        return SWEEP_LANES;
+    }
+    let per = lanes.div_ceil(4 * rayon::current_num_threads());
+    per.next_multiple_of(16).clamp(64, SWEEP_LANES)
+}
+
 /// Squared distance along axis `axis` (the outermost axis of length > 1; all axes before it have length 1)
 /// to the nearest voxel where `is_target(flat index)` holds, by one forward and one backward linear sweep
 /// over whole planes (each step is an elementwise operation on contiguous rows, so it vectorises).
@@ -573,10 +583,11 @@ fn sweep_pass<F: Float>(
     let s = g.spacing[axis];
     let one = F::from_f64(1.0);
     let bp = SyncPtr(buf.as_mut_ptr());
-    let chunks = (hi - lo).div_ceil(SWEEP_LANES);
+    let cl = sweep_chunk(hi - lo, serial);
+    let chunks = (hi - lo).div_ceil(cl);
     let work = |next: &mut Vec<F>, c: usize| {
-        let j0 = lo + c * SWEEP_LANES;
-        let w = SWEEP_LANES.min(hi - j0);
+        let j0 = lo + c * cl;
+        let w = cl.min(hi - j0);
         let b = bp;
         // SAFETY: task c owns the voxels k·st + j for j in j0..j0 + w, which no other task touches.
         let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(b.0.add(k * st + j0), w) };
@@ -692,10 +703,11 @@ fn label_sweep_pass<T: Voxel, F: Float>(buf: &mut [F], labels: &[T], g: &Grid, a
     let s = g.spacing[axis];
     let one = F::from_f64(1.0);
     let bp = SyncPtr(buf.as_mut_ptr());
-    let chunks = st.div_ceil(SWEEP_LANES);
+    let cl = sweep_chunk(st, false);
+    let chunks = st.div_ceil(cl);
     let work = |next: &mut Vec<F>, c: usize| {
-        let j0 = c * SWEEP_LANES;
-        let w = SWEEP_LANES.min(st - j0);
+        let j0 = c * cl;
+        let w = cl.min(st - j0);
         let b = bp;
         // SAFETY: task c owns the voxels k·st + j for j in j0..j0 + w, which no other task touches.
         let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(b.0.add(k * st + j0), w) };
