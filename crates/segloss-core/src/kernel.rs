@@ -108,9 +108,26 @@ pub(crate) fn envelope(
     window: (usize, usize),
 ) {
     let n = f.len();
-    let out = &mut out[..n];
-    let z = &mut z[..n];
-    let v = &mut v[..n];
+    envelope_at(f, 0, s, &mut out[..n], v, z, arg, window);
+}
+
+/// [`envelope`] with the sites `f` at positions `offset..offset + f.len()` of a line of `out.len()`
+/// positions (the positions outside hold no site).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn envelope_at(
+    f: &[f64],
+    offset: usize,
+    s: f64,
+    out: &mut [f64],
+    v: &mut [u32],
+    z: &mut [Site],
+    arg: &mut [u32],
+    window: (usize, usize),
+) {
+    let n = out.len();
+    let z = &mut z[..f.len().max(1)];
+    let v = &mut v[..f.len().max(1)];
     let want_arg = !arg.is_empty();
     // Number of sites on the envelope.
     let mut m = 0usize;
@@ -118,7 +135,7 @@ pub(crate) fn envelope(
         if fq == f64::INFINITY {
             continue;
         }
-        let xq = q as f64 * s;
+        let xq = (q + offset) as f64 * s;
         let hq = fq + xq * xq;
         // Pop the last site b while the one before it (a) and q hide it:
         // breakpoint(b, q) <= breakpoint(a, b).
@@ -133,7 +150,7 @@ pub(crate) fn envelope(
         }
         z[m] = [xq, hq, fq];
         if want_arg {
-            v[m] = q as u32;
+            v[m] = (q + offset) as u32;
         }
         m += 1;
     }
@@ -827,7 +844,8 @@ pub(crate) fn multilabel_edt<T: Voxel, F: Float>(
 ///
 /// `is_target(k, j)` takes the index `k` along the first axis of length > 1 (`first`) and the flat index
 /// `j` over the axes after it; only the lanes `j` in `lanes` can hold targets, and `buf` must hold
-/// infinity everywhere else on entry.
+/// infinity everywhere else on entry. After the sweeps, only the columns (last axis) in `cols` hold
+/// finite values.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn binary_edt_emit<F: Float>(
     buf: &mut [F],
@@ -835,6 +853,7 @@ pub(crate) fn binary_edt_emit<F: Float>(
     first: usize,
     is_target: impl Fn(usize, usize) -> bool + Sync,
     lanes: (usize, usize),
+    cols: (usize, usize),
     eval: [[usize; 2]; 3],
     sc: &mut Scratch,
     mut emit: impl FnMut(usize, usize, &[f64]),
@@ -850,20 +869,26 @@ pub(crate) fn binary_edt_emit<F: Float>(
         for i1 in eval[1][0]..eval[1][1] {
             let r = i0 * n1 + i1;
             let row = &buf[r * n..(r + 1) * n];
-            for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
-                *d = x.to_f64();
-            }
             if first < 2 {
-                envelope_runs(
-                    &sc.g[..n],
+                let (a, b) = (cols.0.min(n), cols.1.min(n));
+                for (d, x) in sc.g[a..b].iter_mut().zip(row[a..b].iter()) {
+                    *d = x.to_f64();
+                }
+                envelope_at(
+                    &sc.g[a..b],
+                    a,
                     g.spacing[2],
                     &mut sc.o[..n],
                     &mut sc.v,
                     &mut sc.z,
+                    &mut [],
                     (c0, c1),
                 );
                 emit(r, c0, &sc.o[c0..c1]);
             } else {
+                for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
+                    *d = x.to_f64();
+                }
                 emit(r, c0, &sc.g[c0..c1]);
             }
         }

@@ -317,8 +317,22 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox)> {
             if gap2(&boxes[i], &boxes[j]) > band * band {
                 continue;
             }
-            let near_i = inter(&half[i], &grown[j]);
-            let near_j = inter(&grown[i], &half[j]);
+            // Per axis, d_i + d_j ≤ B needs the axis distances to the two boxes to add up to at most
+            // B: beyond the pair's span each step away adds 2, so the band reaches B/2 past the
+            // near ends and only (B − span)/2 past the far ones.
+            let mut pair = [[0usize; 2]; 3];
+            for (a, pa) in pair.iter_mut().enumerate() {
+                let (bi, bj) = (boxes[i][a], boxes[j][a]);
+                let r = band / g.spacing[a];
+                let lo = ((bi[0] + bj[0]) as f64 - r) / 2.0;
+                let hi = ((bi[1] - 1 + bj[1] - 1) as f64 + r) / 2.0;
+                *pa = [
+                    lo.ceil().max(0.0) as usize,
+                    (hi.floor() as usize + 1).min(g.shape[a]),
+                ];
+            }
+            let near_i = inter(&half[i], &grown[j]).and_then(|b| inter(&b, &pair));
+            let near_j = inter(&grown[i], &half[j]).and_then(|b| inter(&b, &pair));
             for add in [near_i, near_j] {
                 join(&mut crop[i], add);
                 join(&mut crop[j], add);
@@ -506,21 +520,22 @@ fn crop_distances(
     // The instance's box relative to the crop.
     let r = |a: usize| [bb[a][0] - b[a][0], bb[a][1] - b[a][0]];
     let base = (b[0][0] * n1 + b[1][0]) * n2 + b[2][0];
+    let cols = (r(2)[0], r(2)[1]);
     match first {
         0 => {
             let c2 = shape[2];
             let lanes = (r(1)[0] * c2 + r(2)[0], (r(1)[1] - 1) * c2 + r(2)[1]);
             let target = |k: usize, j: usize| labels[base + (k * n1 + j / c2) * n2 + j % c2] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, lanes, eval, sc, emit);
+            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, sc, emit);
         }
         1 => {
             let lanes = (r(2)[0], r(2)[1]);
             let target = |k: usize, j: usize| labels[base + k * n2 + j] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, lanes, eval, sc, emit);
+            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, sc, emit);
         }
         _ => {
             let target = |k: usize, _: usize| labels[base + k] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, (0, 1), eval, sc, emit);
+            kernel::binary_edt_emit(buf, &cg, first, target, (0, 1), cols, eval, sc, emit);
         }
     }
 }
