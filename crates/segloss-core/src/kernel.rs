@@ -108,23 +108,26 @@ pub(crate) fn envelope(
     window: (usize, usize),
 ) {
     let n = f.len();
-    envelope_at(f, 0, s, &mut out[..n], v, z, arg, window);
+    envelope_at(f, 0, s, f64::MAX, &mut out[..n], v, z, arg, window);
 }
 
 /// [`envelope`] with the sites `f` at positions `offset..offset + f.len()` of a line of `out.len()`
-/// positions (the positions outside hold no site).
+/// positions (the positions outside hold no site), ignoring the sites with `f > cap` (then every
+/// output that is at most `cap` is still exact; `f64::MAX` keeps every finite site). Returns `false`,
+/// with `out` untouched, when no site is left and `cap` is below `f64::MAX`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn envelope_at(
     f: &[f64],
     offset: usize,
     s: f64,
+    cap: f64,
     out: &mut [f64],
     v: &mut [u32],
     z: &mut [Site],
     arg: &mut [u32],
     window: (usize, usize),
-) {
+) -> bool {
     let n = out.len();
     let z = &mut z[..f.len().max(1)];
     let v = &mut v[..f.len().max(1)];
@@ -132,7 +135,7 @@ pub(crate) fn envelope_at(
     // Number of sites on the envelope.
     let mut m = 0usize;
     for (q, &fq) in f.iter().enumerate() {
-        if fq == f64::INFINITY {
+        if fq > cap {
             continue;
         }
         let xq = (q + offset) as f64 * s;
@@ -155,18 +158,21 @@ pub(crate) fn envelope_at(
         m += 1;
     }
     if m == 0 {
+        if cap < f64::MAX {
+            return false;
+        }
         out.fill(f64::INFINITY);
         if want_arg {
             arg[..n].fill(NO_FEATURE);
         }
-        return;
+        return true;
     }
     // Site k owns the positions p with breakpoint(k−1, k) < p·s ≤ breakpoint(k, k+1). Compact the sites
     // to those that own at least one position of the window, each with the end of its stretch, so
     // that the fill below advances at most one site per position, without branches.
     let (w0, w1) = (window.0.min(n), window.1.min(n));
     if w0 >= w1 {
-        return;
+        return true;
     }
     let mut cnt = 0usize;
     let mut prev = w0;
@@ -207,6 +213,7 @@ pub(crate) fn envelope_at(
             arg[p] = v[k];
         }
     }
+    true
 }
 
 /// [`envelope`] for a line whose zeros are target voxels (binary EDT): a zero site is lower than every
@@ -845,7 +852,8 @@ pub(crate) fn multilabel_edt<T: Voxel, F: Float>(
 /// `is_target(k, j)` takes the index `k` along the first axis of length > 1 (`first`) and the flat index
 /// `j` over the axes after it; only the lanes `j` in `lanes` can hold targets, and `buf` must hold
 /// infinity everywhere else on entry. After the sweeps, only the columns (last axis) in `cols` hold
-/// finite values.
+/// finite values. Rows whose values all exceed `cap` may be skipped, and values above `cap` may be
+/// too large (see [`envelope_at`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn binary_edt_emit<F: Float>(
     buf: &mut [F],
@@ -855,6 +863,7 @@ pub(crate) fn binary_edt_emit<F: Float>(
     lanes: (usize, usize),
     cols: (usize, usize),
     eval: [[usize; 2]; 3],
+    cap: f64,
     sc: &mut Scratch,
     mut emit: impl FnMut(usize, usize, &[f64]),
 ) {
@@ -874,17 +883,19 @@ pub(crate) fn binary_edt_emit<F: Float>(
                 for (d, x) in sc.g[a..b].iter_mut().zip(row[a..b].iter()) {
                     *d = x.to_f64();
                 }
-                envelope_at(
+                if envelope_at(
                     &sc.g[a..b],
                     a,
                     g.spacing[2],
+                    cap,
                     &mut sc.o[..n],
                     &mut sc.v,
                     &mut sc.z,
                     &mut [],
                     (c0, c1),
-                );
-                emit(r, c0, &sc.o[c0..c1]);
+                ) {
+                    emit(r, c0, &sc.o[c0..c1]);
+                }
             } else {
                 for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
                     *d = x.to_f64();

@@ -475,6 +475,7 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
                 &boxes[*l as usize],
                 b,
                 ev,
+                band * band,
                 &mut buf,
                 &mut sc,
                 emit,
@@ -494,7 +495,8 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
 }
 
 /// Squared distances to instance `l` (bounding box `bb`) over the crop `b`, handed row by row (C order)
-/// to `emit` for the rows and columns of `eval` (crop coordinates); `buf` is scratch.
+/// to `emit` for the rows and columns of `eval` (crop coordinates); values above `cap` may be too large
+/// and rows without any value below it skipped; `buf` is scratch.
 #[allow(clippy::too_many_arguments)]
 fn crop_distances(
     labels: &[u32],
@@ -503,6 +505,7 @@ fn crop_distances(
     bb: &BBox,
     b: &BBox,
     eval: BBox,
+    cap: f64,
     buf: &mut Vec<f32>,
     sc: &mut kernel::Scratch,
     emit: impl FnMut(usize, usize, &[f64]),
@@ -526,16 +529,16 @@ fn crop_distances(
             let c2 = shape[2];
             let lanes = (r(1)[0] * c2 + r(2)[0], (r(1)[1] - 1) * c2 + r(2)[1]);
             let target = |k: usize, j: usize| labels[base + (k * n1 + j / c2) * n2 + j % c2] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, sc, emit);
+            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, cap, sc, emit);
         }
         1 => {
             let lanes = (r(2)[0], r(2)[1]);
             let target = |k: usize, j: usize| labels[base + k * n2 + j] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, sc, emit);
+            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, cap, sc, emit);
         }
         _ => {
             let target = |k: usize, _: usize| labels[base + k] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, (0, 1), cols, eval, sc, emit);
+            kernel::binary_edt_emit(buf, &cg, first, target, (0, 1), cols, eval, cap, sc, emit);
         }
     }
 }
