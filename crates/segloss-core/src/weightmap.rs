@@ -223,32 +223,29 @@ pub(crate) fn weight_map_buffer<F: Float>(
             .map(|&l| F::from_f64(if l == 0 { w_bg } else { w_fg }))
             .collect();
     }
-    let (d1, d2) = nearest_two(labels, k, g, band);
     let inv = 1.0 / (2.0 * config.sigma * config.sigma);
     let band2 = (band * band) as f32;
     let w0 = config.w0;
-    let fill = |((&l, &a), &b): ((&u32, &f32), &f32)| {
-        F::from_f64(if l != 0 {
-            w_fg
-        } else if b > band2 {
-            w_bg
-        } else {
-            let s = (a as f64).sqrt() + (b as f64).sqrt();
-            if s > band {
-                // Below the tolerance.
+    let finish = |lab: &[u32], d1: &[f32], d2: &[f32], out: &mut [F]| {
+        for (((o, &l), &a), &b) in out.iter_mut().zip(lab).zip(d1).zip(d2) {
+            *o = F::from_f64(if l != 0 {
+                w_fg
+            } else if b > band2 {
                 w_bg
             } else {
-                w_bg + w0 * (-(s * s) * inv).exp()
-            }
-        })
+                let s = (a as f64).sqrt() + (b as f64).sqrt();
+                if s > band {
+                    // Below the tolerance.
+                    w_bg
+                } else {
+                    w_bg + w0 * (-(s * s) * inv).exp()
+                }
+            });
+        }
     };
-    labels
-        .par_iter()
-        .zip(d1.par_iter())
-        .zip(d2.par_iter())
-        .with_min_len(4096)
-        .map(fill)
-        .collect()
+    let mut out = vec![F::ZERO; n];
+    nearest_two(labels, k, g, band, &mut out, &finish);
+    out
 }
 
 /// `b` grown by `r` (spacing units) on every side, clipped to the grid.
@@ -354,8 +351,16 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox)> {
 }
 
 /// For every background voxel, the two smallest squared distances to distinct instances among those
-/// within `band` (infinity when fewer).
-fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<f32>) {
+/// within `band` (infinity when fewer), handed stripe by stripe to `finish(labels, d1, d2, out)` with
+/// the stripe's part of `out`.
+fn nearest_two<F: Float>(
+    labels: &[u32],
+    k: usize,
+    g: &Grid,
+    band: f64,
+    out: &mut [F],
+    finish: &(impl Fn(&[u32], &[f32], &[f32], &mut [F]) + Sync),
+) {
     let [n0, n1, n2] = g.shape;
     // Bounding boxes, rows in parallel (each worker a run of rows, merged at the end).
     let rows = n0 * n1;
@@ -417,14 +422,11 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
     };
     let rows_per = len_ax.div_ceil(stripes);
     let band2 = (band * band) as f32;
-    let n = labels.len();
-    let filled = || -> Vec<f32> {
-        let mut v = Vec::with_capacity(n);
-        v.par_extend(rayon::iter::repeat_n(f32::INFINITY, n));
-        v
-    };
-    let (mut d1, mut d2) = rayon::join(filled, filled);
-    let work = |(si, (a1, a2)): (usize, (&mut [f32], &mut [f32]))| {
+    let chunk = rows_per * plane;
+    let work = |(si, o): (usize, &mut [F])| {
+        let mut d1 = vec![f32::INFINITY; o.len()];
+        let mut d2 = vec![f32::INFINITY; o.len()];
+        let (a1, a2) = (&mut d1[..], &mut d2[..]);
         let r0 = si * rows_per;
         let r1 = (r0 + rows_per).min(len_ax);
         let mut buf: Vec<f32> = Vec::new();
@@ -481,17 +483,14 @@ fn nearest_two(labels: &[u32], k: usize, g: &Grid, band: f64) -> (Vec<f32>, Vec<
                 emit,
             );
         }
+        let start = si * chunk;
+        finish(&labels[start..start + d1.len()], &d1, &d2, o);
     };
-    let chunk = rows_per * plane;
     if stripes > 1 {
-        d1.par_chunks_mut(chunk)
-            .zip(d2.par_chunks_mut(chunk))
-            .enumerate()
-            .for_each(work);
+        out.par_chunks_mut(chunk).enumerate().for_each(work);
     } else {
-        work((0, (&mut d1[..], &mut d2[..])));
+        work((0, out));
     }
-    (d1, d2)
 }
 
 /// Squared distances to instance `l` (bounding box `bb`) over the crop `b`, handed row by row (C order)
