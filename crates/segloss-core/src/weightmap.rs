@@ -13,6 +13,8 @@
 //! size, and memory stays O(image). Voxels with fewer than two instances within `B` get no border term,
 //! which is off by less than `ε` (default 5·10⁻⁵) from the exact definition.
 
+use std::mem::MaybeUninit;
+
 use ndarray::{Array, ArrayBase, Data, Dimension};
 use rayon::prelude::*;
 
@@ -226,25 +228,34 @@ pub(crate) fn weight_map_buffer<F: Float>(
     let inv = 1.0 / (2.0 * config.sigma * config.sigma);
     let band2 = (band * band) as f32;
     let w0 = config.w0;
-    let finish = |lab: &[u32], d1: &[f32], d2: &[f32], out: &mut [F]| {
+    let finish = |lab: &[u32], d1: &[f32], d2: &[f32], out: &mut [MaybeUninit<F>]| {
         for (((o, &l), &a), &b) in out.iter_mut().zip(lab).zip(d1).zip(d2) {
-            *o = F::from_f64(if l != 0 {
-                w_fg
-            } else if b > band2 {
-                w_bg
-            } else {
+            let wc = if l != 0 { w_fg } else { w_bg };
+            let w = if l == 0 && b <= band2 {
                 let s = (a as f64).sqrt() + (b as f64).sqrt();
+                // Beyond the band the term is below the tolerance.
                 if s > band {
-                    // Below the tolerance.
-                    w_bg
+                    wc
                 } else {
-                    w_bg + w0 * (-(s * s) * inv).exp()
+                    wc + w0 * (-(s * s) * inv).exp()
                 }
-            });
+            } else {
+                wc
+            };
+            o.write(F::from_f64(w));
         }
     };
-    let mut out = vec![F::ZERO; n];
-    nearest_two(labels, k, g, band, &mut out, &finish);
+    let mut out: Vec<F> = Vec::with_capacity(n);
+    nearest_two(
+        labels,
+        k,
+        g,
+        band,
+        &mut out.spare_capacity_mut()[..n],
+        &finish,
+    );
+    // SAFETY: `nearest_two` hands every element of the `n` slots to `finish`, which writes each one.
+    unsafe { out.set_len(n) };
     out
 }
 
@@ -358,8 +369,8 @@ fn nearest_two<F: Float>(
     k: usize,
     g: &Grid,
     band: f64,
-    out: &mut [F],
-    finish: &(impl Fn(&[u32], &[f32], &[f32], &mut [F]) + Sync),
+    out: &mut [MaybeUninit<F>],
+    finish: &(impl Fn(&[u32], &[f32], &[f32], &mut [MaybeUninit<F>]) + Sync),
 ) {
     let [n0, n1, n2] = g.shape;
     // Bounding boxes, rows in parallel (each worker a run of rows, merged at the end).
@@ -423,7 +434,7 @@ fn nearest_two<F: Float>(
     let rows_per = len_ax.div_ceil(stripes);
     let band2 = (band * band) as f32;
     let chunk = rows_per * plane;
-    let work = |(si, o): (usize, &mut [F])| {
+    let work = |(si, o): (usize, &mut [MaybeUninit<F>])| {
         let mut d1 = vec![f32::INFINITY; o.len()];
         let mut d2 = vec![f32::INFINITY; o.len()];
         let (a1, a2) = (&mut d1[..], &mut d2[..]);
