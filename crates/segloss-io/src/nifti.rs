@@ -673,15 +673,14 @@ pub(crate) fn header_for(
 pub(crate) fn encode<W: Write>(w: &mut W, h: &Header, data: &ArrayD<f32>) -> io::Result<()> {
     w.write_all(&serialize(h))?;
     // Voxel data, x (the first index) fastest.
-    let mut buf = Vec::with_capacity(1 << 16);
-    for &x in data.t().iter() {
-        buf.extend_from_slice(&x.to_le_bytes());
-        if buf.len() >= (1 << 16) {
-            w.write_all(&buf)?;
-            buf.clear();
-        }
-    }
-    w.write_all(&buf)
+    let data = data.as_standard_layout();
+    let flat = data.as_slice().unwrap_or_default();
+    let mut bytes = Vec::new();
+    crate::raw::for_each_fortran_chunk(flat, data.shape(), |chunk| {
+        bytes.clear();
+        bytes.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+        w.write_all(&bytes)
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 
-use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+use ndarray::{ArrayD, IxDyn};
 
 use crate::ArrayData;
 
@@ -104,18 +104,22 @@ fn read_vec<T, const N: usize, R: Read>(
     Ok(out)
 }
 
-fn build<T: Clone>(shape: &[usize], fortran: bool, v: Vec<T>) -> Result<ArrayD<T>, RawError> {
-    let a = if fortran {
-        ArrayD::from_shape_vec(IxDyn(shape).f(), v)
-    } else {
-        ArrayD::from_shape_vec(IxDyn(shape), v)
+fn build<T: Copy + Default>(
+    shape: &[usize],
+    fortran: bool,
+    v: Vec<T>,
+) -> Result<ArrayD<T>, RawError> {
+    if element_count(shape) != Some(v.len()) {
+        return Err(RawError::Shape);
     }
-    .map_err(|_| RawError::Shape)?;
-    Ok(if fortran && shape.len() > 1 {
-        a.as_standard_layout().into_owned()
+    let v = if fortran && shape.len() > 1 {
+        // Fortran order for `shape` is C order for the reversed shape.
+        let reversed: Vec<usize> = shape.iter().rev().copied().collect();
+        reverse_axes(&v, &reversed)
     } else {
-        a
-    })
+        v
+    };
+    ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|_| RawError::Shape)
 }
 
 /// Number of elements of `shape`, or `None` on overflow.
@@ -192,4 +196,121 @@ pub(crate) fn show_bytes(b: &[u8]) -> String {
         s.push_str("...");
     }
     s
+}
+
+/// Writes into `dst` the planes `planes` (indices along the last axis) of `src` with its axes
+/// reversed: `src` holds an array of `shape` in C order, and `dst` receives, in C order, the
+/// part `planes` of the array of shape `shape` reversed (which is `src` in Fortran order).
+///
+/// Works on 32 × 32 tiles of the first and last axes, so both sides are read and written in
+/// cache-friendly runs even for large volumes.
+fn reverse_axes_into<T: Copy>(
+    src: &[T],
+    shape: &[usize],
+    planes: std::ops::Range<usize>,
+    dst: &mut [T],
+) {
+    const B: usize = 32;
+    let nd = shape.len();
+    let (n0, nl) = (shape[0], shape[nd - 1]);
+    let mid = &shape[1..nd - 1];
+    let m: usize = mid.iter().product();
+    // Fortran strides of the middle axes.
+    let mut fstride = vec![1usize; mid.len()];
+    for k in 1..mid.len() {
+        fstride[k] = fstride[k - 1] * mid[k - 1];
+    }
+    let mut idx = vec![0usize; mid.len()];
+    let plane = m * n0;
+    for mc in 0..m {
+        let mf: usize = idx.iter().zip(&fstride).map(|(i, s)| i * s).sum();
+        for i0b in (0..n0).step_by(B) {
+            for ilb in (planes.start..planes.end).step_by(B) {
+                for il in ilb..(ilb + B).min(planes.end) {
+                    let d = (il - planes.start) * plane + mf * n0;
+                    for i0 in i0b..(i0b + B).min(n0) {
+                        dst[d + i0] = src[(i0 * m + mc) * nl + il];
+                    }
+                }
+            }
+        }
+        // Next middle index in C order (last middle axis fastest).
+        for k in (0..mid.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < mid[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// `src` (an array of `shape` in C order) with its axes reversed, in C order.
+pub(crate) fn reverse_axes<T: Copy + Default>(src: &[T], shape: &[usize]) -> Vec<T> {
+    if shape.len() < 2 || src.is_empty() {
+        return src.to_vec();
+    }
+    let mut dst = vec![T::default(); src.len()];
+    reverse_axes_into(src, shape, 0..shape[shape.len() - 1], &mut dst);
+    dst
+}
+
+/// Calls `f` with successive pieces of `src` (an array of `shape` in C order) in Fortran order
+/// (first index fastest), using a buffer of a few planes rather than a full copy.
+pub(crate) fn for_each_fortran_chunk<T: Copy + Default, E>(
+    src: &[T],
+    shape: &[usize],
+    mut f: impl FnMut(&[T]) -> Result<(), E>,
+) -> Result<(), E> {
+    if shape.len() < 2 || src.is_empty() {
+        return f(src);
+    }
+    let nl = shape[shape.len() - 1];
+    let plane = src.len() / nl;
+    let per = (1 << 20) / plane.max(1);
+    let per = per.clamp(1, 32);
+    let mut buf = vec![T::default(); plane * per.min(nl)];
+    let mut start = 0;
+    while start < nl {
+        let end = (start + per).min(nl);
+        let piece = &mut buf[..(end - start) * plane];
+        reverse_axes_into(src, shape, start..end, piece);
+        f(piece)?;
+        start = end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    #[test]
+    fn reversing_axes_matches_ndarray() {
+        for shape in [
+            vec![1, 1],
+            vec![3, 5],
+            vec![40, 70],
+            vec![33, 2, 65],
+            vec![2, 3, 4, 5],
+            vec![35, 1, 3, 1, 34],
+        ] {
+            let n: usize = shape.iter().product();
+            let a = ArrayD::from_shape_vec(IxDyn(&shape), (0..n as u32).collect()).unwrap();
+            let want: Vec<u32> = a.t().iter().copied().collect();
+            assert_eq!(
+                reverse_axes(a.as_slice().unwrap(), &shape),
+                want,
+                "{shape:?}"
+            );
+            let mut got = Vec::new();
+            for_each_fortran_chunk(a.as_slice().unwrap(), &shape, |c| {
+                got.extend_from_slice(c);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(got, want, "{shape:?} in chunks");
+        }
+    }
 }
