@@ -845,9 +845,9 @@ pub(crate) fn multilabel_edt<T: Voxel, F: Float>(
     label_contiguous_pass(buf, labels, g, squared);
 }
 
-/// As [`binary_edt`] with squared distances, but the last pass hands each row that lies in `eval`
-/// (rows: `[lo, hi)` on axes 0 and 1; columns: `[lo, hi)` on axis 2, crop coordinates) to
-/// `emit(row index, first column, values)` instead of writing it back. Runs on the calling thread.
+/// As [`binary_edt`] with squared distances, but the last pass hands the rows that meet the boxes
+/// `eval` (crop coordinates), over the span of the boxes that hold each row, to
+/// `emit(row index, first column, values)` instead of writing them back. Runs on the calling thread.
 ///
 /// `is_target(k, j)` takes the index `k` along the first axis of length > 1 (`first`) and the flat index
 /// `j` over the axes after it; only the lanes `j` in `lanes` can hold targets, and `buf` must hold
@@ -862,7 +862,7 @@ pub(crate) fn binary_edt_emit<F: Float>(
     is_target: impl Fn(usize, usize) -> bool + Sync,
     lanes: (usize, usize),
     cols: (usize, usize),
-    eval: [[usize; 2]; 3],
+    eval: &[[[usize; 2]; 3]],
     cap: f64,
     sc: &mut Scratch,
     mut emit: impl FnMut(usize, usize, &[f64]),
@@ -872,10 +872,27 @@ pub(crate) fn binary_edt_emit<F: Float>(
         strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, true);
     }
     let [_, n1, n] = g.shape;
-    let (c0, c1) = (eval[2][0], eval[2][1].min(n));
     sc.fit_line(n);
-    for i0 in eval[0][0]..eval[0][1] {
-        for i1 in eval[1][0]..eval[1][1] {
+    // Rows: the hull of the evaluation boxes; columns: per row, the span of the boxes holding it.
+    let mut hull = [[usize::MAX, 0]; 2];
+    for e in eval {
+        for a in 0..2 {
+            hull[a] = [hull[a][0].min(e[a][0]), hull[a][1].max(e[a][1])];
+        }
+    }
+    for i0 in hull[0][0]..hull[0][1] {
+        for i1 in hull[1][0]..hull[1][1] {
+            let (mut c0, mut c1) = (usize::MAX, 0);
+            for e in eval {
+                if (e[0][0]..e[0][1]).contains(&i0) && (e[1][0]..e[1][1]).contains(&i1) {
+                    c0 = c0.min(e[2][0]);
+                    c1 = c1.max(e[2][1]);
+                }
+            }
+            let c1 = c1.min(n);
+            if c0 >= c1 {
+                continue;
+            }
             let r = i0 * n1 + i1;
             let row = &buf[r * n..(r + 1) * n];
             if first < 2 {

@@ -274,13 +274,14 @@ fn dilate(b: &BBox, r: f64, g: &Grid) -> BBox {
 /// other way round). Instance `i` is therefore needed on the union, over its neighbours `j` (boxes at
 /// most `B` apart), of `(box_i ⊕ B/2 ∩ box_j ⊕ B) ∪ (box_i ⊕ B ∩ box_j ⊕ B/2)`; its crop is the bounding
 /// box of that union and of `box_i` itself (so that its EDT on the crop is exact). An instance without
-/// neighbours needs no crop. Returns `(label, crop, evaluation box)` triples (the evaluation box is the
-/// union's bounding box, inside the crop).
-fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox)> {
+/// neighbours needs no crop. Returns `(label, crop, evaluation box, parts)`: the evaluation box is the
+/// union's bounding box (inside the crop), `parts` the boxes of the union.
+fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox, Vec<BBox>)> {
     let k = boxes.len();
     let grown: Vec<BBox> = boxes.iter().map(|b| dilate(b, band, g)).collect();
     let half: Vec<BBox> = boxes.iter().map(|b| dilate(b, band / 2.0, g)).collect();
     let mut crop: Vec<Option<BBox>> = vec![None; k];
+    let mut parts: Vec<Vec<BBox>> = vec![Vec::new(); k];
     // Sort and sweep along the longest axis.
     let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
     let reach = (band / g.spacing[ax]).ceil() as usize;
@@ -341,21 +342,24 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox)> {
             }
             let near_i = inter(&half[i], &grown[j]).and_then(|b| inter(&b, &pair));
             let near_j = inter(&grown[i], &half[j]).and_then(|b| inter(&b, &pair));
-            for add in [near_i, near_j] {
-                join(&mut crop[i], add);
-                join(&mut crop[j], add);
+            for add in [near_i, near_j].into_iter().flatten() {
+                join(&mut crop[i], Some(add));
+                join(&mut crop[j], Some(add));
+                parts[i].push(add);
+                parts[j].push(add);
             }
         }
     }
     crop.into_iter()
+        .zip(parts)
         .enumerate()
-        .filter_map(|(i, e)| {
+        .filter_map(|(i, (e, p))| {
             e.map(|e| {
                 let mut c = e;
                 for a in 0..3 {
                     c[a] = [e[a][0].min(boxes[i][a][0]), e[a][1].max(boxes[i][a][1])];
                 }
-                (i as u32 + 1, c, e)
+                (i as u32 + 1, c, e, p)
             })
         })
         .collect()
@@ -419,7 +423,7 @@ fn nearest_two<F: Float>(
         .unwrap_or_else(|| vec![empty; k + 1]);
     let crops = crops(&boxes[1..], g, band);
     let size = |b: &BBox| (0..3).map(|a| b[a][1] - b[a][0]).product::<usize>();
-    let total: usize = crops.iter().map(|(_, b, _)| size(b)).sum();
+    let total: usize = crops.iter().map(|(_, b, _, _)| size(b)).sum();
     // Stripes along the outermost axis, one per worker: each stripe runs the crops that overlap it and
     // keeps the results that fall inside it (a crop across a stripe border is computed twice).
     let ax = if g.shape[0] > 1 { 0 } else { 1 };
@@ -442,20 +446,30 @@ fn nearest_two<F: Float>(
         let r1 = (r0 + rows_per).min(len_ax);
         let mut buf: Vec<f32> = Vec::new();
         let mut sc = kernel::Scratch::line(0);
-        for (l, b, e) in &crops {
+        let mut ev: Vec<BBox> = Vec::new();
+        for (l, b, e, parts) in &crops {
             if e[ax][1] <= r0 || e[ax][0] >= r1 {
                 continue;
             }
             let c1 = b[1][1] - b[1][0];
-            // The evaluation box in crop coordinates, its rows clipped to the stripe.
-            let mut ev = [[0usize; 2]; 3];
-            for a in 0..3 {
-                ev[a] = [e[a][0] - b[a][0], e[a][1] - b[a][0]];
+            // The evaluation boxes in crop coordinates, their rows clipped to the stripe.
+            ev.clear();
+            for p in parts {
+                let mut q = [[0usize; 2]; 3];
+                for a in 0..3 {
+                    q[a] = [p[a][0] - b[a][0], p[a][1] - b[a][0]];
+                }
+                q[ax] = [
+                    q[ax][0].max(r0.saturating_sub(b[ax][0])),
+                    q[ax][1].min(r1.saturating_sub(b[ax][0])),
+                ];
+                if q[ax][0] < q[ax][1] {
+                    ev.push(q);
+                }
             }
-            ev[ax] = [
-                ev[ax][0].max(r0.saturating_sub(b[ax][0])),
-                ev[ax][1].min(r1.saturating_sub(b[ax][0])),
-            ];
+            if ev.is_empty() {
+                continue;
+            }
             let emit = |r: usize, from: usize, out: &[f64]| {
                 let (i0, i1) = (r / c1 + b[0][0], r % c1 + b[1][0]);
                 let along = if ax == 0 { i0 } else { i1 };
@@ -487,7 +501,7 @@ fn nearest_two<F: Float>(
                 *l,
                 &boxes[*l as usize],
                 b,
-                ev,
+                &ev,
                 band * band,
                 &mut buf,
                 &mut sc,
@@ -514,7 +528,7 @@ fn crop_distances(
     l: u32,
     bb: &BBox,
     b: &BBox,
-    eval: BBox,
+    eval: &[BBox],
     cap: f64,
     buf: &mut Vec<f32>,
     sc: &mut kernel::Scratch,
