@@ -435,15 +435,38 @@ fn nearest_two<F: Float>(
     } else {
         threads.min(len_ax)
     };
-    let rows_per = len_ax.div_ceil(stripes);
+    // Stripe borders at equal shares of the estimated work: each crop's size spread over its rows,
+    // plus the per-voxel finishing pass.
+    let mut cost = vec![0f64; len_ax + 1];
+    for (_, b, _, _) in &crops {
+        let rows = (b[ax][1] - b[ax][0]) as f64;
+        let per = size(b) as f64 / rows;
+        cost[b[ax][0]] += per;
+        cost[b[ax][1]] -= per;
+    }
+    let mut cuts = vec![0usize];
+    let mut run = 0.0;
+    let mut acc = Vec::with_capacity(len_ax);
+    for c in &cost[..len_ax] {
+        run += c;
+        acc.push(run + 0.25 * plane as f64);
+    }
+    let whole: f64 = acc.iter().sum();
+    let mut sum = 0.0;
+    for (r, w) in acc.iter().enumerate() {
+        sum += w;
+        if cuts.len() < stripes && sum >= whole * cuts.len() as f64 / stripes as f64 {
+            cuts.push(r + 1);
+        }
+    }
+    cuts.push(len_ax);
+    cuts.dedup();
     let band2 = (band * band) as f32;
-    let chunk = rows_per * plane;
     let work = |(si, o): (usize, &mut [MaybeUninit<F>])| {
         let mut d1 = vec![f32::INFINITY; o.len()];
         let mut d2 = vec![f32::INFINITY; o.len()];
         let (a1, a2) = (&mut d1[..], &mut d2[..]);
-        let r0 = si * rows_per;
-        let r1 = (r0 + rows_per).min(len_ax);
+        let (r0, r1) = (cuts[si], cuts[si + 1]);
         let mut buf: Vec<f32> = Vec::new();
         let mut sc = kernel::Scratch::line(0);
         let mut ev: Vec<BBox> = Vec::new();
@@ -508,14 +531,17 @@ fn nearest_two<F: Float>(
                 emit,
             );
         }
-        let start = si * chunk;
+        let start = r0 * plane;
         finish(&labels[start..start + d1.len()], &d1, &d2, o);
     };
-    if stripes > 1 {
-        out.par_chunks_mut(chunk).enumerate().for_each(work);
-    } else {
-        work((0, out));
+    let mut pieces = Vec::with_capacity(cuts.len() - 1);
+    let mut rest = out;
+    for w in cuts.windows(2) {
+        let (head, tail) = rest.split_at_mut((w[1] - w[0]) * plane);
+        pieces.push(head);
+        rest = tail;
     }
+    pieces.into_par_iter().enumerate().for_each(work);
 }
 
 /// Squared distances to instance `l` (bounding box `bb`) over the crop `b`, handed row by row (C order)
