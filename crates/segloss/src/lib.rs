@@ -44,6 +44,7 @@ pub use compound::combo::{ComboLoss, ComboLossConfig};
 pub use compound::exp_log::{ExpLogLoss, ExpLogLossConfig};
 pub use boundary::boundary_loss::{BoundaryLoss, BoundaryLossConfig};
 pub use boundary::cldice::{ClDiceLoss, ClDiceLossConfig};
+pub use boundary::contour_ce::{ContourCeLoss, ContourCeLossConfig};
 pub use boundary::distance_penalized_ce::{DistancePenalizedCeLoss, DistancePenalizedCeLossConfig};
 pub use boundary::hausdorff_dt::{HausdorffDtLoss, HausdorffDtLossConfig};
 pub use boundary::shape_aware::{ShapeAwareLoss, ShapeAwareLossConfig, UnetClassWeight};

@@ -97,7 +97,7 @@ fn degenerate_targets_are_finite() {
             .reshape(shape)
             .require_grad();
             let y = Tensor::<5>::full(shape, fill, &d);
-            for spec in ["shape_aware", "hausdorff_dt", "boundary", "cldice", "distance_penalized_ce"] {
+            for spec in ["shape_aware", "contour_ce", "hausdorff_dt", "boundary", "cldice", "distance_penalized_ce"] {
                 let loss = LossSpec::parse(spec).unwrap().build().unwrap();
                 let v = loss.forward(x.clone(), y.clone(), None);
                 let g = to_vec(x.grad(&v.clone().backward()).unwrap());
@@ -110,7 +110,7 @@ fn degenerate_targets_are_finite() {
     // softmax with a label map
     let x = Tensor::<4>::zeros([1, 3, 4, 4], &d).require_grad();
     let l = Tensor::<3, Int>::zeros([1, 4, 4], &d);
-    for spec in ["shape_aware", "hausdorff_dt", "boundary", "cldice", "distance_penalized_ce"] {
+    for spec in ["shape_aware", "contour_ce", "hausdorff_dt", "boundary", "cldice", "distance_penalized_ce"] {
         let loss = LossSpec::parse(spec).unwrap().build().unwrap();
         let v = segloss::SegLoss::loss_value(
             &loss,
@@ -121,5 +121,70 @@ fn degenerate_targets_are_finite() {
         )
         .unwrap();
         assert!(to_vec(v.values)[0].is_finite(), "{spec}");
+    }
+}
+
+fn brute_boundary(m: &[bool], h: usize, w: usize) -> Vec<bool> {
+    (0..h * w)
+        .map(|i| {
+            let (r, c) = (i / w, i % w);
+            m[i] && ((r > 0 && !m[i - w])
+                || (r + 1 < h && !m[i + w])
+                || (c > 0 && !m[i - 1])
+                || (c + 1 < w && !m[i + 1]))
+        })
+        .collect()
+}
+
+/// contour_ce = weighted_ce with W = 1 + E, E computed here by brute force (distance from each
+/// predicted-boundary pixel to the nearest target-boundary pixel).
+#[test]
+fn contour_ce_matches_brute_force() {
+    let d = Device::flex();
+    let (h, w) = (7usize, 8usize);
+    for seed in 0..6u32 {
+        let logits: Vec<f32> = (0..2 * h * w)
+            .map(|i| (i as f32 * 0.731 + seed as f32 * 1.3).sin() * 4.0)
+            .collect();
+        let target: Vec<f32> = (0..2 * h * w)
+            .map(|i| {
+                let (r, c) = ((i % (h * w)) / w, i % w);
+                let n = i / (h * w);
+                ((r as i32 - 3).abs() + (c as i32 - 3 - n as i32).abs() <= 2 + (seed % 2) as i32) as u8 as f32
+            })
+            .collect();
+        let mut wmap = vec![1.0f32; 2 * h * w];
+        for n in 0..2 {
+            let pm: Vec<bool> = logits[n * h * w..(n + 1) * h * w].iter().map(|&x| x > 0.0).collect();
+            let tm: Vec<bool> = target[n * h * w..(n + 1) * h * w].iter().map(|&y| y > 0.5).collect();
+            let pb = brute_boundary(&pm, h, w);
+            let tb = brute_boundary(&tm, h, w);
+            for i in 0..h * w {
+                if pb[i] {
+                    let best = (0..h * w)
+                        .filter(|&j| tb[j])
+                        .map(|j| {
+                            let (dr, dc) = ((i / w) as f64 - (j / w) as f64, (i % w) as f64 - (j % w) as f64);
+                            (dr * dr + dc * dc).sqrt()
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    if best.is_finite() {
+                        wmap[n * h * w + i] += best as f32;
+                    }
+                }
+            }
+        }
+        let x = Tensor::<1>::from_floats(logits.as_slice(), &d).reshape([2, 1, h, w]);
+        let y = Tensor::<1>::from_floats(target.as_slice(), &d).reshape([2, 1, h, w]);
+        let wt = Tensor::<1>::from_floats(wmap.as_slice(), &d).reshape([2, 1, h, w]);
+        let v = segloss::ContourCeLossConfig::new()
+            .init()
+            .forward(x.clone(), y.clone(), Reduction::Mean)
+            .into_scalar::<f32>();
+        let want = WeightedCeLossConfig::new()
+            .init()
+            .forward(x, y, wt, Reduction::Mean)
+            .into_scalar::<f32>();
+        assert!((v - want).abs() <= 1e-5 * want.abs(), "seed {seed}: {v} vs {want}");
     }
 }

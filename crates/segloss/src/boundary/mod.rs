@@ -3,6 +3,7 @@
 
 pub mod boundary_loss;
 pub mod cldice;
+pub mod contour_ce;
 pub mod distance_penalized_ce;
 pub mod hausdorff_dt;
 pub(crate) mod maps;
@@ -16,13 +17,14 @@ use crate::loss::SegLoss;
 use crate::registry::{Built, NONNEG, POS};
 use crate::spec::Args;
 use crate::{
-    BoundaryLossConfig, ClDiceLossConfig, DistancePenalizedCeLossConfig, HausdorffDtLossConfig,
+    BoundaryLossConfig, ClDiceLossConfig, ContourCeLossConfig, DistancePenalizedCeLossConfig, HausdorffDtLossConfig,
     ShapeAwareLossConfig, UnetClassWeight,
 };
 
 /// The spec names of this family.
 pub(crate) const NAMES: &[&str] = &[
     "shape_aware",
+    "contour_ce",
     "hausdorff_dt",
     "boundary",
     "cldice",
@@ -123,7 +125,7 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
         "hausdorff_dt" => &["alpha", "include_background", "batch", "activation", "reduction"],
         "boundary" => &["include_background", "activation", "reduction"],
         "cldice" => &["iter", "smooth", "include_background", "activation", "reduction"],
-        "distance_penalized_ce" => &["activation", "reduction"],
+        "distance_penalized_ce" | "contour_ce" => &["activation", "reduction"],
         _ => return Ok(None),
     };
     a.check_keys(keys)?;
@@ -186,6 +188,7 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
         "distance_penalized_ce" => {
             Box::new(DistancePenalizedCeLossConfig::new().with_activation(act).init())
         }
+        "contour_ce" => Box::new(ContourCeLossConfig::new().with_activation(act).init()),
         _ => unreachable!("checked above"),
     };
     Ok(Some((loss, reduction)))
