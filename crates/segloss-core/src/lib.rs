@@ -2,7 +2,8 @@
 //!
 //! The maps that segmentation losses and metrics are built on, with no ML framework: exact Euclidean
 //! distance transforms (binary, squared, feature transform, multi-label, two-sided), signed and penalty
-//! distance maps, connected components, and U-Net weight maps. Everything works on `ndarray` arrays of
+//! distance maps, connected components, U-Net weight maps, surfaces and the MONAI-compatible metrics
+//! (Dice, IoU, precision, recall, specificity, HD, HD95, ASSD, NSD). Everything works on `ndarray` arrays of
 //! 1 to 3 axes with an optional per-axis voxel spacing, returns `f32` or `f64` maps as the caller's type
 //! annotation asks, runs in parallel with rayon, and reports bad input as a [`CoreError`] instead of
 //! panicking.
@@ -36,7 +37,9 @@ mod error;
 mod grid;
 mod kernel;
 pub mod label;
+pub mod metrics;
 pub mod reference;
+pub mod surface;
 pub mod weightmap;
 
 pub use distmap::{penalty_map, signed_distance_map, two_sided_edt};
@@ -47,6 +50,8 @@ pub use edt::{
 pub use element::{Float, Voxel};
 pub use error::{CoreError, Result};
 pub use label::{connected_components, relabel_sequential, Connectivity};
+pub use metrics::{binary_metrics, label_metrics, ClassMetrics};
+pub use surface::{surface, surface_distances};
 pub use weightmap::{
     unet_weight_map, unet_weight_map_from_instances, ClassWeight, WeightMapConfig,
 };

@@ -163,3 +163,57 @@ pub fn unet_weight_map_reference(
         })
         .collect()
 }
+
+/// Brute-force [`surface`](crate::surface()): a foreground voxel whose face neighbour is background or
+/// outside the array.
+pub fn surface_reference<T: Voxel>(mask: &[T], shape: &[usize]) -> Vec<bool> {
+    let c = coords(shape);
+    (0..mask.len())
+        .map(|i| {
+            if !mask[i].is_foreground() {
+                return false;
+            }
+            (0..shape.len()).any(|a| {
+                [-1isize, 1].iter().any(|&d| {
+                    let x = c[i][a] as isize + d;
+                    if x < 0 || x >= shape[a] as isize {
+                        return true;
+                    }
+                    let mut q = c[i].clone();
+                    q[a] = x as usize;
+                    let j = q.iter().zip(shape).fold(0, |acc, (&v, &n)| acc * n + v);
+                    !mask[j].is_foreground()
+                })
+            })
+        })
+        .collect()
+}
+
+/// Brute-force [`surface_distances`](crate::surface_distances): from every surface voxel of `from`
+/// (C order) the minimum distance over the surface voxels of `to`; `None` when `to` has none.
+pub fn surface_distances_reference<T: Voxel>(
+    from: &[T],
+    to: &[T],
+    shape: &[usize],
+    spacing: Option<&[f64]>,
+) -> Option<Vec<f64>> {
+    let sp = spacing_or_ones(spacing, shape.len());
+    let c = coords(shape);
+    let (ef, et) = (surface_reference(from, shape), surface_reference(to, shape));
+    let targets: Vec<usize> = (0..et.len()).filter(|&j| et[j]).collect();
+    if targets.is_empty() {
+        return None;
+    }
+    Some(
+        (0..ef.len())
+            .filter(|&i| ef[i])
+            .map(|i| {
+                targets
+                    .iter()
+                    .map(|&j| dist2(&c[i], &c[j], &sp))
+                    .fold(f64::INFINITY, f64::min)
+                    .sqrt()
+            })
+            .collect(),
+    )
+}

@@ -209,3 +209,59 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn surfaces_and_surface_distances_match_brute_force((s, sp, v) in case(2), w in prop::collection::vec(0u8..2, 300)) {
+        let a = arr(&s, &v);
+        let other: Vec<u8> = v.iter().zip(w.iter().cycle()).map(|(&x, &y)| x ^ (y & (x | 1) & 1)).collect();
+        let b = arr(&s, &other);
+        let got = surface(&a).unwrap();
+        prop_assert_eq!(got.as_slice().unwrap(), &surface_reference(&v, &s)[..]);
+        let want = surface_distances_reference(&v, &other, &s, sp.as_deref());
+        let got = surface_distances(&a, &b, sp.as_deref()).unwrap();
+        prop_assert_eq!(got.is_some(), want.is_some());
+        if let (Some(g), Some(w)) = (got, want) {
+            close(&g, &w, 1e-12)?;
+        }
+    }
+
+    #[test]
+    fn binary_metrics_follow_their_definitions((s, sp, v) in case(2), w in prop::collection::vec(0u8..2, 300), tol in 0.0f64..3.0) {
+        let other: Vec<u8> = v.iter().zip(w.iter().cycle()).map(|(&x, &y)| if y == 1 { 1 - x.min(1) } else { x }).collect();
+        let (a, b) = (arr(&s, &v), arr(&s, &other));
+        let m = binary_metrics(&a, &b, sp.as_deref(), tol).unwrap();
+        let np = v.iter().filter(|&&x| x != 0).count();
+        let nt = other.iter().filter(|&&x| x != 0).count();
+        let tp = v.iter().zip(&other).filter(|(&x, &y)| x != 0 && y != 0).count();
+        if np + nt == 0 {
+            prop_assert_eq!((m.dice, m.iou, m.nsd, m.hd), (1.0, 1.0, 1.0, Some(0.0)));
+        } else {
+            prop_assert!((m.dice - 2.0 * tp as f64 / (np + nt) as f64).abs() < 1e-12);
+            prop_assert!((m.iou - tp as f64 / (np + nt - tp) as f64).abs() < 1e-12);
+        }
+        if np > 0 && nt > 0 {
+            let mut d1 = surface_distances_reference(&v, &other, &s, sp.as_deref()).unwrap();
+            let mut d2 = surface_distances_reference(&other, &v, &s, sp.as_deref()).unwrap();
+            let hd = d1.iter().chain(&d2).cloned().fold(0.0, f64::max);
+            prop_assert!((m.hd.unwrap() - hd).abs() < 1e-12);
+            let all: Vec<f64> = d1.iter().chain(&d2).cloned().collect();
+            let assd = all.iter().sum::<f64>() / all.len() as f64;
+            prop_assert!((m.assd.unwrap() - assd).abs() < 1e-9);
+            let nsd = all.iter().filter(|&&d| d <= tol).count() as f64 / all.len() as f64;
+            prop_assert!((m.nsd - nsd).abs() < 1e-12);
+            d1.sort_by(f64::total_cmp);
+            d2.sort_by(f64::total_cmp);
+            let p95 = |d: &[f64]| {
+                let r = 0.95 * (d.len() - 1) as f64;
+                let (lo, hi) = (r.floor() as usize, r.ceil() as usize);
+                d[lo] + (d[hi] - d[lo]) * (r - lo as f64)
+            };
+            prop_assert!((m.hd95.unwrap() - p95(&d1).max(p95(&d2))).abs() < 1e-12);
+        } else if np + nt > 0 {
+            prop_assert_eq!((m.dice, m.nsd, m.hd, m.hd95, m.assd), (0.0, 0.0, None, None, None));
+        }
+    }
+}
