@@ -53,6 +53,75 @@ pub struct BoundaryLoss {
 
 pixel_loss_methods!(BoundaryLoss);
 
+impl BoundaryLoss {
+    /// The boundary loss with a precomputed signed map φ `[N, C, *spatial]` (the data-loader path:
+    /// compute φ once per sample with [`segloss_core::signed_distance_map`] instead of at every
+    /// step), reduced as [`forward`](Self::forward).
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor, TensorData};
+    /// use ndarray::{array, Array2};
+    /// use segloss::{BoundaryLossConfig, Reduction};
+    ///
+    /// // In the data loader, once per sample:
+    /// let mask = array![[0u8, 1, 1, 0], [0, 1, 1, 0]];
+    /// let phi: Array2<f32> = segloss_core::signed_distance_map(&mask, None).unwrap();
+    ///
+    /// // In the training step:
+    /// let device = Device::flex();
+    /// let phi = Tensor::<4>::from_data(TensorData::new(phi.into_raw_vec_and_offset().0, [1, 1, 2, 4]), &device);
+    /// let logits = Tensor::<4>::zeros([1, 1, 2, 4], &device);
+    /// let loss = BoundaryLossConfig::new().init();
+    /// let v = loss.forward_with_map(logits, phi, Reduction::Mean).into_scalar::<f32>();
+    /// // p = 0.5 everywhere; φ = [1, 0, 0, 1] per row → mean 0.25
+    /// assert!((v - 0.25).abs() < 1e-6);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the shapes differ or φ is not finite.
+    pub fn forward_with_map<const D: usize>(
+        &self,
+        predictions: burn::tensor::Tensor<D>,
+        phi: burn::tensor::Tensor<D>,
+        reduction: burn::nn::loss::Reduction,
+    ) -> burn::tensor::Tensor<1> {
+        let pshape = predictions.dims().to_vec();
+        let fshape = phi.dims().to_vec();
+        if pshape != fshape {
+            panic!(
+                "{}",
+                LossError::ShapeMismatch {
+                    what: "signed map vs prediction".into(),
+                    expected: pshape,
+                    got: fshape,
+                }
+            );
+        }
+        crate::error::or_panic(crate::input::check_finite(&phi, "signed map"));
+        // The target only fixes the shape here: an empty mask of the prediction's shape.
+        let target = Target::mask(predictions.zeros_like());
+        let p = crate::error::or_panic(prepare(
+            Flat::from_tensor(predictions),
+            target,
+            &self.rules(),
+        ));
+        let phi = Flat::from_tensor(phi).values.reshape([p.n, p.c, p.s()]);
+        let map = super::drop_background(p.probs() * phi, p.c, self.include_background);
+        reduce_map(&p, map, reduction.into()).values
+    }
+
+    fn rules(&self) -> InputRules {
+        InputRules {
+            activation: self.activation,
+            allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
+            fallback: Activation::Sigmoid,
+            ignore_index: None,
+            loss: "boundary",
+        }
+    }
+}
+
 impl SegLoss for BoundaryLoss {
     fn name(&self) -> &'static str {
         "boundary"
@@ -66,17 +135,7 @@ impl SegLoss for BoundaryLoss {
         reduction: LossReduction,
     ) -> Result<LossValue, LossError> {
         no_weights(self.name(), &weights)?;
-        let p = prepare(
-            pred,
-            target,
-            &InputRules {
-                activation: self.activation,
-                allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
-                fallback: Activation::Sigmoid,
-                ignore_index: None,
-                loss: "boundary",
-            },
-        )?;
+        let p = prepare(pred, target, &self.rules())?;
         let phi = channel_maps(&p, &p.y, "signed distance map", |m| {
             segloss_core::signed_distance_map(&m, None)
         })?;

@@ -78,6 +78,27 @@ impl ShapeAwareLossConfig {
 /// loader instead, use [`unet_weight_map`](segloss_core::unet_weight_map) and
 /// [`WeightedCeLoss`](crate::WeightedCeLoss).
 ///
+/// The data-loader path (compute W once per sample, not at every step):
+///
+/// ```
+/// use burn::tensor::{Device, Tensor, TensorData};
+/// use ndarray::{array, Array2};
+/// use segloss::{Reduction, WeightedCeLossConfig};
+/// use segloss_core::{unet_weight_map, WeightMapConfig};
+///
+/// // In the data loader, once per sample: two cells with one background pixel between them.
+/// let mask = array![[1u8, 0, 1], [1, 0, 1]];
+/// let w: Array2<f32> = unet_weight_map(&mask, None, &WeightMapConfig::default()).unwrap();
+///
+/// // In the training step:
+/// let device = Device::flex();
+/// let w = Tensor::<4>::from_data(TensorData::new(w.into_raw_vec_and_offset().0, [1, 1, 2, 3]), &device);
+/// let y = Tensor::<4>::from_floats([[[[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]]]], &device);
+/// let logits = Tensor::<4>::zeros([1, 1, 2, 3], &device);
+/// let v = WeightedCeLossConfig::new().init().forward(logits, y, w, Reduction::Mean);
+/// assert!(v.into_scalar::<f32>() > std::f32::consts::LN_2); // the border pixels weigh more than 1
+/// ```
+///
 /// Oracle: the weight-map reference (one EDT per instance) × `weighted_ce`.
 #[derive(Module, Debug)]
 pub struct ShapeAwareLoss {
