@@ -11,6 +11,11 @@ How to run (from the repository root; the venv lives outside the repo):
     /work/venv-maps/bin/pip install numpy==2.4.6 scipy==1.17.1 edt==3.1.2 scikit-image==0.26.0
     /work/venv-maps/bin/python tools/reference/gen_maps.py
 
+Metric fixtures (MONAI; needs torch, so they were made where torch is installed):
+    python3 -m pip install monai==1.6.1   # there: Python 3.12.3, torch 2.11.0, numpy 2.5.2, scipy 1.18.1
+    python3 tools/reference/gen_maps.py --metrics [OUT_DIR]
+writes metrics.npz + metrics.json (default: tests/fixtures/maps/).
+
 Oracles:
     edt        scipy.ndimage.distance_transform_edt(mask, sampling=spacing), also checked against
                edt.edt(mask, anisotropy=spacing, black_border=False)
@@ -20,12 +25,15 @@ Oracles:
     penalty    Caliva et al.: (max D+ - D+)/max D+ inside, (max D- - D-)/max D- outside (0 for a side with max 0)
     weightmap  the straightforward U-Net recipe: one full-image scipy EDT per instance, the two smallest per
                pixel, w = w_c + w0*exp(-(d1+d2)^2/(2 sigma^2)) on background pixels (no cut-off)
+    metrics    MONAI compute_dice / compute_iou (ignore_empty=False), get_confusion_matrix ->
+               precision / recall / specificity, compute_hausdorff_distance (percentile None and 95),
+               compute_average_surface_distance(symmetric=True), compute_surface_dice(use_subvoxels=False),
+               all with include_background=True on one-hot maps and the case's spacing
 """
 import json
 import os
 import sys
 
-import edt as edt_pkg
 import numpy as np
 import scipy
 import scipy.ndimage as ndi
@@ -191,10 +199,85 @@ def weightmap_cases():
          w0=10.0, sigma=4.0, class_weight="balanced", spacing=sp3, connectivity="full")
 
 
+def metrics_cases(out_dir):
+    """MONAI metrics per class on small label maps (one npz + one json)."""
+    import monai
+    import torch
+    from monai.metrics import (compute_average_surface_distance, compute_dice, compute_hausdorff_distance,
+                               compute_iou, compute_surface_dice, get_confusion_matrix)
+    from monai.metrics.confusion_matrix import compute_confusion_matrix_metric
+
+    def perturb(lab, k):
+        out = lab.copy()
+        for _ in range(k):
+            c = tuple(rng.integers(0, n) for n in lab.shape)
+            sl = tuple(slice(max(x - 2, 0), x + 2) for x in c)
+            out[sl] = rng.integers(0, lab.max() + 1)
+        return out
+
+    cases = []
+    arrays = {}
+    specs = [
+        ("m2d", voronoi((40, 36), 4, 0.35) % 4, [1.0, 1.5], 1.0),
+        ("m2d_iso", voronoi((30, 30), 3, 0.3) % 3, [1.0, 1.0], 2.0),
+        ("m3d", voronoi((12, 14, 16), 3, 0.3) % 3, [2.0, 1.0, 1.0], 1.5),
+    ]
+    for name, target, spacing, tol in specs:
+        target = target.astype(np.uint8)
+        pred = perturb(target, 12).astype(np.uint8)
+        if name == "m2d":
+            pred[pred == 3] = 0  # class 3: in the target only (one empty)
+            classes = [1, 2, 3, 5]  # class 5: in neither (both empty)
+        else:
+            # Every label of either map, the background included as a class of its own.
+            classes = sorted(set(np.unique(pred)) | set(np.unique(target)))
+        n_cls = max(classes) + 1
+        onehot = lambda a: torch.from_numpy(np.stack([a == c for c in range(n_cls)])[None].astype(np.float32))
+        p, g = onehot(pred), onehot(target)
+        kw = dict(include_background=True)
+        res = dict(
+            dice=compute_dice(p, g, ignore_empty=False, **kw),
+            iou=compute_iou(p, g, ignore_empty=False, **kw),
+            hd=compute_hausdorff_distance(p, g, spacing=spacing, **kw),
+            hd95=compute_hausdorff_distance(p, g, percentile=95, spacing=spacing, **kw),
+            assd=compute_average_surface_distance(p, g, symmetric=True, spacing=spacing, **kw),
+            nsd=compute_surface_dice(p, g, class_thresholds=[tol] * n_cls, spacing=spacing,
+                                     use_subvoxels=False, **kw),
+        )
+        cm = get_confusion_matrix(p, g, **kw)
+        for key, mname in (("precision", "precision"), ("recall", "sensitivity"), ("specificity", "specificity")):
+            res[key] = compute_confusion_matrix_metric(mname, cm)
+        per_class = []
+        for c in classes:
+            row = {"class": int(c)}
+            for key, v in res.items():
+                x = float(v.reshape(-1)[c]) if c < v.numel() else float("nan")
+                row[key] = x if np.isfinite(x) else None
+            per_class.append(row)
+        arrays[name + "_pred"] = pred
+        arrays[name + "_target"] = target
+        cases.append(dict(name=name, spacing=spacing, nsd_tolerance=tol, classes=[int(c) for c in classes],
+                          expected=per_class))
+    os.makedirs(out_dir, exist_ok=True)
+    np.savez(os.path.join(out_dir, "metrics.npz"), **arrays)
+    versions = dict(python=sys.version.split()[0], numpy=np.__version__, scipy=scipy.__version__,
+                    monai=monai.__version__, torch=torch.__version__)
+    with open(os.path.join(out_dir, "metrics.json"), "w") as fh:
+        json.dump(dict(generator="tools/reference/gen_maps.py --metrics", versions=versions, cases=cases),
+                  fh, indent=1)
+    print(f"wrote {len(cases)} metric cases to {out_dir}")
+
+
 def main():
+    if "--metrics" in sys.argv:
+        rest = [a for a in sys.argv[1:] if a != "--metrics"]
+        metrics_cases(rest[0] if rest else OUT)
+        return
+    global edt_pkg
+    import edt as edt_pkg
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
-        if f.endswith(".npz") or f == "manifest.json":
+        if (f.endswith(".npz") and f != "metrics.npz") or f == "manifest.json":
             os.remove(os.path.join(OUT, f))
     edt_cases()
     multilabel_cases()

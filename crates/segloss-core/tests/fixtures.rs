@@ -146,3 +146,63 @@ fn weight_map_fixtures_cover_zero_one_and_touching_instances() {
         assert!(names.iter().any(|x| x == n), "{n}");
     }
 }
+
+/// MONAI's metrics (float32) on small label maps: `metrics.npz` + `metrics.json`.
+#[test]
+fn metrics_match_monai() {
+    let text = std::fs::read_to_string(dir().join("metrics.json")).expect("metrics.json");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let mut npz = NpzReader::new(File::open(dir().join("metrics.npz")).unwrap()).unwrap();
+    let mut checked = 0;
+    for case in v["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let pred: ArrayD<u8> = read(&mut npz, &format!("{name}_pred"));
+        let target: ArrayD<u8> = read(&mut npz, &format!("{name}_target"));
+        let sp = spacing(case);
+        let tol = case["nsd_tolerance"].as_f64().unwrap();
+        let classes: Vec<u8> = case["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap() as u8)
+            .collect();
+        let got = label_metrics(&pred, &target, Some(&classes), sp.as_deref(), tol).unwrap();
+        for ((c, m), want) in got.iter().zip(case["expected"].as_array().unwrap()) {
+            let both_empty = m.pred_voxels == 0 && m.target_voxels == 0;
+            let fields: [(&str, Option<f64>); 9] = [
+                ("dice", Some(m.dice)),
+                ("iou", Some(m.iou)),
+                ("precision", m.precision),
+                ("recall", m.recall),
+                ("specificity", m.specificity),
+                ("hd", m.hd),
+                ("hd95", m.hd95),
+                ("assd", m.assd),
+                ("nsd", Some(m.nsd)),
+            ];
+            for (key, ours) in fields {
+                let theirs = want[key].as_f64();
+                if both_empty && !["dice", "iou", "specificity"].contains(&key) {
+                    // MONAI gives NaN here; DESIGN §7 fixes 1 (nsd, precision, recall) and 0 (distances).
+                    let expected = if ["hd", "hd95", "assd"].contains(&key) {
+                        0.0
+                    } else {
+                        1.0
+                    };
+                    assert_eq!(ours, Some(expected), "{name} class {c} {key}");
+                    continue;
+                }
+                match (ours, theirs) {
+                    (Some(a), Some(b)) => assert!(
+                        (a - b).abs() <= 2e-6 * (1.0 + b.abs()),
+                        "{name} class {c} {key}: {a} vs MONAI {b}"
+                    ),
+                    (None, None) => {}
+                    other => panic!("{name} class {c} {key}: {other:?}"),
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 80, "{checked}");
+}
