@@ -93,7 +93,7 @@ fn edt_impl<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
 /// background (zero) voxel, in units of `spacing` (one value per axis, default 1); 0 on the background.
 ///
 /// Same as scipy's `distance_transform_edt(mask, sampling=spacing)`, except that a mask without any
-/// background voxel gives 0 everywhere (see the [module documentation](crate::edt)).
+/// background voxel gives 0 everywhere (see the [module documentation](mod@crate::edt)).
 /// The output type `F` (`f32` or `f64`) follows the caller's annotation.
 ///
 /// # Errors

@@ -316,7 +316,7 @@ pub(crate) fn label_buffer<T: Voxel>(
 /// first voxel, as `scipy.ndimage.label`) and K.
 ///
 /// # Errors
-/// [`CoreError`] for an empty array or more than 3 axes.
+/// [`CoreError`](crate::CoreError) for an empty array or more than 3 axes.
 ///
 /// ```
 /// use ndarray::array;
@@ -373,7 +373,7 @@ pub(crate) fn relabel_buffer<T: Voxel>(labels: &[T]) -> Result<(Vec<u32>, usize)
 /// first voxel; returns the new labels and K. Instances need not be connected.
 ///
 /// # Errors
-/// [`CoreError`] for an empty array or more than 3 axes.
+/// [`CoreError`](crate::CoreError) for an empty array or more than 3 axes.
 ///
 /// ```
 /// use ndarray::array;

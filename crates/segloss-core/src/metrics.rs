@@ -1,7 +1,7 @@
 //! Segmentation metrics per class: overlap (Dice, IoU, precision, recall, specificity) and surface
 //! distances (Hausdorff, HD95, ASSD, NSD), compatible with MONAI.
 //!
-//! Surface voxels and distances are those of [`crate::surface`]. For one class with prediction surface
+//! Surface voxels and distances are those of [`crate::surface`](mod@crate::surface). For one class with prediction surface
 //! `P`, target surface `G`, `d(P→G)` the distances from `P` to `G` and `d(G→P)` the other way:
 //! - `hd` = max(max d(P→G), max d(G→P)) (MONAI `compute_hausdorff_distance`);
 //! - `hd95` = max(p95 d(P→G), p95 d(G→P)), percentiles with numpy's linear interpolation
