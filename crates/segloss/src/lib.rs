@@ -30,8 +30,8 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod compound;
 pub mod boundary;
+pub mod compound;
 pub mod distribution;
 mod error;
 pub mod input;
@@ -40,14 +40,14 @@ pub mod region;
 mod registry;
 pub mod spec;
 
-pub use compound::combo::{ComboLoss, ComboLossConfig};
-pub use compound::exp_log::{ExpLogLoss, ExpLogLossConfig};
 pub use boundary::boundary_loss::{BoundaryLoss, BoundaryLossConfig};
 pub use boundary::cldice::{ClDiceLoss, ClDiceLossConfig};
 pub use boundary::contour_ce::{ContourCeLoss, ContourCeLossConfig};
 pub use boundary::distance_penalized_ce::{DistancePenalizedCeLoss, DistancePenalizedCeLossConfig};
 pub use boundary::hausdorff_dt::{HausdorffDtLoss, HausdorffDtLossConfig};
 pub use boundary::shape_aware::{ShapeAwareLoss, ShapeAwareLossConfig, UnetClassWeight};
+pub use compound::combo::{ComboLoss, ComboLossConfig};
+pub use compound::exp_log::{ExpLogLoss, ExpLogLossConfig};
 pub use distribution::balanced_bce::{BalancedBceLoss, BalancedBceLossConfig};
 pub use distribution::bce::{BceLoss, BceLossConfig};
 pub use distribution::ce::{CeLoss, CeLossConfig};
@@ -64,7 +64,9 @@ pub use region::mcc::{MccLoss, MccLossConfig};
 pub use region::sensitivity_specificity::{
     SensitivitySpecificityLoss, SensitivitySpecificityLossConfig,
 };
-pub use region::tversky::{FocalTverskyLoss, FocalTverskyLossConfig, TverskyLoss, TverskyLossConfig};
+pub use region::tversky::{
+    FocalTverskyLoss, FocalTverskyLossConfig, TverskyLoss, TverskyLossConfig,
+};
 pub use registry::loss_names;
 pub use spec::{CompositeLoss, LossSpec, SpecError};
 

@@ -48,7 +48,11 @@ impl ComboLossConfig {
             }
         }
         if !(self.smooth.is_finite() && self.smooth >= 0.0) {
-            return Err(LossError::param("smooth", self.smooth, "a finite number >= 0"));
+            return Err(LossError::param(
+                "smooth",
+                self.smooth,
+                "a finite number >= 0",
+            ));
         }
         Ok(ComboLoss {
             alpha: self.alpha,
@@ -71,7 +75,8 @@ impl ComboLossConfig {
 ///
 /// `ln p` and `ln(1 − p)` come from the logits without rounding: log-sigmoid, or log-softmax and
 /// `ln(1 − p_c) = logsumexp_{k≠c} x_k − logsumexp_k x_k`; with `activation = none` the logs are
-/// clamped at −100 (as PyTorch's BCELoss). The paper clips p to [ε, 1 − ε]; we do not.
+/// clamped at −100 (as PyTorch's BCELoss; the gradient is 0 below p = 1e-30, never NaN). The
+/// paper clips p to [ε, 1 − ε]; we do not.
 ///
 /// Loss matrix: `[1, 1]` (the loss is defined over the batch: every reduction gives it).
 ///

@@ -2,9 +2,10 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{activation, Tensor};
+use burn::tensor::Tensor;
 
 use crate::compound::combo::batch_dsc;
+use crate::compound::{ln_clamped, log_probs};
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
@@ -133,11 +134,7 @@ impl ExpLogLoss {
         let two = |a: Tensor<3>, b: Tensor<3>| Tensor::cat(vec![a, b], 1);
         Ok(match p.activation {
             Activation::Softmax => (p.probs(), p.log_softmax(), p.y.clone()),
-            Activation::None if p.c > 1 => (
-                p.x.clone(),
-                p.x.clone().log().clamp_min(-100.0),
-                p.y.clone(),
-            ),
+            Activation::None if p.c > 1 => (p.x.clone(), ln_clamped(p.x.clone()), p.y.clone()),
             act => {
                 if p.c != 1 {
                     return Err(LossError::param(
@@ -149,15 +146,7 @@ impl ExpLogLoss {
                         ),
                     ));
                 }
-                let (lp1, lp0) = if act == Activation::Sigmoid {
-                    (
-                        activation::log_sigmoid(p.x.clone()),
-                        activation::log_sigmoid(p.x.clone().neg()),
-                    )
-                } else {
-                    let (a, b) = p.log_p_and_log_1mp();
-                    (a, b)
-                };
+                let (lp1, lp0) = log_probs(p);
                 let p1 = p.probs();
                 let y1 = p.y.clone();
                 (
@@ -196,7 +185,6 @@ impl SegLoss for ExpLogLoss {
         )?;
         let (probs, lp, y) = self.classes(&p)?;
         let probs = p.mask_valid(probs);
-        let k = y.dims()[1];
         let g = self.gamma;
         let pow = |t: Tensor<3>| if g == 1.0 { t } else { t.powf_scalar(g) };
 
@@ -217,7 +205,6 @@ impl SegLoss for ExpLogLoss {
         let nll = (lp * y).sum_dim(1).neg();
         let term = p.mask_valid(w_pix * pow(nll.clamp_min(1e-7)));
         let l_ce = term.sum().div_scalar(p.n_valid.max(1) as f64);
-        let _ = k;
         let v = l_dice.mul_scalar(self.w_dice) + l_ce.mul_scalar(self.w_ce);
         Ok(reduce_matrix(v.reshape([1, 1]), reduction))
     }

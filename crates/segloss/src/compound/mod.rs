@@ -52,13 +52,29 @@ pub(crate) fn log1m_softmax(x: Tensor<3>) -> Tensor<3> {
     Tensor::cat(parts, 1) - lse
 }
 
+/// `max(ln p, −100)` (PyTorch's BCELoss clamp) for probabilities, with a finite gradient
+/// everywhere: below p = 1e-30 the value is the clamped log and the gradient 0 (instead of the
+/// NaN of `0·∞` that the clamp's backward would give at p = 0).
+pub(crate) fn ln_clamped(p: Tensor<3>) -> Tensor<3> {
+    let tiny = p.clone().lower_elem(1e-30);
+    let exact = p.clone().detach().log().clamp_min(-100.0);
+    p.mask_fill(tiny.clone(), 1.0).log().mask_where(tiny, exact)
+}
+
 /// `(ln p, ln(1 − p))` `[N, C, S]` for the resolved activation, from the logits without
 /// rounding: sigmoid with log-sigmoid, softmax with log-softmax and [`log1m_softmax`];
-/// probabilities (`none`) with ln clamped at −100 (as PyTorch's BCELoss).
+/// probabilities (`none`) with [`ln_clamped`].
 pub(crate) fn log_probs(p: &Prepared) -> (Tensor<3>, Tensor<3>) {
     match p.activation {
         Activation::Softmax => (p.log_softmax(), log1m_softmax(p.x.clone())),
-        _ => p.log_p_and_log_1mp(),
+        Activation::Sigmoid => {
+            let ls = burn::tensor::activation::log_sigmoid(p.x.clone());
+            (ls.clone(), ls - p.x.clone())
+        }
+        Activation::None => (
+            ln_clamped(p.x.clone()),
+            ln_clamped(p.x.clone().neg().add_scalar(1.0)),
+        ),
     }
 }
 
@@ -66,7 +82,14 @@ pub(crate) fn log_probs(p: &Prepared) -> (Tensor<3>, Tensor<3>) {
 pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
     let name = a.term.name.clone();
     let keys: &[&str] = match name.as_str() {
-        "combo" => &["alpha", "beta", "smooth", "ignore_index", "activation", "reduction"],
+        "combo" => &[
+            "alpha",
+            "beta",
+            "smooth",
+            "ignore_index",
+            "activation",
+            "reduction",
+        ],
         "exp_log" => &[
             "w_dice",
             "w_ce",

@@ -8,8 +8,8 @@ use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{
-    check_smooth, check_weights, dice_stats, kept_class_weights, one_minus_ratio, reduce_matrix, region_inputs,
-    region_loss_methods, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
+    check_smooth, check_weights, dice_stats, kept_class_weights, one_minus_ratio, reduce_matrix,
+    region_inputs, region_loss_methods, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
 use crate::Target;
 

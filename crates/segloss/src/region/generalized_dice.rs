@@ -196,7 +196,9 @@ impl SegLoss for GeneralizedDiceLoss {
             .add_scalar(self.smooth_nr);
         let den = (py * w.clone()).sum_dim(1).add_scalar(self.smooth_dr);
         // The same value as (Σ w·E + s_dr − s_nr)/(Σ w·(P + Y) + s_dr), without cancellation.
-        let dis = (e * w).sum_dim(1).add_scalar(self.smooth_dr - self.smooth_nr);
+        let dis = (e * w)
+            .sum_dim(1)
+            .add_scalar(self.smooth_dr - self.smooth_nr);
         let m = value_with_grad_of(one_minus_ratio(num, den.clone()), safe_ratio(dis, den));
         let m = m.reshape([r, 1]);
         Ok(reduce_matrix(m, reduction))

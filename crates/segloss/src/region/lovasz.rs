@@ -189,7 +189,12 @@ impl LovaszLoss {
         let (probs, y) = (group(probs), group(y));
         let valid = valid.map(group);
         let errors = (y.clone() - probs).abs();
-        let present = y.clone().sum_dim(1).greater_elem(0.0).float().reshape([g, c]);
+        let present = y
+            .clone()
+            .sum_dim(1)
+            .greater_elem(0.0)
+            .float()
+            .reshape([g, c]);
         let present = present.cast(errors.dtype());
         let per_class = lovasz_rows(errors, y, valid, false).reshape([g, c]);
         let count = present.clone().sum_dim(1).clamp_min(1.0);

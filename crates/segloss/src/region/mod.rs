@@ -548,11 +548,7 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
                 if let Some(v) = soft {
                     c = c.with_soft_label(v);
                 }
-                Box::new(
-                    c.with_ignore_index(ii)
-                        .with_activation(act)
-                        .try_init()?,
-                )
+                Box::new(c.with_ignore_index(ii).with_activation(act).try_init()?)
             } else {
                 let mut c = FocalTverskyLossConfig::new();
                 if let Some(v) = alpha {
@@ -579,11 +575,7 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
                 if let Some(v) = soft {
                     c = c.with_soft_label(v);
                 }
-                Box::new(
-                    c.with_ignore_index(ii)
-                        .with_activation(act)
-                        .try_init()?,
-                )
+                Box::new(c.with_ignore_index(ii).with_activation(act).try_init()?)
             }
         }
         "sensitivity_specificity" => {

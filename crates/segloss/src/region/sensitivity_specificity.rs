@@ -49,7 +49,11 @@ impl SensitivitySpecificityLossConfig {
             return Err(LossError::param("r", self.r, "a number in [0, 1]"));
         }
         if !(self.smooth.is_finite() && self.smooth > 0.0) {
-            return Err(LossError::param("smooth", self.smooth, "a finite number > 0"));
+            return Err(LossError::param(
+                "smooth",
+                self.smooth,
+                "a finite number > 0",
+            ));
         }
         Ok(SensitivitySpecificityLoss {
             r: self.r,
