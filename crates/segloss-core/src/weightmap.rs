@@ -259,6 +259,71 @@ pub(crate) fn weight_map_buffer<F: Float>(
     out
 }
 
+/// Cuts the rows `[a, b)` into `t` stripes of about equal estimated work per worker by recursive
+/// bisection, appending the stripe ends to `cuts`. A stripe's work: every crop that overlaps it runs
+/// its sweeps in full (0.4 of its size) and its envelopes over its rows inside the stripe (0.6 of its
+/// size, spread over its rows), and every voxel of the stripe is finished (0.2).
+fn split_rows(
+    spans: &[(usize, usize, f64)],
+    plane: usize,
+    a: usize,
+    b: usize,
+    t: usize,
+    cuts: &mut Vec<usize>,
+) {
+    if t <= 1 || b - a < 2 {
+        cuts.push(b);
+        return;
+    }
+    let (t1, t2) = (t / 2, t - t / 2);
+    // Costs of [a, r) and [r, b) for every r, from per-row histograms (O(crops + rows)).
+    let n = b - a;
+    let mut start_full = vec![0f64; n + 1]; // crops overlapping [a, r): start < r, end > a
+    let mut end_full = vec![0f64; n + 1]; // crops overlapping [r, b): end > r, start < b
+    let mut density = vec![0f64; n + 1]; // spread part, per row
+    for &(lo, hi, size) in spans {
+        if hi <= a || lo >= b {
+            continue;
+        }
+        let (l, h) = (lo.max(a) - a, hi.min(b) - a);
+        start_full[l] += 0.4 * size;
+        end_full[h - 1] += 0.4 * size;
+        let per = 0.6 * size / (hi - lo) as f64;
+        density[l] += per;
+        density[h] -= per;
+    }
+    // Prefix sums: left(r) uses starts before r; right(r) uses ends at or after r.
+    let mut row_cost = vec![0f64; n];
+    let mut run = 0.0;
+    for i in 0..n {
+        run += density[i];
+        row_cost[i] = run + 0.2 * plane as f64;
+    }
+    let mut left = vec![0f64; n + 1];
+    let (mut s_full, mut s_rows) = (0.0, 0.0);
+    for r in 1..=n {
+        s_full += start_full[r - 1];
+        s_rows += row_cost[r - 1];
+        left[r] = s_full + s_rows;
+    }
+    let mut right = vec![0f64; n + 1];
+    let (mut e_full, mut e_rows) = (0.0, 0.0);
+    for r in (0..n).rev() {
+        e_full += end_full[r];
+        e_rows += row_cost[r];
+        right[r] = e_full + e_rows;
+    }
+    let best = (1..n)
+        .min_by(|&x, &y| {
+            let cx = (left[x] / t1 as f64).max(right[x] / t2 as f64);
+            let cy = (left[y] / t1 as f64).max(right[y] / t2 as f64);
+            cx.total_cmp(&cy)
+        })
+        .unwrap_or(n / 2);
+    split_rows(spans, plane, a, a + best, t1, cuts);
+    split_rows(spans, plane, a + best, b, t2, cuts);
+}
+
 /// `b` grown by `r` (spacing units) on every side, clipped to the grid.
 fn dilate(b: &BBox, r: f64, g: &Grid) -> BBox {
     let mut o = *b;
@@ -435,31 +500,12 @@ fn nearest_two<F: Float>(
     } else {
         threads.min(len_ax)
     };
-    // Stripe borders at equal shares of the estimated work: each crop's size spread over its rows,
-    // plus the per-voxel finishing pass.
-    let mut cost = vec![0f64; len_ax + 1];
-    for (_, b, _, _) in &crops {
-        let rows = (b[ax][1] - b[ax][0]) as f64;
-        let per = size(b) as f64 / rows;
-        cost[b[ax][0]] += per;
-        cost[b[ax][1]] -= per;
-    }
+    let spans: Vec<(usize, usize, f64)> = crops
+        .iter()
+        .map(|(_, b, _, _)| (b[ax][0], b[ax][1], size(b) as f64))
+        .collect();
     let mut cuts = vec![0usize];
-    let mut run = 0.0;
-    let mut acc = Vec::with_capacity(len_ax);
-    for c in &cost[..len_ax] {
-        run += c;
-        acc.push(run + 0.25 * plane as f64);
-    }
-    let whole: f64 = acc.iter().sum();
-    let mut sum = 0.0;
-    for (r, w) in acc.iter().enumerate() {
-        sum += w;
-        if cuts.len() < stripes && sum >= whole * cuts.len() as f64 / stripes as f64 {
-            cuts.push(r + 1);
-        }
-    }
-    cuts.push(len_ax);
+    split_rows(&spans, plane, 0, len_ax, stripes, &mut cuts);
     cuts.dedup();
     let band2 = (band * band) as f32;
     let work = |(si, o): (usize, &mut [MaybeUninit<F>])| {
