@@ -7,10 +7,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alloc;
 mod commands;
 mod error;
+mod train;
 
 use error::CliError;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 /// Segmentation losses, distance transforms, weight maps and metrics.
 #[derive(Parser, Debug)]
@@ -24,6 +29,8 @@ struct Cli {
 enum Command {
     /// Compute a loss (and optionally its gradient) on prediction/target arrays.
     Loss(commands::loss::LossArgs),
+    /// Time a loss's forward + backward on random data (median / min / max ms, peak memory).
+    Bench(commands::bench::BenchArgs),
     /// Distance maps: exact EDT, multi-label EDT, signed and penalty maps.
     Distmap(commands::distmap::DistmapArgs),
     /// U-Net weight maps (Ronneberger et al. 2015) from a mask or an instance-label image.
@@ -37,6 +44,7 @@ enum Command {
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Loss(a) => commands::loss::run(a),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Distmap(a) => commands::distmap::run(a),
         Command::Weightmap(a) => commands::weightmap::run(a),
         Command::Train(a) => commands::train::run(a),

@@ -277,9 +277,12 @@ impl Prepared {
     pub fn log_p_and_log_1mp(&self) -> (Tensor<3>, Tensor<3>) {
         match self.activation {
             Activation::None => {
+                // max(ln p, −100) as PyTorch, written as ln(max(p, e^−100)) so that p = 0 gives a
+                // zero gradient instead of 0·∞ = NaN.
+                const FLOOR: f64 = 3.720_075_976_020_836e-44; // e^-100
                 let p = self.x.clone();
-                let lp = p.clone().log().clamp_min(-100.0);
-                let l1mp = p.neg().add_scalar(1.0).log().clamp_min(-100.0);
+                let lp = p.clone().clamp_min(FLOOR).log().clamp_min(-100.0);
+                let l1mp = p.neg().add_scalar(1.0).clamp_min(FLOOR).log().clamp_min(-100.0);
                 (lp, l1mp)
             }
             _ => {

@@ -329,3 +329,25 @@ fn forward_no_reduction_shapes() {
     let y = Tensor::<5>::zeros([2, 3, 2, 3, 4], &d);
     let _ = BalancedBceLossConfig::new().init().forward(x, y, Reduction::Sum);
 }
+
+/// Probabilities of exactly 0 and 1 (`activation=none`) give finite values and gradients (the
+/// logs are clamped at −100 as PyTorch's BCELoss, with a zero gradient where the clamp is active).
+#[test]
+fn probabilities_at_zero_and_one_are_finite() {
+    let d = Device::flex().autodiff();
+    let x = Tensor::<3>::from_floats([[[0.0, 1.0, 0.0, 1.0, 0.5]]], &d).require_grad();
+    let y = Tensor::<3>::from_floats([[[0.0, 1.0, 1.0, 0.0, 1.0]]], &d);
+    for spec in [
+        "bce(activation=none)",
+        "balanced_bce(activation=none)",
+        "focal(activation=none)",
+        "bce(activation=none,pos_weight=2)",
+    ] {
+        let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+        let v = loss.forward(x.clone(), y.clone(), None);
+        let g = to_vec(x.grad(&v.clone().backward()).unwrap());
+        let v = v.into_scalar::<f32>();
+        assert!(v.is_finite(), "{spec}: {v}");
+        assert!(g.iter().all(|g| g.is_finite()), "{spec}: {g:?}");
+    }
+}
