@@ -56,9 +56,17 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            if !e.use_stderr() {
+                // --help, --version
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // Usage errors: one line, exit 2 (clap's own rendering spans several lines).
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("segloss: {first} (see 'segloss --help')");
+            return ExitCode::from(2);
         }
     };
     // A panic is an internal error: report it in one line, never as a backtrace.

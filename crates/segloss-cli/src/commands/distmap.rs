@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use ndarray::ArrayD;
 
-use super::image::{check_output, core_err, parse_spacing, write_map, Image};
+use super::image::{check_output, core_err, parse_spacing, write_map, Image, Spacing};
 use crate::error::CliError;
 
 /// Which map.
@@ -34,7 +34,7 @@ pub struct DistmapArgs {
     pub kind: Kind,
     /// Voxel spacing per axis, e.g. 1,1,2.5 (default: the NIfTI header's, else 1).
     #[arg(long, value_parser = parse_spacing)]
-    pub spacing: Option<Vec<f64>>,
+    pub spacing: Option<Spacing>,
     /// Overwrite an existing output.
     #[arg(long)]
     pub force: bool,

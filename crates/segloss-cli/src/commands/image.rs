@@ -8,8 +8,12 @@ use segloss_io::{Volume, WriteOptions};
 
 use crate::error::CliError;
 
+/// A `--spacing a,b[,c]` value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spacing(pub Vec<f64>);
+
 /// Parses `--spacing a,b[,c]`: finite numbers > 0.
-pub fn parse_spacing(s: &str) -> Result<Vec<f64>, String> {
+pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
     s.split(',')
         .map(|t| {
             let t = t.trim();
@@ -20,7 +24,8 @@ pub fn parse_spacing(s: &str) -> Result<Vec<f64>, String> {
                 )),
             }
         })
-        .collect()
+        .collect::<Result<Vec<f64>, String>>()
+        .map(Spacing)
 }
 
 /// An input image: its voxels, its spacing (from `--spacing` or the file's header) and the volume
@@ -36,7 +41,7 @@ pub struct Image {
 
 impl Image {
     /// Reads a 1–3D image; `spacing` overrides the header's.
-    pub fn read(path: &Path, spacing: Option<&Vec<f64>>) -> Result<Image, CliError> {
+    pub fn read(path: &Path, spacing: Option<&Spacing>) -> Result<Image, CliError> {
         let volume = segloss_io::read(path)?;
         let shape = volume.shape().to_vec();
         if shape.is_empty() || shape.len() > 3 {
@@ -52,7 +57,7 @@ impl Image {
             )));
         }
         let spacing = match spacing {
-            Some(s) => Some(s.clone()),
+            Some(s) => Some(s.0.clone()),
             None => volume.spacing.clone(),
         };
         if let Some(s) = &spacing {

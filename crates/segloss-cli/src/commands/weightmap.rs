@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use ndarray::ArrayD;
 use segloss_core::{ClassWeight, Connectivity, WeightMapConfig};
 
-use super::image::{check_output, core_err, parse_spacing, write_map, Image};
+use super::image::{check_output, core_err, parse_spacing, write_map, Image, Spacing};
 use crate::error::CliError;
 
 /// `w_c` of the weight map.
@@ -53,7 +53,7 @@ pub struct WeightmapArgs {
     pub connectivity: ConnectivityArg,
     /// Voxel spacing per axis (default: the NIfTI header's, else 1).
     #[arg(long, value_parser = parse_spacing)]
-    pub spacing: Option<Vec<f64>>,
+    pub spacing: Option<Spacing>,
     /// Overwrite an existing output.
     #[arg(long)]
     pub force: bool,
