@@ -35,6 +35,8 @@ enum Command {
     Distmap(commands::distmap::DistmapArgs),
     /// U-Net weight maps (Ronneberger et al. 2015) from a mask or an instance-label image.
     Weightmap(commands::weightmap::WeightmapArgs),
+    /// Segmentation metrics (Dice, IoU, precision, recall, HD, HD95, ASSD, NSD) on files or folders.
+    Eval(commands::eval::EvalArgs),
     /// Train a small U-Net with one loss on synthetic or folder data.
     Train(commands::train::TrainArgs),
     /// Train the same U-Net with several losses and report what each loss does.
@@ -47,6 +49,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(a) => commands::bench::run(a),
         Command::Distmap(a) => commands::distmap::run(a),
         Command::Weightmap(a) => commands::weightmap::run(a),
+        Command::Eval(a) => commands::eval::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Compare(a) => commands::compare::run(a),
     }

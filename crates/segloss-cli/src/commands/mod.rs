@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod compare;
 pub mod distmap;
+pub mod eval;
 pub mod image;
 pub mod loss;
 pub mod train;
