@@ -149,7 +149,14 @@ fn check_file(rel: &str, min_runs: usize) {
                 arr(&c["value"]).1
             };
             let (rtol, gtol) = if as_f32 { (2e-4, 1e-4) } else { (1e-5, 1e-5) };
-            close(name, "value", &got, &want, rtol, 1e-9 + rtol * 1e-3 * max_abs(&want));
+            close(
+                name,
+                "value",
+                &got,
+                &want,
+                rtol,
+                1e-9 + rtol * 1e-3 * max_abs(&want),
+            );
             let g = segloss_io::read(&grad).unwrap();
             assert_eq!(
                 g.data.is_float() && matches!(g.data, ArrayData::F64(_)),
@@ -178,7 +185,11 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn assert_bad(args: &[&str], needle: &str) {
     let (code, _, err) = run(args);
     assert_eq!(code, 2, "{args:?}: expected exit 2, stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line, got: {err}"
+    );
     assert!(
         err.contains(needle),
         "{args:?}: stderr should mention {needle:?}: {err}"
@@ -191,7 +202,8 @@ fn bad_inputs_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let p = |n: &str| d.join(n).to_string_lossy().into_owned();
-    let pred = ArrayD::from_shape_vec(vec![1, 3, 2, 2], (0..12).map(|v| v as f64 * 0.1).collect()).unwrap();
+    let pred = ArrayD::from_shape_vec(vec![1, 3, 2, 2], (0..12).map(|v| v as f64 * 0.1).collect())
+        .unwrap();
     write(&d.join("pred.npy"), ArrayData::F64(pred.clone()));
     let mut nan = pred.clone();
     nan[[0, 1, 0, 0]] = f64::NAN;
@@ -208,42 +220,146 @@ fn bad_inputs_exit_2_with_one_line() {
     write(&d.join("mask_bad.npy"), ArrayData::F64(mask_bad));
     let empty = ArrayD::<f64>::zeros(vec![1, 3, 0, 2]);
     write(&d.join("empty.npy"), ArrayData::F64(empty));
-    let w_inf = ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![1.0, f64::INFINITY, 1.0, 1.0]).unwrap();
+    let w_inf =
+        ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![1.0, f64::INFINITY, 1.0, 1.0]).unwrap();
     write(&d.join("w_inf.npy"), ArrayData::F64(w_inf));
     std::fs::write(d.join("trunc.npy"), b"\x93NUMPY\x01\x00").unwrap();
     std::fs::write(d.join("junk.npy"), b"not an npy file at all").unwrap();
 
     let (pr, lb) = (p("pred.npy"), p("labels.npy"));
-    assert_bad(&["loss", "dcie", "--pred", &pr, "--target", &lb], "unknown loss 'dcie'");
-    assert_bad(&["loss", "ce(wieght=[1,2,3])", "--pred", &pr, "--target", &lb], "unknown argument 'wieght'");
-    assert_bad(&["loss", "ce(label_smoothing=2)", "--pred", &pr, "--target", &lb], "label_smoothing");
-    assert_bad(&["loss", "0.5*ce +", "--pred", &pr, "--target", &lb], "expected a loss name");
-    assert_bad(&["loss", "ce", "--pred", &p("nan.npy"), "--target", &lb], "nan.npy");
-    assert_bad(&["loss", "ce", "--pred", &pr, "--target", &p("big.npy")], "label 7 out of range");
-    assert_bad(&["loss", "ce", "--pred", &pr, "--target", &p("wrong.npy")], "[1, 3, 2]");
-    assert_bad(&["loss", "ce", "--pred", &pr, "--target", &p("frac.npy")], "frac.npy");
-    assert_bad(&["loss", "bce", "--pred", &pr, "--target", &p("mask_bad.npy")], "out of range");
-    assert_bad(&["loss", "bce", "--pred", &p("empty.npy"), "--target", &p("empty.npy")], "empty.npy");
-    assert_bad(&["loss", "ce", "--pred", &p("trunc.npy"), "--target", &lb], "trunc.npy");
-    assert_bad(&["loss", "ce", "--pred", &p("junk.npy"), "--target", &lb], "junk.npy");
-    assert_bad(&["loss", "ce", "--pred", &p("missing.npy"), "--target", &lb], "missing.npy");
     assert_bad(
-        &["loss", "weighted_ce", "--pred", &pr, "--target", &lb, "--weights", &p("w_inf.npy")],
+        &["loss", "dcie", "--pred", &pr, "--target", &lb],
+        "unknown loss 'dcie'",
+    );
+    assert_bad(
+        &["loss", "ce(wieght=[1,2,3])", "--pred", &pr, "--target", &lb],
+        "unknown argument 'wieght'",
+    );
+    assert_bad(
+        &[
+            "loss",
+            "ce(label_smoothing=2)",
+            "--pred",
+            &pr,
+            "--target",
+            &lb,
+        ],
+        "label_smoothing",
+    );
+    assert_bad(
+        &["loss", "0.5*ce +", "--pred", &pr, "--target", &lb],
+        "expected a loss name",
+    );
+    assert_bad(
+        &["loss", "ce", "--pred", &p("nan.npy"), "--target", &lb],
+        "nan.npy",
+    );
+    assert_bad(
+        &["loss", "ce", "--pred", &pr, "--target", &p("big.npy")],
+        "label 7 out of range",
+    );
+    assert_bad(
+        &["loss", "ce", "--pred", &pr, "--target", &p("wrong.npy")],
+        "[1, 3, 2]",
+    );
+    assert_bad(
+        &["loss", "ce", "--pred", &pr, "--target", &p("frac.npy")],
+        "frac.npy",
+    );
+    assert_bad(
+        &["loss", "bce", "--pred", &pr, "--target", &p("mask_bad.npy")],
+        "out of range",
+    );
+    assert_bad(
+        &[
+            "loss",
+            "bce",
+            "--pred",
+            &p("empty.npy"),
+            "--target",
+            &p("empty.npy"),
+        ],
+        "empty.npy",
+    );
+    assert_bad(
+        &["loss", "ce", "--pred", &p("trunc.npy"), "--target", &lb],
+        "trunc.npy",
+    );
+    assert_bad(
+        &["loss", "ce", "--pred", &p("junk.npy"), "--target", &lb],
+        "junk.npy",
+    );
+    assert_bad(
+        &["loss", "ce", "--pred", &p("missing.npy"), "--target", &lb],
+        "missing.npy",
+    );
+    assert_bad(
+        &[
+            "loss",
+            "weighted_ce",
+            "--pred",
+            &pr,
+            "--target",
+            &lb,
+            "--weights",
+            &p("w_inf.npy"),
+        ],
         "w_inf.npy",
     );
-    assert_bad(&["loss", "weighted_ce", "--pred", &pr, "--target", &lb], "--weights");
-    assert_bad(&["loss", "ce", "--pred", &pr, "--target", &lb, "--weights", &pr], "takes no weight map");
+    assert_bad(
+        &["loss", "weighted_ce", "--pred", &pr, "--target", &lb],
+        "--weights",
+    );
+    assert_bad(
+        &[
+            "loss",
+            "ce",
+            "--pred",
+            &pr,
+            "--target",
+            &lb,
+            "--weights",
+            &pr,
+        ],
+        "takes no weight map",
+    );
 
     // An existing --grad file is not overwritten without --force, and is left untouched.
     std::fs::write(d.join("g.npy"), b"keep").unwrap();
-    assert_bad(&["loss", "ce", "--pred", &pr, "--target", &lb, "--grad", &p("g.npy")], "g.npy");
+    assert_bad(
+        &[
+            "loss",
+            "ce",
+            "--pred",
+            &pr,
+            "--target",
+            &lb,
+            "--grad",
+            &p("g.npy"),
+        ],
+        "g.npy",
+    );
     assert_eq!(std::fs::read(d.join("g.npy")).unwrap(), b"keep");
     // A failed run leaves no gradient file behind.
-    assert_bad(&["loss", "ce", "--pred", &p("nan.npy"), "--target", &lb, "--grad", &p("g2.npy")], "nan.npy");
+    assert_bad(
+        &[
+            "loss",
+            "ce",
+            "--pred",
+            &p("nan.npy"),
+            "--target",
+            &lb,
+            "--grad",
+            &p("g2.npy"),
+        ],
+        "nan.npy",
+    );
     assert!(!d.join("g2.npy").exists());
 
     // Success path, text format.
-    let (code, out, err) = run(&["loss", "ce", "--pred", &pr, "--target", &lb, "--format", "text"]);
+    let (code, out, err) = run(&[
+        "loss", "ce", "--pred", &pr, "--target", &lb, "--format", "text",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.trim().parse::<f64>().unwrap().is_finite());
 }

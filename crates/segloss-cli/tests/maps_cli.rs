@@ -30,7 +30,8 @@ fn write_png(path: &Path, img: &ArrayD<u8>) {
     enc.set_color(png::ColorType::Grayscale);
     enc.set_depth(png::BitDepth::Eight);
     let mut wr = enc.write_header().unwrap();
-    wr.write_image_data(&img.iter().copied().collect::<Vec<u8>>()).unwrap();
+    wr.write_image_data(&img.iter().copied().collect::<Vec<u8>>())
+        .unwrap();
 }
 
 /// Writes `input` in every format that can hold it; returns (path, spacing given by the file).
@@ -45,7 +46,11 @@ fn inputs(dir: &Path, input: &ArrayD<f64>, spacing: Option<&[f64]>) -> Vec<(Path
         let tif = dir.join("in.tif");
         segloss_io::write(&tif, &f32v, None, WriteOptions { force: true }).unwrap();
         v.push((tif, false));
-        let like = Volume::new(ArrayData::F32(f32v.clone()), spacing.map(|s| s.to_vec()), "x");
+        let like = Volume::new(
+            ArrayData::F32(f32v.clone()),
+            spacing.map(|s| s.to_vec()),
+            "x",
+        );
         let nii = dir.join("in.nii.gz");
         segloss_io::write(&nii, &f32v, Some(&like), WriteOptions { force: true }).unwrap();
         v.push((nii, spacing.is_some()));
@@ -80,10 +85,9 @@ fn check_output(path: &Path, want: &ArrayD<f64>, tol: f64, what: &str) {
 
 #[test]
 fn distmap_and_weightmap_match_the_references_on_every_format() {
-    let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(maps_dir().join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(maps_dir().join("manifest.json")).unwrap())
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut runs = 0;
     for c in manifest["cases"].as_array().unwrap() {
@@ -98,11 +102,20 @@ fn distmap_and_weightmap_match_the_references_on_every_format() {
             "edt" | "distmap" => {
                 let m: ArrayD<u8> = z.by_name("mask").unwrap();
                 let outs = if kind == "edt" {
-                    vec![(vec!["distmap".into(), "--kind".into(), "edt".into()], z.by_name("expected").unwrap())]
+                    vec![(
+                        vec!["distmap".into(), "--kind".into(), "edt".into()],
+                        z.by_name("expected").unwrap(),
+                    )]
                 } else {
                     vec![
-                        (vec!["distmap".into(), "--kind".into(), "signed".into()], z.by_name("signed").unwrap()),
-                        (vec!["distmap".into(), "--kind".into(), "penalty".into()], z.by_name("penalty").unwrap()),
+                        (
+                            vec!["distmap".into(), "--kind".into(), "signed".into()],
+                            z.by_name("signed").unwrap(),
+                        ),
+                        (
+                            vec!["distmap".into(), "--kind".into(), "penalty".into()],
+                            z.by_name("penalty").unwrap(),
+                        ),
                     ]
                 };
                 (m.mapv(f64::from), outs)
@@ -110,7 +123,10 @@ fn distmap_and_weightmap_match_the_references_on_every_format() {
             "labels" => {
                 let l: ArrayD<u32> = z.by_name("labels").unwrap();
                 let e: ArrayD<f64> = z.by_name("expected").unwrap();
-                (l.mapv(f64::from), vec![(vec!["distmap".into(), "--kind".into(), "labels".into()], e)])
+                (
+                    l.mapv(f64::from),
+                    vec![(vec!["distmap".into(), "--kind".into(), "labels".into()], e)],
+                )
             }
             "weightmap_binary" | "weightmap_instances" => {
                 let inst = kind == "weightmap_instances";
@@ -154,12 +170,26 @@ fn distmap_and_weightmap_match_the_references_on_every_format() {
                     // the spacing comes from the NIfTI header when it carries it
                     if let (Some(s), false) = (&spacing, header_spacing) {
                         a.push("--spacing".into());
-                        a.push(s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
+                        a.push(
+                            s.iter()
+                                .map(|v| v.to_string())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        );
                     }
                     run_ok(&a);
                     // weight maps: the DESIGN bound of 1e-4 from the exact definition; EDTs: f32
-                    let tol = if kind.starts_with("weightmap") { 1e-4 } else { 2e-6 };
-                    check_output(&out, want, tol, &format!("{name} {args:?} {} -> {ext}", inp.display()));
+                    let tol = if kind.starts_with("weightmap") {
+                        1e-4
+                    } else {
+                        2e-6
+                    };
+                    check_output(
+                        &out,
+                        want,
+                        tol,
+                        &format!("{name} {args:?} {} -> {ext}", inp.display()),
+                    );
                     runs += 1;
                 }
             }
@@ -172,7 +202,11 @@ fn assert_bad(args: &[&str], needle: &str) {
     let out = bin().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line: {err}"
+    );
     assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
 }
 
@@ -182,13 +216,33 @@ fn bad_files_exit_2_with_one_line() {
     let d = dir.path();
     let p = |n: &str| d.join(n).to_string_lossy().into_owned();
     let ok = ArrayD::<u8>::from_shape_fn(IxDyn(&[6, 7]), |i| (i[0] > 2) as u8);
-    segloss_io::write_npy(d.join("ok.npy"), &ArrayData::U8(ok.clone()), WriteOptions::default()).unwrap();
+    segloss_io::write_npy(
+        d.join("ok.npy"),
+        &ArrayData::U8(ok.clone()),
+        WriteOptions::default(),
+    )
+    .unwrap();
     let four = ArrayD::<u8>::zeros(IxDyn(&[2, 2, 2, 2]));
-    segloss_io::write_npy(d.join("4d.npy"), &ArrayData::U8(four), WriteOptions::default()).unwrap();
+    segloss_io::write_npy(
+        d.join("4d.npy"),
+        &ArrayData::U8(four),
+        WriteOptions::default(),
+    )
+    .unwrap();
     let empty = ArrayD::<u8>::zeros(IxDyn(&[0, 3]));
-    segloss_io::write_npy(d.join("empty.npy"), &ArrayData::U8(empty), WriteOptions::default()).unwrap();
+    segloss_io::write_npy(
+        d.join("empty.npy"),
+        &ArrayData::U8(empty),
+        WriteOptions::default(),
+    )
+    .unwrap();
     let frac = ArrayD::<f64>::from_elem(IxDyn(&[3, 3]), 0.5);
-    segloss_io::write_npy(d.join("frac.npy"), &ArrayData::F64(frac), WriteOptions::default()).unwrap();
+    segloss_io::write_npy(
+        d.join("frac.npy"),
+        &ArrayData::F64(frac),
+        WriteOptions::default(),
+    )
+    .unwrap();
     let bytes = std::fs::read(d.join("ok.npy")).unwrap();
     std::fs::write(d.join("trunc.npy"), &bytes[..bytes.len() - 5]).unwrap();
     std::fs::write(d.join("trunc.nii.gz"), [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
@@ -199,7 +253,10 @@ fn bad_files_exit_2_with_one_line() {
         let mut enc = png::Encoder::new(std::io::BufWriter::new(f), 2, 2);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        enc.write_header().unwrap().write_image_data(&[0u8; 12]).unwrap();
+        enc.write_header()
+            .unwrap()
+            .write_image_data(&[0u8; 12])
+            .unwrap();
     }
     let out = p("out.npy");
     assert_bad(&["distmap", &p("trunc.npy"), "-o", &out], "trunc.npy");
@@ -209,18 +266,48 @@ fn bad_files_exit_2_with_one_line() {
     assert_bad(&["distmap", &p("4d.npy"), "-o", &out], "4d.npy");
     assert_bad(&["weightmap", &p("4d.npy"), "-o", &out], "4d.npy");
     assert_bad(&["distmap", &p("empty.npy"), "-o", &out], "empty.npy");
-    assert_bad(&["distmap", &p("frac.npy"), "-o", &out, "--kind", "labels"], "frac.npy");
-    assert_bad(&["weightmap", &p("frac.npy"), "-o", &out, "--instances"], "frac.npy");
-    assert_bad(&["distmap", &p("ok.npy"), "-o", &out, "--spacing", "1,0"], "spacing");
-    assert_bad(&["distmap", &p("ok.npy"), "-o", &out, "--spacing", "1,1,1"], "spacing");
-    assert_bad(&["weightmap", &p("ok.npy"), "-o", &out, "--sigma", "0"], "sigma");
+    assert_bad(
+        &["distmap", &p("frac.npy"), "-o", &out, "--kind", "labels"],
+        "frac.npy",
+    );
+    assert_bad(
+        &["weightmap", &p("frac.npy"), "-o", &out, "--instances"],
+        "frac.npy",
+    );
+    assert_bad(
+        &["distmap", &p("ok.npy"), "-o", &out, "--spacing", "1,0"],
+        "spacing",
+    );
+    assert_bad(
+        &["distmap", &p("ok.npy"), "-o", &out, "--spacing", "1,1,1"],
+        "spacing",
+    );
+    assert_bad(
+        &["weightmap", &p("ok.npy"), "-o", &out, "--sigma", "0"],
+        "sigma",
+    );
     assert_bad(&["distmap", &p("missing.npy"), "-o", &out], "missing.npy");
-    assert_bad(&["distmap", &p("ok.npy"), "-o", &p("no/such/dir/out.npy")], "no/such/dir");
+    assert_bad(
+        &["distmap", &p("ok.npy"), "-o", &p("no/such/dir/out.npy")],
+        "no/such/dir",
+    );
     assert_bad(&["distmap", &p("ok.npy"), "-o", &p("out.png")], "out.png");
-    assert!(!d.join("out.npy").exists(), "no output left behind by failed runs");
+    assert!(
+        !d.join("out.npy").exists(),
+        "no output left behind by failed runs"
+    );
     // an existing output is refused without --force and left as it was
     std::fs::write(d.join("exists.npy"), b"keep").unwrap();
-    assert_bad(&["distmap", &p("ok.npy"), "-o", &p("exists.npy")], "exists.npy");
+    assert_bad(
+        &["distmap", &p("ok.npy"), "-o", &p("exists.npy")],
+        "exists.npy",
+    );
     assert_eq!(std::fs::read(d.join("exists.npy")).unwrap(), b"keep");
-    run_ok(&["distmap".into(), p("ok.npy"), "-o".into(), p("exists.npy"), "--force".into()]);
+    run_ok(&[
+        "distmap".into(),
+        p("ok.npy"),
+        "-o".into(),
+        p("exists.npy"),
+        "--force".into(),
+    ]);
 }

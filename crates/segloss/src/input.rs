@@ -212,11 +212,10 @@ impl Flat {
 
     /// Reshapes to a tensor of rank `D` (panics if the rank differs: an internal invariant).
     pub fn into_tensor<const D: usize>(self) -> Tensor<D> {
-        let shape: [usize; D] = self
-            .shape
-            .clone()
-            .try_into()
-            .unwrap_or_else(|_| panic!("loss value of shape {:?} is not of rank {D}", self.shape));
+        let shape: [usize; D] =
+            self.shape.clone().try_into().unwrap_or_else(|_| {
+                panic!("loss value of shape {:?} is not of rank {D}", self.shape)
+            });
         self.values.reshape(shape)
     }
 }
@@ -282,7 +281,12 @@ impl Prepared {
                 const FLOOR: f64 = 3.720_075_976_020_836e-44; // e^-100
                 let p = self.x.clone();
                 let lp = p.clone().clamp_min(FLOOR).log().clamp_min(-100.0);
-                let l1mp = p.neg().add_scalar(1.0).clamp_min(FLOOR).log().clamp_min(-100.0);
+                let l1mp = p
+                    .neg()
+                    .add_scalar(1.0)
+                    .clamp_min(FLOOR)
+                    .log()
+                    .clamp_min(-100.0);
                 (lp, l1mp)
             }
             _ => {
@@ -525,7 +529,8 @@ pub(crate) fn prepare(
                     let ign = l2.clone().equal_elem(ii);
                     let nign = ign.clone().int().sum().into_scalar::<i64>() as usize;
                     let l2 = l2.mask_fill(ign.clone(), 0);
-                    let valid: Tensor<3> = ign.bool_not().float().cast(x.dtype()).reshape([n, 1, s]);
+                    let valid: Tensor<3> =
+                        ign.bool_not().float().cast(x.dtype()).reshape([n, 1, s]);
                     let valid = if nign > 0 { Some(valid) } else { None };
                     (l2, valid, n * s - nign)
                 }
@@ -668,7 +673,11 @@ pub(crate) fn class_weights_n(
             format!(
                 "one weight per counted class: {count} values (C = {}{})",
                 p.c,
-                if count < p.c { ", background excluded" } else { "" }
+                if count < p.c {
+                    ", background excluded"
+                } else {
+                    ""
+                }
             ),
         ));
     }

@@ -369,7 +369,10 @@ impl LossSpec {
         };
         p.ws();
         if p.i == p.b.len() {
-            return Err(p.err(0, "empty loss spec; expected e.g. 'dice' or '0.5*dice + 0.5*bce'"));
+            return Err(p.err(
+                0,
+                "empty loss spec; expected e.g. 'dice' or '0.5*dice + 0.5*bce'",
+            ));
         }
         let mut terms = vec![p.term(1.0)?];
         loop {
@@ -387,7 +390,10 @@ impl LossSpec {
                 _ => {
                     return Err(p.err(
                         p.i,
-                        format!("expected '+', '-' or the end of the spec, found {}", p.found()),
+                        format!(
+                            "expected '+', '-' or the end of the spec, found {}",
+                            p.found()
+                        ),
                     ))
                 }
             }
@@ -413,7 +419,11 @@ impl LossSpec {
                 reduction,
             });
         }
-        if terms.len() > 1 && terms.iter().any(|t| t.reduction == Some(LossReduction::None)) {
+        if terms.len() > 1
+            && terms
+                .iter()
+                .any(|t| t.reduction == Some(LossReduction::None))
+        {
             return Err(LossError::param(
                 "reduction",
                 "none",
@@ -645,7 +655,10 @@ impl SegLoss for CompositeLoss {
             return Err(LossError::param(
                 "weights",
                 "a weight map",
-                format!("'{}' takes no weight map (only weighted_ce does)", self.spec),
+                format!(
+                    "'{}' takes no weight map (only weighted_ce does)",
+                    self.spec
+                ),
             ));
         }
         let mut total: Option<LossValue> = None;

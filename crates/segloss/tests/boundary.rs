@@ -42,7 +42,10 @@ fn hausdorff_dt_monai_peer_case() {
     let d = Device::flex();
     let x = Tensor::<4>::from_floats([[[[1.0, -1.0], [-1.0, 1.0]]]], &d);
     let y = Tensor::<4>::from_floats([[[[1.0, 0.0], [1.0, 1.0]]]], &d);
-    let loss = LossSpec::parse("hausdorff_dt(activation=sigmoid)").unwrap().build().unwrap();
+    let loss = LossSpec::parse("hausdorff_dt(activation=sigmoid)")
+        .unwrap()
+        .build()
+        .unwrap();
     let v = loss.forward(x, y, None).into_scalar::<f32>();
     assert!((v - 0.509329).abs() < 1e-5, "{v}");
 }
@@ -54,7 +57,10 @@ fn shape_aware_equals_weighted_ce_with_the_unet_map() {
     let d = Device::flex();
     // Two cells of one channel, touching diagonally, plus a third one apart; N = 2.
     let mut mask = vec![0f32; 2 * 12 * 12];
-    for (n, cells) in [(0usize, &[(2usize, 2usize), (5, 5), (2, 8)][..]), (1, &[(6, 6)][..])] {
+    for (n, cells) in [
+        (0usize, &[(2usize, 2usize), (5, 5), (2, 8)][..]),
+        (1, &[(6, 6)][..]),
+    ] {
         for &(r, c) in cells {
             for dr in 0..3 {
                 for dc in 0..3 {
@@ -64,14 +70,21 @@ fn shape_aware_equals_weighted_ce_with_the_unet_map() {
         }
     }
     let y = Tensor::<1>::from_floats(mask.as_slice(), &d).reshape([2, 1, 12, 12]);
-    let x = Tensor::<4>::random([2, 1, 12, 12], burn::tensor::Distribution::Normal(0.0, 2.0), &d);
+    let x = Tensor::<4>::random(
+        [2, 1, 12, 12],
+        burn::tensor::Distribution::Normal(0.0, 2.0),
+        &d,
+    );
     let loss = ShapeAwareLossConfig::new().init();
-    let v = loss.forward(x.clone(), y.clone(), Reduction::Mean).into_scalar::<f32>();
+    let v = loss
+        .forward(x.clone(), y.clone(), Reduction::Mean)
+        .into_scalar::<f32>();
     let mut w = Vec::new();
     for n in 0..2 {
         let m = ndarray::Array2::from_shape_fn((12, 12), |(r, c)| mask[n * 144 + r * 12 + c] > 0.5);
         let map: ndarray::Array2<f32> =
-            segloss_core::unet_weight_map(&m, None, &segloss_core::WeightMapConfig::default()).unwrap();
+            segloss_core::unet_weight_map(&m, None, &segloss_core::WeightMapConfig::default())
+                .unwrap();
         w.extend(map.iter().copied());
     }
     let w = Tensor::<1>::from_floats(w.as_slice(), &d).reshape([2, 1, 12, 12]);
@@ -91,26 +104,46 @@ fn degenerate_targets_are_finite() {
         let numel: usize = shape.iter().product();
         for fill in [0.0f32, 1.0] {
             let x = Tensor::<1>::from_floats(
-                (0..numel).map(|i| (i as f32 * 0.37).sin() * 3.0).collect::<Vec<_>>().as_slice(),
+                (0..numel)
+                    .map(|i| (i as f32 * 0.37).sin() * 3.0)
+                    .collect::<Vec<_>>()
+                    .as_slice(),
                 &d,
             )
             .reshape(shape)
             .require_grad();
             let y = Tensor::<5>::full(shape, fill, &d);
-            for spec in ["shape_aware", "contour_ce", "hausdorff_dt", "boundary", "cldice", "distance_penalized_ce"] {
+            for spec in [
+                "shape_aware",
+                "contour_ce",
+                "hausdorff_dt",
+                "boundary",
+                "cldice",
+                "distance_penalized_ce",
+            ] {
                 let loss = LossSpec::parse(spec).unwrap().build().unwrap();
                 let v = loss.forward(x.clone(), y.clone(), None);
                 let g = to_vec(x.grad(&v.clone().backward()).unwrap());
                 let v = v.into_scalar::<f32>();
                 assert!(v.is_finite(), "{spec} {shape:?} fill {fill}: {v}");
-                assert!(g.iter().all(|g| g.is_finite()), "{spec} {shape:?}: gradient");
+                assert!(
+                    g.iter().all(|g| g.is_finite()),
+                    "{spec} {shape:?}: gradient"
+                );
             }
         }
     }
     // softmax with a label map
     let x = Tensor::<4>::zeros([1, 3, 4, 4], &d).require_grad();
     let l = Tensor::<3, Int>::zeros([1, 4, 4], &d);
-    for spec in ["shape_aware", "contour_ce", "hausdorff_dt", "boundary", "cldice", "distance_penalized_ce"] {
+    for spec in [
+        "shape_aware",
+        "contour_ce",
+        "hausdorff_dt",
+        "boundary",
+        "cldice",
+        "distance_penalized_ce",
+    ] {
         let loss = LossSpec::parse(spec).unwrap().build().unwrap();
         let v = segloss::SegLoss::loss_value(
             &loss,
@@ -150,13 +183,20 @@ fn contour_ce_matches_brute_force() {
             .map(|i| {
                 let (r, c) = ((i % (h * w)) / w, i % w);
                 let n = i / (h * w);
-                ((r as i32 - 3).abs() + (c as i32 - 3 - n as i32).abs() <= 2 + (seed % 2) as i32) as u8 as f32
+                ((r as i32 - 3).abs() + (c as i32 - 3 - n as i32).abs() <= 2 + (seed % 2) as i32)
+                    as u8 as f32
             })
             .collect();
         let mut wmap = vec![1.0f32; 2 * h * w];
         for n in 0..2 {
-            let pm: Vec<bool> = logits[n * h * w..(n + 1) * h * w].iter().map(|&x| x > 0.0).collect();
-            let tm: Vec<bool> = target[n * h * w..(n + 1) * h * w].iter().map(|&y| y > 0.5).collect();
+            let pm: Vec<bool> = logits[n * h * w..(n + 1) * h * w]
+                .iter()
+                .map(|&x| x > 0.0)
+                .collect();
+            let tm: Vec<bool> = target[n * h * w..(n + 1) * h * w]
+                .iter()
+                .map(|&y| y > 0.5)
+                .collect();
             let pb = brute_boundary(&pm, h, w);
             let tb = brute_boundary(&tm, h, w);
             for i in 0..h * w {
@@ -164,7 +204,10 @@ fn contour_ce_matches_brute_force() {
                     let best = (0..h * w)
                         .filter(|&j| tb[j])
                         .map(|j| {
-                            let (dr, dc) = ((i / w) as f64 - (j / w) as f64, (i % w) as f64 - (j % w) as f64);
+                            let (dr, dc) = (
+                                (i / w) as f64 - (j / w) as f64,
+                                (i % w) as f64 - (j % w) as f64,
+                            );
                             (dr * dr + dc * dc).sqrt()
                         })
                         .fold(f64::INFINITY, f64::min);
@@ -185,6 +228,9 @@ fn contour_ce_matches_brute_force() {
             .init()
             .forward(x, y, wt, Reduction::Mean)
             .into_scalar::<f32>();
-        assert!((v - want).abs() <= 1e-5 * want.abs(), "seed {seed}: {v} vs {want}");
+        assert!(
+            (v - want).abs() <= 1e-5 * want.abs(),
+            "seed {seed}: {v} vs {want}"
+        );
     }
 }

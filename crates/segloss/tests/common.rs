@@ -187,7 +187,14 @@ pub fn check_fixture_file(rel: &str, filter: impl Fn(&Case) -> bool) -> usize {
         n += 1;
         let (v, g) = run(c, &c.pred, DType::F32, c.grad.is_some());
         let scale = max_abs(&c.value.data).max(1e-3);
-        assert_close(&c.name, "value (f32)", &v, &c.value.data, 2e-4, 2e-6 * scale);
+        assert_close(
+            &c.name,
+            "value (f32)",
+            &v,
+            &c.value.data,
+            2e-4,
+            2e-6 * scale,
+        );
         if let (Some(g), Some(want)) = (g, &c.grad) {
             let gs = max_abs(&want.data).max(1e-12);
             assert_close(&c.name, "grad (f32)", &g, &want.data, 1e-4, 1e-4 * gs);

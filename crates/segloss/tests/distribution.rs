@@ -8,14 +8,16 @@ use burn::tensor::{DType, Device, Int, Tensor};
 use common::*;
 use proptest::prelude::*;
 use segloss::{
-    BalancedBceLossConfig, BceLossConfig, CeLossConfig, FocalLossConfig, LossError,
-    LossReduction, LossSpec, Reduction, WeightedCeLossConfig,
+    BalancedBceLossConfig, BceLossConfig, CeLossConfig, FocalLossConfig, LossError, LossReduction,
+    LossSpec, Reduction, WeightedCeLossConfig,
 };
 
 const FILE: &str = "losses/distribution.json";
 
 fn check(prefix: &str) {
-    let n = check_fixture_file(FILE, |c| c.spec.starts_with(prefix) || c.name.starts_with(prefix));
+    let n = check_fixture_file(FILE, |c| {
+        c.spec.starts_with(prefix) || c.name.starts_with(prefix)
+    });
     assert!(n > 0, "no fixture case for {prefix}");
 }
 
@@ -48,8 +50,16 @@ fn weighted_ce_matches_pytorch() {
 /// loss is smooth at the stored point (all of this file's losses are).
 #[test]
 fn gradients_match_finite_differences() {
-    let dtype = if f64_supported() { DType::F64 } else { DType::F32 };
-    let (h, tol) = if dtype == DType::F64 { (1e-6, 1e-5) } else { (1e-2, 2e-2) };
+    let dtype = if f64_supported() {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let (h, tol) = if dtype == DType::F64 {
+        (1e-6, 1e-5)
+    } else {
+        (1e-2, 2e-2)
+    };
     for c in load_cases(FILE).iter().filter(|c| c.grad.is_some()) {
         // Saturated logits: the difference quotient at |x| = 1e4 is meaningless in float.
         if c.pred.data.iter().any(|v| v.abs() > 50.0) {
@@ -93,7 +103,11 @@ fn bad_inputs_give_typed_errors() {
     // shape mismatch
     let e = BceLossConfig::new()
         .init()
-        .try_forward(x.clone(), Tensor::<4>::zeros([2, 3, 4, 5], &d), LossReduction::Mean)
+        .try_forward(
+            x.clone(),
+            Tensor::<4>::zeros([2, 3, 4, 5], &d),
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(matches!(e, LossError::ShapeMismatch { .. }), "{e}");
     assert!(e.to_string().contains("[2, 3, 4, 4]") && e.to_string().contains("[2, 3, 4, 5]"));
@@ -103,7 +117,17 @@ fn bad_inputs_give_typed_errors() {
         .init()
         .try_forward(x.clone(), labels, LossReduction::Mean)
         .unwrap_err();
-    assert!(matches!(e, LossError::LabelOutOfRange { label: 3, num_classes: 3, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LossError::LabelOutOfRange {
+                label: 3,
+                num_classes: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
     // negative label that is not the ignore index
     let labels = Tensor::<3, Int>::full([2, 4, 4], -1, &d);
     let e = CeLossConfig::new()
@@ -111,39 +135,65 @@ fn bad_inputs_give_typed_errors() {
         .init()
         .try_forward(x.clone(), labels, LossReduction::Mean)
         .unwrap_err();
-    assert!(matches!(e, LossError::LabelOutOfRange { label: -1, .. }), "{e}");
+    assert!(
+        matches!(e, LossError::LabelOutOfRange { label: -1, .. }),
+        "{e}"
+    );
     // NaN in predictions
     let nan = Tensor::<4>::full([2, 3, 4, 4], f32::NAN, &d);
     let e = BceLossConfig::new()
         .init()
-        .try_forward(nan, Tensor::<4>::zeros([2, 3, 4, 4], &d), LossReduction::Mean)
+        .try_forward(
+            nan,
+            Tensor::<4>::zeros([2, 3, 4, 4], &d),
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(matches!(e, LossError::NonFinite { .. }), "{e}");
     // soft target outside [0, 1]
     let e = BceLossConfig::new()
         .init()
-        .try_forward(x.clone(), Tensor::<4>::full([2, 3, 4, 4], 1.5, &d), LossReduction::Mean)
+        .try_forward(
+            x.clone(),
+            Tensor::<4>::full([2, 3, 4, 4], 1.5, &d),
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(matches!(e, LossError::TargetOutOfRange { .. }), "{e}");
     // Inf in weights
     let w = Tensor::<4>::full([2, 1, 4, 4], f32::INFINITY, &d);
     let e = WeightedCeLossConfig::new()
         .init()
-        .try_forward(x.clone(), Tensor::<4>::zeros([2, 3, 4, 4], &d), w, LossReduction::Mean)
+        .try_forward(
+            x.clone(),
+            Tensor::<4>::zeros([2, 3, 4, 4], &d),
+            w,
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(matches!(e, LossError::NonFinite { .. }), "{e}");
     // negative weights
     let w = Tensor::<4>::full([2, 1, 4, 4], -1.0, &d);
     let e = WeightedCeLossConfig::new()
         .init()
-        .try_forward(x.clone(), Tensor::<4>::zeros([2, 3, 4, 4], &d), w, LossReduction::Mean)
+        .try_forward(
+            x.clone(),
+            Tensor::<4>::zeros([2, 3, 4, 4], &d),
+            w,
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(matches!(e, LossError::NegativeWeight { .. }), "{e}");
     // weight map of the wrong shape
     let w = Tensor::<4>::ones([2, 2, 4, 4], &d);
     let e = WeightedCeLossConfig::new()
         .init()
-        .try_forward(x.clone(), Tensor::<4>::zeros([2, 3, 4, 4], &d), w, LossReduction::Mean)
+        .try_forward(
+            x.clone(),
+            Tensor::<4>::zeros([2, 3, 4, 4], &d),
+            w,
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(matches!(e, LossError::BadShape { .. }), "{e}");
     // empty tensor
@@ -170,28 +220,55 @@ fn bad_inputs_give_typed_errors() {
     let e = BceLossConfig::new()
         .with_activation(Some(segloss::Activation::None))
         .init()
-        .try_forward(Tensor::<4>::full([1, 1, 2, 2], 2.0, &d), Tensor::<4>::zeros([1, 1, 2, 2], &d), LossReduction::Mean)
+        .try_forward(
+            Tensor::<4>::full([1, 1, 2, 2], 2.0, &d),
+            Tensor::<4>::zeros([1, 1, 2, 2], &d),
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(e.to_string().contains("probabilities"), "{e}");
     // wrong label-map shape
     let e = CeLossConfig::new()
         .init()
-        .try_forward(x.clone(), Tensor::<3, Int>::zeros([2, 4, 5], &d), LossReduction::Mean)
+        .try_forward(
+            x.clone(),
+            Tensor::<3, Int>::zeros([2, 4, 5], &d),
+            LossReduction::Mean,
+        )
         .unwrap_err();
     assert!(matches!(e, LossError::BadShape { .. }), "{e}");
     // bad configuration values
-    assert!(BceLossConfig::new().with_pos_weight(-1.0).try_init().is_err());
-    assert!(BceLossConfig::new().with_label_smoothing(1.0).try_init().is_err());
+    assert!(BceLossConfig::new()
+        .with_pos_weight(-1.0)
+        .try_init()
+        .is_err());
+    assert!(BceLossConfig::new()
+        .with_label_smoothing(1.0)
+        .try_init()
+        .is_err());
     assert!(FocalLossConfig::new().with_gamma(-0.5).try_init().is_err());
-    assert!(FocalLossConfig::new().with_alpha(Some(1.5)).try_init().is_err());
-    assert!(CeLossConfig::new().with_weight(Some(vec![1.0, -2.0])).try_init().is_err());
+    assert!(FocalLossConfig::new()
+        .with_alpha(Some(1.5))
+        .try_init()
+        .is_err());
+    assert!(CeLossConfig::new()
+        .with_weight(Some(vec![1.0, -2.0]))
+        .try_init()
+        .is_err());
     // class weights of the wrong length
     let e = CeLossConfig::new()
         .with_weight(Some(vec![1.0, 2.0]))
         .init()
-        .try_forward(x, Tensor::<3, Int>::zeros([2, 4, 4], &d), LossReduction::Mean)
+        .try_forward(
+            x,
+            Tensor::<3, Int>::zeros([2, 4, 4], &d),
+            LossReduction::Mean,
+        )
         .unwrap_err();
-    assert!(e.to_string().contains("one weight per counted class"), "{e}");
+    assert!(
+        e.to_string().contains("one weight per counted class"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -223,7 +300,12 @@ fn single_pixel_n1_c1_is_finite() {
     let d = dev().autodiff();
     let x = Tensor::<3>::from_floats([[[0.3]]], &d).require_grad();
     let y = Tensor::<3>::from_floats([[[1.0]]], &d);
-    for spec in ["bce", "balanced_bce", "focal", "bce(pos_weight=3,label_smoothing=0.1)"] {
+    for spec in [
+        "bce",
+        "balanced_bce",
+        "focal",
+        "bce(pos_weight=3,label_smoothing=0.1)",
+    ] {
         let loss = LossSpec::parse(spec).unwrap().build().unwrap();
         let v = loss.forward(x.clone(), y.clone(), None);
         let g = x.grad(&v.clone().backward()).unwrap().into_scalar::<f32>();
@@ -253,7 +335,10 @@ fn logits_strategy() -> impl Strategy<Value = (Vec<f32>, Vec<u8>, usize, Vec<usi
 
 fn tensor_dyn(v: &[f32], shape: &[usize], d: &Device) -> segloss::Flat {
     let t = Tensor::<1>::from_floats(v, d);
-    segloss::Flat { values: t, shape: shape.to_vec() }
+    segloss::Flat {
+        values: t,
+        shape: shape.to_vec(),
+    }
 }
 
 proptest! {
@@ -322,12 +407,32 @@ fn forward_no_reduction_shapes() {
     let d = dev();
     let x = Tensor::<5>::zeros([2, 3, 2, 3, 4], &d);
     let y = Tensor::<5>::zeros([2, 3, 2, 3, 4], &d);
-    assert_eq!(BceLossConfig::new().init().forward_no_reduction(x.clone(), y.clone()).dims(), [2, 3, 2, 3, 4]);
-    assert_eq!(FocalLossConfig::new().init().forward_no_reduction(x.clone(), y).dims(), [2, 3, 2, 3, 4]);
+    assert_eq!(
+        BceLossConfig::new()
+            .init()
+            .forward_no_reduction(x.clone(), y.clone())
+            .dims(),
+        [2, 3, 2, 3, 4]
+    );
+    assert_eq!(
+        FocalLossConfig::new()
+            .init()
+            .forward_no_reduction(x.clone(), y)
+            .dims(),
+        [2, 3, 2, 3, 4]
+    );
     let l = Tensor::<5, Int>::zeros([2, 1, 2, 3, 4], &d);
-    assert_eq!(CeLossConfig::new().init().forward_no_reduction(x.clone(), l).dims(), [2, 1, 2, 3, 4]);
+    assert_eq!(
+        CeLossConfig::new()
+            .init()
+            .forward_no_reduction(x.clone(), l)
+            .dims(),
+        [2, 1, 2, 3, 4]
+    );
     let y = Tensor::<5>::zeros([2, 3, 2, 3, 4], &d);
-    let _ = BalancedBceLossConfig::new().init().forward(x, y, Reduction::Sum);
+    let _ = BalancedBceLossConfig::new()
+        .init()
+        .forward(x, y, Reduction::Sum);
 }
 
 /// Probabilities of exactly 0 and 1 (`activation=none`) give finite values and gradients (the

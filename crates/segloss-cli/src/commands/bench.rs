@@ -106,7 +106,11 @@ fn cells(n: usize, spatial: &[usize], count: usize, rng: &mut Rng) -> Vec<f32> {
     for b in 0..n {
         for _ in 0..count {
             let r = 5.0 + 4.0 * rng.unit();
-            let (cy, cx, cz) = (rng.unit() * h as f64, rng.unit() * w as f64, rng.unit() * depth as f64);
+            let (cy, cx, cz) = (
+                rng.unit() * h as f64,
+                rng.unit() * w as f64,
+                rng.unit() * depth as f64,
+            );
             for y in 0..h {
                 for x in 0..w {
                     for z in 0..depth {

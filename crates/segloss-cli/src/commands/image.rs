@@ -110,7 +110,12 @@ pub fn check_output(path: &Path, force: bool) -> Result<(), CliError> {
 }
 
 /// Writes a float32 map, copying the input's geometry.
-pub fn write_map(path: &Path, map: &ArrayD<f32>, like: &Image, force: bool) -> Result<(), CliError> {
+pub fn write_map(
+    path: &Path,
+    map: &ArrayD<f32>,
+    like: &Image,
+    force: bool,
+) -> Result<(), CliError> {
     segloss_io::write(path, map, Some(&like.volume), WriteOptions { force })?;
     Ok(())
 }

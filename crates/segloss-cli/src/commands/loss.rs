@@ -220,11 +220,7 @@ fn locate(e: segloss::LossError, a: &LossArgs) -> CliError {
                 Some(a.pred.display().to_string())
             }
         }
-        E::ShapeMismatch { .. } => Some(format!(
-            "{} vs {}",
-            a.pred.display(),
-            a.target.display()
-        )),
+        E::ShapeMismatch { .. } => Some(format!("{} vs {}", a.pred.display(), a.target.display())),
         _ => None,
     };
     match file {

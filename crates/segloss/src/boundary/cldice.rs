@@ -38,7 +38,11 @@ impl ClDiceLossConfig {
     /// Initializes the loss, checking `smooth` ≥ 0.
     pub fn try_init(&self) -> Result<ClDiceLoss, LossError> {
         if !(self.smooth.is_finite() && self.smooth >= 0.0) {
-            return Err(LossError::param("smooth", self.smooth, "a finite number >= 0"));
+            return Err(LossError::param(
+                "smooth",
+                self.smooth,
+                "a finite number >= 0",
+            ));
         }
         Ok(ClDiceLoss {
             iter: self.iter,
@@ -138,7 +142,10 @@ fn pool_axis(t: Tensor<1>, shape: &[usize], axis: usize, max: bool) -> Tensor<1>
         1,
     );
     let next = Tensor::cat(
-        vec![t3.clone().narrow(1, 1, len - 1), t3.clone().narrow(1, len - 1, 1)],
+        vec![
+            t3.clone().narrow(1, 1, len - 1),
+            t3.clone().narrow(1, len - 1, 1),
+        ],
         1,
     );
     let r = if max {
@@ -213,14 +220,15 @@ impl SegLoss for ClDiceLoss {
         let numel = p.n * cc * p.s();
         let skel_p = soft_skel(probs.clone().reshape([numel]), &shape, self.iter);
         let skel_y = soft_skel(y.clone().reshape([numel]), &shape, self.iter);
-        let per_n = |t: Tensor<1>| -> Tensor<1> { t.reshape([p.n, cc * p.s()]).sum_dim(1).reshape([p.n]) };
+        let per_n =
+            |t: Tensor<1>| -> Tensor<1> { t.reshape([p.n, cc * p.s()]).sum_dim(1).reshape([p.n]) };
         let yf = y.reshape([numel]);
         let pf = probs.reshape([numel]);
         let s = self.smooth;
         let tprec = (per_n(skel_p.clone() * yf).add_scalar(s)) / per_n(skel_p).add_scalar(s);
         let tsens = (per_n(skel_y.clone() * pf).add_scalar(s)) / per_n(skel_y).add_scalar(s);
-        let loss = (tprec.clone() * tsens.clone()).mul_scalar(2.0)
-            / (tprec + tsens).add_scalar(1e-4);
+        let loss =
+            (tprec.clone() * tsens.clone()).mul_scalar(2.0) / (tprec + tsens).add_scalar(1e-4);
         let loss = loss.neg().add_scalar(1.0);
         Ok(match reduction {
             LossReduction::Mean => LossValue::scalar(loss.mean()),

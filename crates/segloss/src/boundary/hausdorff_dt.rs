@@ -120,7 +120,9 @@ impl SegLoss for HausdorffDtLoss {
         let err = super::drop_background(err, p.c, self.include_background);
         let cc = err.dims()[1];
         let f = if self.batch {
-            err.swap_dims(0, 1).reshape([1, cc, p.n * p.s()]).mean_dim(2)
+            err.swap_dims(0, 1)
+                .reshape([1, cc, p.n * p.s()])
+                .mean_dim(2)
         } else {
             err.mean_dim(2)
         };

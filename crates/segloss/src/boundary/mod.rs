@@ -17,8 +17,8 @@ use crate::loss::SegLoss;
 use crate::registry::{Built, NONNEG, POS};
 use crate::spec::Args;
 use crate::{
-    BoundaryLossConfig, ClDiceLossConfig, ContourCeLossConfig, DistancePenalizedCeLossConfig, HausdorffDtLossConfig,
-    ShapeAwareLossConfig, UnetClassWeight,
+    BoundaryLossConfig, ClDiceLossConfig, ContourCeLossConfig, DistancePenalizedCeLossConfig,
+    HausdorffDtLossConfig, ShapeAwareLossConfig, UnetClassWeight,
 };
 
 /// The spec names of this family.
@@ -122,9 +122,21 @@ pub(crate) use matrix_loss_methods;
 pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
     let keys: &[&str] = match a.term.name.as_str() {
         "shape_aware" => &["w0", "sigma", "class_weight", "activation", "reduction"],
-        "hausdorff_dt" => &["alpha", "include_background", "batch", "activation", "reduction"],
+        "hausdorff_dt" => &[
+            "alpha",
+            "include_background",
+            "batch",
+            "activation",
+            "reduction",
+        ],
         "boundary" => &["include_background", "activation", "reduction"],
-        "cldice" => &["iter", "smooth", "include_background", "activation", "reduction"],
+        "cldice" => &[
+            "iter",
+            "smooth",
+            "include_background",
+            "activation",
+            "reduction",
+        ],
         "distance_penalized_ce" | "contour_ce" => &["activation", "reduction"],
         _ => return Ok(None),
     };
@@ -185,9 +197,11 @@ pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
             }
             Box::new(c.try_init()?)
         }
-        "distance_penalized_ce" => {
-            Box::new(DistancePenalizedCeLossConfig::new().with_activation(act).init())
-        }
+        "distance_penalized_ce" => Box::new(
+            DistancePenalizedCeLossConfig::new()
+                .with_activation(act)
+                .init(),
+        ),
         "contour_ce" => Box::new(ContourCeLossConfig::new().with_activation(act).init()),
         _ => unreachable!("checked above"),
     };

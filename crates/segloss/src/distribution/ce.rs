@@ -137,7 +137,12 @@ pub(crate) fn softmax_ce_map(
             p.y.clone()
         };
         let map = p.mask_valid((wl * y).sum_dim(1).neg());
-        let denom = p.y.clone().sum_dim(1).greater_elem(-1.0).float().cast(p.x.dtype());
+        let denom =
+            p.y.clone()
+                .sum_dim(1)
+                .greater_elem(-1.0)
+                .float()
+                .cast(p.x.dtype());
         let denom = p.mask_valid(denom).sum();
         Ok((map, denom))
     }

@@ -48,7 +48,11 @@ impl FocalLossConfig {
     /// Initializes a [focal loss](FocalLoss), checking γ ≥ 0, α ∈ [0, 1], weights ≥ 0.
     pub fn try_init(&self) -> Result<FocalLoss, LossError> {
         if !(self.gamma.is_finite() && self.gamma >= 0.0) {
-            return Err(LossError::param("gamma", self.gamma, "a finite number >= 0"));
+            return Err(LossError::param(
+                "gamma",
+                self.gamma,
+                "a finite number >= 0",
+            ));
         }
         if let Some(a) = self.alpha {
             if !(0.0..=1.0).contains(&a) {

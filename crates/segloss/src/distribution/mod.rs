@@ -21,9 +21,21 @@ pub(crate) const NAMES: &[&str] = &["bce", "balanced_bce", "ce", "focal", "weigh
 pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
     let name = a.term.name.clone();
     let keys: &[&str] = match name.as_str() {
-        "bce" => &["pos_weight", "label_smoothing", "ignore_index", "activation", "reduction"],
+        "bce" => &[
+            "pos_weight",
+            "label_smoothing",
+            "ignore_index",
+            "activation",
+            "reduction",
+        ],
         "balanced_bce" => &["activation", "reduction"],
-        "ce" => &["weight", "ignore_index", "label_smoothing", "activation", "reduction"],
+        "ce" => &[
+            "weight",
+            "ignore_index",
+            "label_smoothing",
+            "activation",
+            "reduction",
+        ],
         "focal" => &[
             "gamma",
             "alpha",
