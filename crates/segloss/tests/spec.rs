@@ -1,0 +1,158 @@
+//! The loss-spec grammar (DESIGN.md section 5): what parses, what builds, the errors (with the
+//! offending position and the allowed names/keys), and a property test that no input string makes
+//! the parser or the builder panic.
+
+use proptest::prelude::*;
+use segloss::{loss_names, LossError, LossSpec};
+
+#[test]
+fn design_examples_parse_and_build() {
+    for s in [
+        "dice",
+        "bce(pos_weight=3)",
+        "0.5*dice(power=2,batch=true) + 0.5*bce",
+        "ce(weight=[0.2,1,1],ignore_index=255)",
+        "0.7*dice(activation=softmax) + 0.3*ce",
+        "dice + focal",
+        "  1e-1 * focal ( gamma = 3 ) - 0.5*bce  ",
+        "shape_aware(w0=10,sigma=5,class_weight=none)",
+        "hausdorff_dt(alpha=2,include_background=false,batch=true)",
+    ] {
+        let spec = LossSpec::parse(s).unwrap_or_else(|e| panic!("{s}: {}", e.pretty()));
+        spec.build().unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    let spec = LossSpec::parse("  1e-1 * focal ( gamma = 3 ) - 0.5*bce  ").unwrap();
+    assert_eq!(spec.terms[0].weight, 0.1);
+    assert_eq!(spec.terms[1].weight, -0.5);
+}
+
+#[test]
+fn every_catalogue_name_builds_with_defaults() {
+    for name in loss_names() {
+        LossSpec::parse(name)
+            .unwrap()
+            .build()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // DESIGN.md section 4, every family
+    for name in [
+        "bce",
+        "balanced_bce",
+        "ce",
+        "focal",
+        "weighted_ce",
+        "dice",
+        "jaccard",
+        "generalized_dice",
+        "tversky",
+        "focal_tversky",
+        "sensitivity_specificity",
+        "log_cosh_dice",
+        "lovasz",
+        "mcc",
+        "shape_aware",
+        "contour_ce",
+        "hausdorff_dt",
+        "boundary",
+        "cldice",
+        "distance_penalized_ce",
+        "combo",
+        "exp_log",
+    ] {
+        assert!(
+            loss_names().contains(&name),
+            "{name} missing from the catalogue"
+        );
+    }
+}
+
+fn spec_err(s: &str) -> (usize, String) {
+    let e = match LossSpec::parse(s) {
+        Err(e) => e,
+        Ok(spec) => match spec.build() {
+            Err(LossError::Spec(e)) => e,
+            Err(other) => return (usize::MAX, other.to_string()),
+            Ok(_) => panic!("{s} should fail"),
+        },
+    };
+    (e.pos, e.to_string())
+}
+
+#[test]
+fn errors_point_at_the_offending_character_and_list_what_is_allowed() {
+    let (pos, msg) = spec_err("0.5*dcie + bce");
+    assert_eq!(pos, 4);
+    assert!(
+        msg.contains("unknown loss 'dcie'") && msg.contains("known losses: bce"),
+        "{msg}"
+    );
+    let (pos, msg) = spec_err("bce(pos_wieght=3)");
+    assert_eq!(pos, 4);
+    assert!(
+        msg.contains("unknown argument 'pos_wieght'") && msg.contains("pos_weight"),
+        "{msg}"
+    );
+    let (pos, msg) = spec_err("bce(pos_weight=abc)");
+    assert_eq!(pos, 15);
+    assert!(msg.contains("pos_weight") && msg.contains("> 0"), "{msg}");
+    let (pos, msg) = spec_err("bce(pos_weight=-1)");
+    assert_eq!(pos, 15, "{msg}");
+    let (_, msg) = spec_err("focal(alpha=2)");
+    assert!(msg.contains("alpha") && msg.contains("[0, 1]"), "{msg}");
+    let (pos, msg) = spec_err("ce(weight=[1,2,)");
+    assert_eq!(pos, 15, "{msg}");
+    let (pos, _) = spec_err("bce +");
+    assert_eq!(pos, 5);
+    let (pos, _) = spec_err("bce(pos_weight=3");
+    assert_eq!(pos, 16);
+    let (pos, _) = spec_err("2 bce");
+    assert_eq!(pos, 2);
+    let (pos, msg) = spec_err("");
+    assert_eq!(pos, 0);
+    assert!(msg.contains("empty"), "{msg}");
+    let (_, msg) = spec_err("bce(activation=softmx)");
+    assert!(msg.contains("sigmoid | softmax | none"), "{msg}");
+    let (_, msg) = spec_err("bce(reduction=none) + dice");
+    assert!(msg.contains("single-term"), "{msg}");
+    let (pos, msg) = spec_err("bce(pos_weight=1,pos_weight=2)");
+    assert_eq!(pos, 17);
+    assert!(msg.contains("twice"), "{msg}");
+    // the pretty form puts a caret under the offending character
+    let e = LossSpec::parse("dice + + bce").unwrap_err();
+    let pretty = e.pretty();
+    let lines: Vec<&str> = pretty.lines().collect();
+    assert_eq!(lines[2].find('^').unwrap() - 2, 7, "{pretty}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// Arbitrary strings never panic the parser or the builder; an error's position lies inside
+    /// the string (or at its end).
+    #[test]
+    fn parser_never_panics(s in "\\PC{0,40}") {
+        match LossSpec::parse(&s) {
+            Err(e) => prop_assert!(e.pos <= s.len()),
+            Ok(spec) => {
+                if let Err(LossError::Spec(e)) = spec.build() {
+                    prop_assert!(e.pos <= s.len());
+                }
+            }
+        }
+    }
+
+    /// Strings made of the grammar's own tokens (much likelier to get deep into the parser).
+    #[test]
+    fn token_soup_never_panics(tokens in prop::collection::vec(prop_oneof![
+        Just("dice"), Just("bce"), Just("focal"), Just("("), Just(")"), Just(","), Just("="),
+        Just("+"), Just("-"), Just("*"), Just("0.5"), Just("1e9"), Just("-3"), Just("true"),
+        Just("["), Just("]"), Just("gamma"), Just("weight"), Just("activation"), Just("softmax"),
+        Just(" "), Just("1e999"), Just("nan"), Just("inf"), Just(".")
+    ], 0..16)) {
+        let s: String = tokens.concat();
+        match LossSpec::parse(&s) {
+            Err(e) => prop_assert!(e.pos <= s.len()),
+            Ok(spec) => { let _ = spec.build(); }
+        }
+    }
+}
