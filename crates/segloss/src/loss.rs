@@ -1,8 +1,6 @@
 //! The rank-erased interface every segloss loss implements, used by the spec grammar, composite
 //! losses and the CLI.
 
-use burn::tensor::Tensor;
-
 use crate::error::LossError;
 use crate::input::{Flat, LossReduction, LossValue, Target};
 
@@ -117,6 +115,3 @@ pub(crate) fn no_weights(name: &str, weights: &Option<Flat>) -> Result<(), LossE
     }
     Ok(())
 }
-
-#[allow(dead_code)]
-fn _assert_object_safe(_: &dyn SegLoss, _: Tensor<1>) {}

@@ -234,6 +234,3 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
-
-#[allow(dead_code)]
-fn _uses(_: &dyn SegLoss) {}

@@ -242,6 +242,3 @@ fn nest(values: &[f64], shape: &[usize]) -> serde_json::Value {
             .collect(),
     )
 }
-
-#[allow(dead_code)]
-fn _uses(_: &dyn SegLoss) {}
