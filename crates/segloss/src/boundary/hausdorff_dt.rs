@@ -4,10 +4,10 @@ use burn::config::Config;
 use burn::module::Module;
 
 use super::maps::channel_maps;
-use super::matrix_loss_methods;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
+use crate::region::{reduce_matrix, region_loss_methods};
 use crate::Target;
 
 /// Configuration to create a [Hausdorff-DT loss](HausdorffDtLoss).
@@ -80,7 +80,7 @@ pub struct HausdorffDtLoss {
     pub activation: Option<Activation>,
 }
 
-matrix_loss_methods!(HausdorffDtLoss);
+region_loss_methods!(HausdorffDtLoss);
 
 impl SegLoss for HausdorffDtLoss {
     fn name(&self) -> &'static str {
@@ -119,13 +119,14 @@ impl SegLoss for HausdorffDtLoss {
         let err = (probs - p.y.clone()).powi_scalar(2) * w;
         let err = super::drop_background(err, p.c, self.include_background);
         let cc = err.dims()[1];
-        let f = if self.batch {
+        let f: burn::tensor::Tensor<2> = if self.batch {
             err.swap_dims(0, 1)
-                .reshape([1, cc, p.n * p.s()])
-                .mean_dim(2)
+                .reshape([cc, p.n * p.s()])
+                .mean_dim(1)
+                .reshape([1, cc])
         } else {
-            err.mean_dim(2)
+            err.mean_dim(2).reshape([p.n, cc])
         };
-        Ok(super::reduce_matrix(f, reduction))
+        Ok(reduce_matrix(f, reduction))
     }
 }

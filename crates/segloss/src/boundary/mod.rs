@@ -12,7 +12,6 @@ pub mod shape_aware;
 use burn::tensor::Tensor;
 
 use crate::error::LossError;
-use crate::input::{LossReduction, LossValue};
 use crate::loss::SegLoss;
 use crate::registry::{Built, NONNEG, POS};
 use crate::spec::Args;
@@ -39,84 +38,6 @@ pub(crate) fn drop_background(t: Tensor<3>, c: usize, include_background: bool) 
         t.narrow(1, 1, c - 1)
     }
 }
-
-/// Reduces a per-sample-per-class matrix `[N', C']`.
-pub(crate) fn reduce_matrix(m: Tensor<3>, reduction: LossReduction) -> LossValue {
-    let [n, c, _] = m.dims();
-    match reduction {
-        LossReduction::Mean => LossValue::scalar(m.mean()),
-        LossReduction::Sum => LossValue::scalar(m.sum()),
-        LossReduction::BatchMean => LossValue::scalar(m.sum().div_scalar(n as f64)),
-        LossReduction::None => LossValue {
-            values: m.reshape([n * c]),
-            shape: vec![n, c],
-        },
-    }
-}
-
-/// `forward`, `forward_no_reduction` (→ `[N, C']`) and `try_forward` for a loss whose
-/// unreduced form is a per-sample-per-class matrix.
-macro_rules! matrix_loss_methods {
-    ($ty:ty) => {
-        impl $ty {
-            /// Computes the loss and reduces the `[N, C']` matrix (`Reduction::Auto` = mean).
-            ///
-            /// # Shapes
-            ///
-            /// - predictions: `[N, C, *spatial]`; targets: a mask of that shape or a label map
-            ///   `[N, 1, *spatial]` / `[N, *spatial]`
-            /// - output: `[1]`
-            ///
-            /// # Panics
-            ///
-            /// On invalid input (see [`try_forward`](Self::try_forward)).
-            pub fn forward<const D: usize>(
-                &self,
-                predictions: burn::tensor::Tensor<D>,
-                targets: impl Into<$crate::Target>,
-                reduction: burn::nn::loss::Reduction,
-            ) -> burn::tensor::Tensor<1> {
-                $crate::error::or_panic(self.try_forward(predictions, targets, reduction.into()))
-                    .values
-            }
-
-            /// The per-sample-per-class losses `[N, C']` (C' = channels kept).
-            ///
-            /// # Panics
-            ///
-            /// On invalid input.
-            pub fn forward_no_reduction<const D: usize>(
-                &self,
-                predictions: burn::tensor::Tensor<D>,
-                targets: impl Into<$crate::Target>,
-            ) -> burn::tensor::Tensor<2> {
-                let v = $crate::error::or_panic(self.try_forward(
-                    predictions,
-                    targets,
-                    $crate::LossReduction::None,
-                ));
-                v.values.reshape([v.shape[0], v.shape[1]])
-            }
-
-            /// Computes the loss, returning a typed error on invalid input.
-            pub fn try_forward<const D: usize>(
-                &self,
-                predictions: burn::tensor::Tensor<D>,
-                targets: impl Into<$crate::Target>,
-                reduction: $crate::LossReduction,
-            ) -> Result<$crate::LossValue, $crate::LossError> {
-                $crate::SegLoss::loss_value(
-                    self,
-                    $crate::Flat::from_tensor(predictions),
-                    targets.into(),
-                    None,
-                    reduction,
-                )
-            }
-        }
-    };
-}
-pub(crate) use matrix_loss_methods;
 
 /// Builds a loss of this family from a spec term (`None`: not one of ours).
 pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
