@@ -349,6 +349,24 @@ pub(crate) fn const_tensor<const D: usize, const D2: usize>(
     )
 }
 
+static VALUE_CHECKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the value checks of every loss on (the default) or off, process-wide.
+///
+/// With checks on, each call verifies that predictions and weights are finite, that mask targets
+/// lie in [0, 1] and that labels lie in `0..C` (or equal `ignore_index`): a few reductions and
+/// device-to-host reads per call. A training loop whose data are already validated may turn them
+/// off; shape checks always stay on. With checks off, invalid values give meaningless (possibly
+/// NaN) losses instead of errors.
+pub fn set_value_checks(enabled: bool) {
+    VALUE_CHECKS.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether value checks are on (see [`set_value_checks`]).
+pub fn value_checks() -> bool {
+    VALUE_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Checks that every value of a float tensor is finite.
 pub(crate) fn check_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<(), LossError> {
     let all_finite: bool = t.clone().is_finite().all().into_scalar::<bool>();
@@ -434,12 +452,15 @@ pub(crate) fn prepare(
     let (n, c) = (pshape[0], pshape[1]);
     let spatial = pshape[2..].to_vec();
     let s: usize = spatial.iter().product();
-    check_finite(&pred, "prediction")?;
+    let checks = value_checks();
+    if checks {
+        check_finite(&pred, "prediction")?;
+    }
     let x: Tensor<3> = pred.reshape([n, c, s]);
 
     let is_labels = target.is_labels();
     let activation = resolve_activation(rules, is_labels, c)?;
-    if activation == Activation::None {
+    if checks && activation == Activation::None {
         let lo = x.clone().min().into_scalar::<f64>();
         let hi = x.clone().max().into_scalar::<f64>();
         if lo < 0.0 || hi > 1.0 {
@@ -462,7 +483,9 @@ pub(crate) fn prepare(
                     got: tshape,
                 });
             }
-            check_finite(&t, "target")?;
+            if checks {
+                check_finite(&t, "target")?;
+            }
             let t3: Tensor<3> = t.reshape([n, c, s]);
             let (y, valid, valid_px, n_valid, n_valid_el) = match rules.ignore_index {
                 Some(ii) => {
@@ -483,8 +506,14 @@ pub(crate) fn prepare(
                 }
                 None => (t3, None, None, n * s, n * c * s),
             };
-            let lo = y.clone().min().into_scalar::<f64>();
-            let hi = y.clone().max().into_scalar::<f64>();
+            let (lo, hi) = if checks {
+                (
+                    y.clone().min().into_scalar::<f64>(),
+                    y.clone().max().into_scalar::<f64>(),
+                )
+            } else {
+                (0.0, 1.0)
+            };
             if lo < 0.0 || hi > 1.0 {
                 return Err(LossError::TargetOutOfRange {
                     value: if lo < 0.0 { lo } else { hi },
@@ -536,8 +565,14 @@ pub(crate) fn prepare(
                 }
                 None => (l2, None, n * s),
             };
-            let lo = l2.clone().min().into_scalar::<i64>();
-            let hi = l2.clone().max().into_scalar::<i64>();
+            let (lo, hi) = if checks {
+                (
+                    l2.clone().min().into_scalar::<i64>(),
+                    l2.clone().max().into_scalar::<i64>(),
+                )
+            } else {
+                (0, 0)
+            };
             if lo < 0 || hi >= c as i64 {
                 return Err(LossError::LabelOutOfRange {
                     label: if lo < 0 { lo } else { hi },
@@ -638,6 +673,9 @@ pub(crate) fn prepare_weights(
             expected,
         });
     };
+    if !value_checks() {
+        return Ok(w.reshape([n, cw, s]));
+    }
     check_finite(&w, "weight map")?;
     let w3: Tensor<3> = w.reshape([n, cw, s]);
     let lo = w3.clone().min().into_scalar::<f64>();

@@ -54,7 +54,9 @@ pub use distribution::ce::{CeLoss, CeLossConfig};
 pub use distribution::focal::{FocalLoss, FocalLossConfig};
 pub use distribution::weighted_ce::{WeightedCeLoss, WeightedCeLossConfig};
 pub use error::LossError;
-pub use input::{Activation, Flat, LossReduction, LossValue, Target};
+pub use input::{
+    set_value_checks, value_checks, Activation, Flat, LossReduction, LossValue, Target,
+};
 pub use loss::SegLoss;
 pub use region::dice::{DiceLoss, DiceLossConfig};
 pub use region::generalized_dice::{GeneralizedDiceLoss, GeneralizedDiceLossConfig, WeightType};

@@ -64,6 +64,9 @@ pub struct BenchArgs {
     /// Random seed of the data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Skip the value checks (NaN, label range) as a training loop with validated data may.
+    #[arg(long)]
+    pub no_checks: bool,
 }
 
 fn device(kind: DeviceKind) -> Result<Device, CliError> {
@@ -153,6 +156,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             a.spec
         )));
     }
+    segloss::set_value_checks(!a.no_checks);
     let base = device(a.device)?;
     let ad = base.clone().autodiff();
     base.seed(a.seed);
@@ -222,7 +226,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             "{}",
             serde_json::json!({
                 "spec": a.spec, "shape": shape, "device": format!("{:?}", a.device).to_lowercase(),
-                "iters": a.iters, "median_ms": median, "min_ms": min, "max_ms": max, "peak_bytes": peak
+                "iters": a.iters, "value_checks": !a.no_checks, "median_ms": median, "min_ms": min, "max_ms": max, "peak_bytes": peak
             })
         ),
         Format::Text => println!(
