@@ -13,7 +13,7 @@ use crate::error::CliError;
 /// Which target to generate.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum TargetKind {
-    /// A random binary mask of the prediction's shape (blobs, ~30 % foreground).
+    /// A random binary mask of the prediction's shape (12 discs of radius 5–9 per image plus 2 % flipped pixels: ~5 % foreground on 256²; tools/bench/losses.py reproduces it exactly).
     Mask,
     /// A random label map [N, *spatial] of classes 0..C.
     Labels,
@@ -178,7 +178,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             let per_image = if a.target == TargetKind::Cells {
                 cells(n * c, spatial, 50, &mut rng)
             } else {
-                // blobs: 12 larger discs per image
+                // 12 discs per image, then 2 % of the pixels flipped
                 let mut m = cells(n * c, spatial, 12, &mut rng);
                 for v in m.iter_mut() {
                     if rng.unit() < 0.02 {
