@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ndarray::{Array2, s};
+use ndarray::{s, Array2};
 use segloss_core::{connected_components, Connectivity};
 
 #[allow(dead_code)]
@@ -48,24 +48,50 @@ fn synthetic_cells_are_crowded_but_separated_in_the_mask() {
             assert_eq!(m > 0.5, l > 0);
         }
         let (_, k) = connected_components(&s.mask, Connectivity::Full).unwrap();
-        assert_eq!(k, s.num_instances(), "{}: touching cells must stay apart", s.name);
+        assert_eq!(
+            k,
+            s.num_instances(),
+            "{}: touching cells must stay apart",
+            s.name
+        );
         assert!(k >= 3, "{}: only {k} cells", s.name);
         cells += k;
-        // Cells whose masks are 2 pixels apart (they touch in the image).
+        // Cells whose masks come within 2 pixels of each other (they touch in the image).
         let inst = &s.instances;
         let mut pairs = std::collections::HashSet::new();
         for y in 0..64 {
-            for x in 0..62 {
-                let (a, b) = (inst[[y, x]], inst[[y, x + 2]]);
-                if a > 0 && b > 0 && a != b {
-                    pairs.insert((a.min(b), a.max(b)));
+            for x in 0..64 {
+                let a = inst[[y, x]];
+                if a == 0 {
+                    continue;
+                }
+                for (dy, dx) in [
+                    (0, 2),
+                    (2, 0),
+                    (2, 2),
+                    (2, -2),
+                    (1, 2),
+                    (2, 1),
+                    (2, -1),
+                    (1, -2),
+                ] {
+                    let (yy, xx) = (y as i64 + dy, x as i64 + dx);
+                    if yy < 64 && (0..64).contains(&xx) {
+                        let b = inst[[yy as usize, xx as usize]];
+                        if b > 0 && b != a {
+                            pairs.insert((a.min(b), a.max(b)));
+                        }
+                    }
                 }
             }
         }
         touching_pairs += pairs.len();
     }
     assert!(cells >= 12 * 5, "{cells} cells in 12 images");
-    assert!(touching_pairs >= 12, "only {touching_pairs} touching pairs in 12 images");
+    assert!(
+        touching_pairs >= 12,
+        "only {touching_pairs} touching pairs in 12 images"
+    );
 }
 
 fn squares(rects: &[(usize, usize, usize, usize)], n: usize) -> Array2<u32> {
@@ -84,7 +110,14 @@ fn object_f1_on_hand_made_cases() {
 
     // Perfect.
     let c = object_counts(&mask, &truth, 0.5);
-    assert_eq!(c, ObjectCounts { tp: 3, fp: 0, fn_: 0 });
+    assert_eq!(
+        c,
+        ObjectCounts {
+            tp: 3,
+            fp: 0,
+            fn_: 0
+        }
+    );
     assert_eq!(c.f1(), 1.0);
 
     // The two touching cells merged into one blob (the gap filled): the blob's IoU with either
@@ -92,7 +125,14 @@ fn object_f1_on_hand_made_cases() {
     let mut merged = mask.clone();
     merged.slice_mut(s![2..6, 6..8]).fill(true);
     let c = object_counts(&merged, &truth, 0.5);
-    assert_eq!(c, ObjectCounts { tp: 1, fp: 1, fn_: 2 });
+    assert_eq!(
+        c,
+        ObjectCounts {
+            tp: 1,
+            fp: 1,
+            fn_: 2
+        }
+    );
     assert!((c.f1() - 2.0 / 5.0).abs() < 1e-12);
     // Pixel-wise the merge looks almost perfect.
     let (dice, _) = dice_iou(&merged, &mask);
@@ -102,7 +142,14 @@ fn object_f1_on_hand_made_cases() {
     let mut missing = mask.clone();
     missing.slice_mut(s![10..14, 10..14]).fill(false);
     let c = object_counts(&missing, &truth, 0.5);
-    assert_eq!(c, ObjectCounts { tp: 2, fp: 0, fn_: 1 });
+    assert_eq!(
+        c,
+        ObjectCounts {
+            tp: 2,
+            fp: 0,
+            fn_: 1
+        }
+    );
     assert!((c.f1() - 0.8).abs() < 1e-12);
 
     // A cell predicted too small (IoU 4/16) and a spurious speck.
@@ -111,7 +158,14 @@ fn object_f1_on_hand_made_cases() {
     poor.slice_mut(s![10..12, 10..12]).fill(true);
     poor[[0, 15]] = true;
     let c = object_counts(&poor, &truth, 0.5);
-    assert_eq!(c, ObjectCounts { tp: 2, fp: 2, fn_: 1 });
+    assert_eq!(
+        c,
+        ObjectCounts {
+            tp: 2,
+            fp: 2,
+            fn_: 1
+        }
+    );
 
     // Nothing on either side is perfect; nothing predicted finds nothing.
     let empty = Array2::<bool>::from_elem((16, 16), false);
@@ -154,20 +208,45 @@ fn tiny_compare_writes_the_report_folder() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmp");
     let args = [
-        "compare", "--quick", "--losses", "bce; dice", "--epochs", "1", "--train-images", "2",
-        "--val-images", "2", "--size", "32", "--batch", "2", "--depth", "2", "--out",
+        "compare",
+        "--quick",
+        "--losses",
+        "bce; dice",
+        "--epochs",
+        "1",
+        "--train-images",
+        "2",
+        "--val-images",
+        "2",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--depth",
+        "2",
+        "--out",
     ];
     let o = segloss().args(args).arg(&out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "compare failed: {stderr}");
-    for f in ["report.md", "metrics.csv", "curves.png", "samples.png", "checkpoints/bce.bpk", "checkpoints/dice.bpk"] {
+    for f in [
+        "report.md",
+        "metrics.csv",
+        "curves.png",
+        "samples.png",
+        "checkpoints/bce.bpk",
+        "checkpoints/dice.bpk",
+    ] {
         non_empty(&out.join(f));
     }
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("loss,spec,epoch,train_loss,val_dice"));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("| `bce` |") && report.contains("| `dice` |"), "{report}");
+    assert!(
+        report.contains("| `bce` |") && report.contains("| `dice` |"),
+        "{report}"
+    );
     assert!(!report.contains("In progress"), "{report}");
     for png in ["curves.png", "samples.png"] {
         let bytes = std::fs::read(out.join(png)).unwrap();
@@ -196,6 +275,10 @@ fn bad_compare_and_train_input_is_exit_code_2() {
         let o = segloss().args(&c).arg("--out").arg(&out).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{c:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{c:?}: one line expected: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{c:?}: one line expected: {err}"
+        );
     }
 }

@@ -10,8 +10,8 @@ use crate::train::{self, losses::DEFAULT_LOSSES, Experiment, Layout, RunOptions}
 /// Arguments of `segloss compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Loss specs separated by ';' [default: "bce; dice; dice + bce; focal; tversky; lovasz;
-    /// shape_aware", those this build has].
+    /// Loss specs separated by ';' [default: "bce; dice; dice + bce; focal;
+    /// tversky(alpha=0.3,beta=0.7); lovasz; shape_aware", those this build has].
     #[arg(long)]
     pub losses: Option<String>,
     /// A small, fast run of the same pipeline (CI smoke test): fewer, smaller images and epochs.
@@ -43,10 +43,17 @@ pub fn run(a: CompareArgs) -> Result<(), CliError> {
             }
             (specs, true)
         }
-        None => (DEFAULT_LOSSES.iter().map(|s| s.to_string()).collect(), false),
+        None => (
+            DEFAULT_LOSSES.iter().map(|s| s.to_string()).collect(),
+            false,
+        ),
     };
     let planned = train::plan(&specs, &a.opts, strict)?;
-    let out = a.opts.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("compare"));
+    let out = a
+        .opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join("compare"));
     let exp = Experiment {
         title: "segloss compare",
         command: train::command_line(),

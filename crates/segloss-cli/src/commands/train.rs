@@ -23,11 +23,9 @@ pub struct TrainArgs {
 /// `model.bpk` in the report folder (default `runs/train-<loss>`).
 pub fn run(a: TrainArgs) -> Result<(), CliError> {
     let planned = train::plan(std::slice::from_ref(&a.loss), &a.opts, true)?;
-    let out = a
-        .opts
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("train-{}", train::report::slug(&a.loss))));
+    let out = a.opts.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("train-{}", train::report::slug(&a.loss)))
+    });
     let exp = Experiment {
         title: "segloss train",
         command: train::command_line(),

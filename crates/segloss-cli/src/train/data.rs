@@ -78,8 +78,9 @@ fn list(dir: &Path) -> Result<BTreeMap<String, PathBuf>, CliError> {
         .map_err(|e| CliError::input(format!("{}: cannot read the folder: {e}", dir.display())))?;
     let mut out = BTreeMap::new();
     for entry in rd {
-        let entry = entry
-            .map_err(|e| CliError::input(format!("{}: cannot read the folder: {e}", dir.display())))?;
+        let entry = entry.map_err(|e| {
+            CliError::input(format!("{}: cannot read the folder: {e}", dir.display()))
+        })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
@@ -133,12 +134,15 @@ fn read_labels(path: &Path) -> Result<Array2<u32>, CliError> {
 fn folder_sample(name: &str, image: Array2<f32>, labels: Array2<u32>) -> Sample {
     let (lo, hi) = image
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
     let range = if hi > lo { hi - lo } else { 1.0 };
     let image = image.mapv(|v| (v - lo) / range);
     let max = labels.iter().copied().max().unwrap_or(0);
     let (mask, instances) = if max <= 1 {
-        let (cc, _) = connected_components(&labels, Connectivity::Full).expect("a non-empty 2D mask");
+        let (cc, _) =
+            connected_components(&labels, Connectivity::Full).expect("a non-empty 2D mask");
         (labels.mapv(|l| (l > 0) as u8 as f32), cc)
     } else {
         separate_instances(&labels, 1)
@@ -250,7 +254,10 @@ pub fn folder(dir: &Path, size: usize) -> Result<Dataset, CliError> {
 }
 
 /// The U-Net weight map of every sample's mask (instances: its 8-connected components).
-pub fn weight_maps(samples: &[Sample], config: &WeightMapConfig) -> Result<Vec<Array2<f32>>, CliError> {
+pub fn weight_maps(
+    samples: &[Sample],
+    config: &WeightMapConfig,
+) -> Result<Vec<Array2<f32>>, CliError> {
     samples
         .iter()
         .map(|s| {

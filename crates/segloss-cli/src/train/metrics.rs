@@ -153,7 +153,11 @@ pub fn object_counts(
     truth_instances: &Array2<u32>,
     iou_threshold: f64,
 ) -> ObjectCounts {
-    assert_eq!(pred.dim(), truth_instances.dim(), "prediction and truth shapes differ");
+    assert_eq!(
+        pred.dim(),
+        truth_instances.dim(),
+        "prediction and truth shapes differ"
+    );
     let (pl, kp) = connected_components(pred, Connectivity::Full).expect("a non-empty 2D mask");
     let (tl, kt) = relabel_sequential(truth_instances).expect("a non-empty 2D label image");
     let mut area_p = vec![0usize; kp + 1];
@@ -206,7 +210,11 @@ pub struct ImageMetrics {
 }
 
 /// The metrics of a probability map thresholded at 0.5 against a truth mask and its instances.
-pub fn image_metrics(prob: &Array2<f32>, truth_mask: &Array2<f32>, truth_instances: &Array2<u32>) -> ImageMetrics {
+pub fn image_metrics(
+    prob: &Array2<f32>,
+    truth_mask: &Array2<f32>,
+    truth_instances: &Array2<u32>,
+) -> ImageMetrics {
     let pred = prob.mapv(|p| p > 0.5);
     let truth = truth_mask.mapv(|t| t > 0.5);
     let (dice, iou) = dice_iou(&pred, &truth);

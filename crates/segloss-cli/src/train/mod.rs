@@ -42,7 +42,7 @@ pub struct RunOptions {
     /// `masks/` (paired by name; PNG, TIFF, NPY or NIfTI; 2D; cut into --size tiles).
     #[arg(long, default_value = "synthetic")]
     pub data: DataSource,
-    /// Passes over the training set [default: 14; 3 with --quick].
+    /// Passes over the training set [default: 14; 8 with --quick].
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Side of the (square) images in pixels, a multiple of 2^depth [default: 64; 48 with --quick].
@@ -57,7 +57,7 @@ pub struct RunOptions {
     /// Replace the results of an earlier run in the report folder.
     #[arg(long)]
     pub force: bool,
-    /// Synthetic training images [default: 160; 40 with --quick].
+    /// Synthetic training images [default: 160; 64 with --quick].
     #[arg(long)]
     pub train_images: Option<usize>,
     /// Synthetic validation images [default: 32; 12 with --quick].
@@ -102,7 +102,11 @@ pub struct Sizes {
 impl RunOptions {
     /// The sizes, with the normal or the `--quick` defaults for what was not given.
     pub fn sizes(&self, quick: bool) -> Sizes {
-        let (e, s, t, v) = if quick { (3, 48, 40, 12) } else { (14, 64, 160, 32) };
+        let (e, s, t, v) = if quick {
+            (8, 48, 64, 12)
+        } else {
+            (14, 64, 160, 32)
+        };
         Sizes {
             epochs: self.epochs.unwrap_or(e),
             size: self.size.unwrap_or(s),
@@ -122,7 +126,7 @@ impl RunOptions {
         if self.depth == 0 || self.depth > 6 {
             return bad("depth", self.depth.to_string(), "1 to 6");
         }
-        if z.size < unit || z.size % unit != 0 || z.size > 4096 {
+        if z.size < unit || !z.size.is_multiple_of(unit) || z.size > 4096 {
             return bad(
                 "size",
                 z.size.to_string(),
@@ -130,7 +134,11 @@ impl RunOptions {
             );
         }
         if z.train == 0 || z.val == 0 {
-            return bad("train-images / --val-images", format!("{} / {}", z.train, z.val), "at least 1 each");
+            return bad(
+                "train-images / --val-images",
+                format!("{} / {}", z.train, z.val),
+                "at least 1 each",
+            );
         }
         if self.batch == 0 {
             return bad("batch", "0".into(), "at least 1");
@@ -141,7 +149,9 @@ impl RunOptions {
         if self.width == 0 || self.width > 256 {
             return bad("width", self.width.to_string(), "1 to 256");
         }
-        self.weight_map().validate().map_err(|e| CliError::input(format!("--w0 / --sigma: {e}")))
+        self.weight_map()
+            .validate()
+            .map_err(|e| CliError::input(format!("--w0 / --sigma: {e}")))
     }
 
     /// The weight-map parameters of `--w0` / `--sigma` (balanced class weights, 8-connectivity).
@@ -166,7 +176,13 @@ pub enum Layout {
 }
 
 /// The files an earlier run leaves; their presence means the folder holds results.
-const OUR_FILES: &[&str] = &["report.md", "metrics.csv", "curves.png", "samples.png", "model.bpk"];
+const OUR_FILES: &[&str] = &[
+    "report.md",
+    "metrics.csv",
+    "curves.png",
+    "samples.png",
+    "model.bpk",
+];
 
 fn prepare_out(out: &Path, force: bool) -> Result<(), CliError> {
     if out.exists() && !out.is_dir() {
@@ -191,16 +207,23 @@ fn save_checkpoint(model: &UNet, path: &Path) -> Result<(), CliError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| CliError::Internal(format!("{}: cannot save the checkpoint: {e:?}", path.display())))?;
+    model.clone().save_file(&tmp).map_err(|e| {
+        CliError::Internal(format!(
+            "{}: cannot save the checkpoint: {e:?}",
+            path.display()
+        ))
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        CliError::Internal(format!("{}: cannot save the checkpoint: {e}", path.display()))
+        CliError::Internal(format!(
+            "{}: cannot save the checkpoint: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -276,7 +299,8 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
     let mut map_sets: Vec<(WeightMapConfig, Vec<Array2<f32>>)> = Vec::new();
     for p in &planned {
         if let Resolved::Ready(LossChoice {
-            weight_map: Some(c), ..
+            weight_map: Some(c),
+            ..
         }) = p
         {
             if !map_sets.iter().any(|(k, _)| k == c) {
@@ -296,7 +320,8 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
         .iter()
         .find_map(|p| match p {
             Resolved::Ready(LossChoice {
-                weight_map: Some(c), ..
+                weight_map: Some(c),
+                ..
             }) => Some(*c),
             _ => None,
         })
@@ -312,7 +337,9 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
         seed: opts.seed,
         augment: !opts.no_augment,
     };
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let setup = vec![
         format!("Data: {}.", data.description),
         format!(
@@ -341,12 +368,18 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
         .collect();
     let mut summaries: Vec<RunSummary> = Vec::new();
     let mut finished: Vec<Finished> = Vec::new();
-    let n_ready = planned.iter().filter(|p| matches!(p, Resolved::Ready(_))).count();
+    let n_ready = planned
+        .iter()
+        .filter(|p| matches!(p, Resolved::Ready(_)))
+        .count();
     let mut k = 0usize;
     for (i, p) in planned.into_iter().enumerate() {
         let choice = match p {
             Resolved::Unavailable { label, missing } => {
-                eprintln!("skipping '{label}': this build has no loss named {}", missing.join(", "));
+                eprintln!(
+                    "skipping '{label}': this build has no loss named {}",
+                    missing.join(", ")
+                );
                 summaries.push(RunSummary {
                     label: label.clone(),
                     spec: label,
@@ -370,7 +403,11 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             train_run(&choice, &init, &data, maps, &cfg, &device, &tag)
         }))
-        .unwrap_or_else(|_| Err(CliError::Internal("the run panicked (message above)".into())));
+        .unwrap_or_else(|_| {
+            Err(CliError::Internal(
+                "the run panicked (message above)".into(),
+            ))
+        });
         let wall = t.elapsed().as_secs_f64();
         let status = match result {
             Ok(outcome) => {
@@ -407,11 +444,37 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
             status,
         });
         let pending: Vec<String> = labels[i + 1..].to_vec();
-        write_outputs(exp, &setup, &summaries, &finished, &pending, &rows, &data, &shown_maps, &shown_cfg, start)?;
+        write_outputs(
+            exp,
+            &setup,
+            &summaries,
+            &finished,
+            &pending,
+            &rows,
+            &data,
+            &shown_maps,
+            &shown_cfg,
+            start,
+        )?;
     }
-    if finished.is_empty() && summaries.iter().all(|s| !matches!(s.status, RunStatus::Failed(_))) {
+    if finished.is_empty()
+        && summaries
+            .iter()
+            .all(|s| !matches!(s.status, RunStatus::Failed(_)))
+    {
         // Nothing ran (all skipped): still leave a report saying so.
-        write_outputs(exp, &setup, &summaries, &finished, &[], &rows, &data, &shown_maps, &shown_cfg, start)?;
+        write_outputs(
+            exp,
+            &setup,
+            &summaries,
+            &finished,
+            &[],
+            &rows,
+            &data,
+            &shown_maps,
+            &shown_cfg,
+            start,
+        )?;
     }
     print_summary(&summaries, &exp.out, start.elapsed().as_secs_f64());
     let failed: Vec<&str> = summaries
@@ -452,7 +515,10 @@ fn write_outputs(
     start: Instant,
 ) -> Result<(), CliError> {
     let out = &exp.out;
-    write_atomic(&out.join("metrics.csv"), report::metrics_csv(summaries).as_bytes())?;
+    write_atomic(
+        &out.join("metrics.csv"),
+        report::metrics_csv(summaries).as_bytes(),
+    )?;
     let curves: Vec<(String, Vec<trainer::EpochRecord>)> = finished
         .iter()
         .map(|f| (f.label.clone(), f.outcome.history.clone()))
@@ -469,7 +535,13 @@ fn write_outputs(
                 metrics: rows.iter().map(|&i| &f.outcome.val_images[i]).collect(),
             })
             .collect();
-        plot::samples_png(&row_refs, &map_refs, &weight_title(shown_cfg), &columns, &out.join("samples.png"))?;
+        plot::samples_png(
+            &row_refs,
+            &map_refs,
+            &weight_title(shown_cfg),
+            &columns,
+            &out.join("samples.png"),
+        )?;
     }
     let mut files = vec![
         ("report.md".to_string(), "this report".to_string()),
@@ -487,7 +559,10 @@ fn write_outputs(
         ),
     ];
     match exp.layout {
-        Layout::Single => files.push(("model.bpk".into(), "the trained U-Net (burnpack; `Module::load_file`)".into())),
+        Layout::Single => files.push((
+            "model.bpk".into(),
+            "the trained U-Net (burnpack; `Module::load_file`)".into(),
+        )),
         Layout::Compare => files.push((
             "checkpoints/<loss>.bpk".into(),
             "each loss's trained U-Net (burnpack; `Module::load_file`)".into(),
@@ -501,7 +576,10 @@ fn write_outputs(
         wall_seconds: start.elapsed().as_secs_f64(),
         files,
     };
-    write_atomic(&out.join("report.md"), report::report_md(&ctx, summaries).as_bytes())
+    write_atomic(
+        &out.join("report.md"),
+        report::report_md(&ctx, summaries).as_bytes(),
+    )
 }
 
 fn print_summary(summaries: &[RunSummary], out: &Path, wall: f64) {
@@ -513,22 +591,32 @@ fn print_summary(summaries: &[RunSummary], out: &Path, wall: f64) {
         match &s.status {
             RunStatus::Done { history, .. } => {
                 let e = history.last().expect("at least one epoch");
-                let spe = history.iter().map(|e| e.train_seconds).sum::<f64>() / history.len() as f64;
+                let spe =
+                    history.iter().map(|e| e.train_seconds).sum::<f64>() / history.len() as f64;
                 println!(
                     "{:<24} {:>6.3} {:>6.3} {:>7} {:>9.3} {:>8.1}",
                     s.label,
                     e.val.dice,
                     e.val.iou,
-                    e.val.hd95.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into()),
+                    e.val
+                        .hd95
+                        .map(|v| format!("{v:.2}"))
+                        .unwrap_or_else(|| "n/a".into()),
                     e.val.objects.f1(),
                     spe
                 );
             }
             RunStatus::Failed(m) => println!("{:<24} failed: {m}", s.label),
-            RunStatus::Skipped(m) => println!("{:<24} skipped: no loss named {}", s.label, m.join(", ")),
+            RunStatus::Skipped(m) => {
+                println!("{:<24} skipped: no loss named {}", s.label, m.join(", "))
+            }
         }
     }
-    println!("report: {} (total {:.0} s)", out.join("report.md").display(), wall);
+    println!(
+        "report: {} (total {:.0} s)",
+        out.join("report.md").display(),
+        wall
+    );
 }
 
 /// The command line as typed (for the report).

@@ -18,6 +18,9 @@ use super::synth::Sample;
 use super::trainer::EpochRecord;
 use crate::error::CliError;
 
+/// A per-epoch value to plot.
+type Metric = fn(&EpochRecord) -> f64;
+
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 const FAMILY: &str = "sans-serif";
@@ -77,7 +80,7 @@ pub fn curves_png(runs: &[(String, Vec<EpochRecord>)], path: &Path) -> Result<()
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(perr("curves"))?;
         let (left, right) = root.split_horizontally(w / 2);
-        let panels: [(_, &str, &str, fn(&EpochRecord) -> f64); 2] = [
+        let panels: [(_, &str, &str, Metric); 2] = [
             (left, "Validation Dice", "Dice", |e| e.val.dice),
             (
                 right,
@@ -99,6 +102,8 @@ pub fn curves_png(runs: &[(String, Vec<EpochRecord>)], path: &Path) -> Result<()
             let step = max_epoch.div_ceil(15).max(1);
             chart
                 .configure_mesh()
+                .light_line_style(RGBColor(238, 238, 238))
+                .bold_line_style(RGBColor(205, 205, 205))
                 .x_desc("epoch")
                 .y_desc(ylabel)
                 .label_style((FAMILY, 15))
@@ -106,7 +111,7 @@ pub fn curves_png(runs: &[(String, Vec<EpochRecord>)], path: &Path) -> Result<()
                 .x_labels(max_epoch + 2)
                 .x_label_formatter(&|x| {
                     let r = x.round();
-                    if (x - r).abs() < 1e-6 && r >= 1.0 && (r as usize - 1) % step == 0 {
+                    if (x - r).abs() < 1e-6 && r >= 1.0 && (r as usize - 1).is_multiple_of(step) {
                         format!("{r:.0}")
                     } else {
                         String::new()
@@ -118,7 +123,8 @@ pub fn curves_png(runs: &[(String, Vec<EpochRecord>)], path: &Path) -> Result<()
                 .map_err(perr("curves"))?;
             for (i, (label, hist)) in runs.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
-                let pts: Vec<(f64, f64)> = hist.iter().map(|e| (e.epoch as f64, value(e))).collect();
+                let pts: Vec<(f64, f64)> =
+                    hist.iter().map(|e| (e.epoch as f64, value(e))).collect();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                     .map_err(perr("curves"))?
@@ -197,7 +203,7 @@ pub fn samples_png(
     let scale = (192 / size).max(1);
     let tile = (size * scale) as u32;
     let gap = 8u32;
-    let header = 52u32;
+    let header = 68u32;
     let caption = 24u32;
     let ncols = 3 + columns.len() as u32;
     let w = gap + ncols * (tile + gap);
@@ -224,10 +230,14 @@ pub fn samples_png(
         let (lo, hi) = s
             .image
             .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
         let range = if hi > lo { hi - lo } else { 1.0 };
         put(col_x(0), y0, &|y, x| {
-            let g = (((s.image[[y, x]] - lo) / range) * 255.0).round().clamp(0.0, 255.0) as u8;
+            let g = (((s.image[[y, x]] - lo) / range) * 255.0)
+                .round()
+                .clamp(0.0, 255.0) as u8;
             [g, g, g]
         });
         put(col_x(1), y0, &|y, x| match s.instances[[y, x]] {
@@ -252,8 +262,11 @@ pub fn samples_png(
     }
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let head = (FAMILY, 16).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
-        let small = (FAMILY, 14).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+        let small = (FAMILY, 14)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        let grey = RGBColor(90, 90, 90);
         let mut titles = vec![
             ("image".to_string(), String::new()),
             ("truth".to_string(), "(one colour per cell)".to_string()),
@@ -264,10 +277,21 @@ pub fn samples_png(
         }
         for (c, (t1, t2)) in titles.iter().enumerate() {
             let cx = (col_x(c as u32) + tile / 2) as i32;
-            root.draw(&Text::new(t1.clone(), (cx, 8), head.clone()))
-                .map_err(perr("samples"))?;
+            let (lines, size) = fit_title(&root, t1, tile.saturating_sub(8));
+            for (i, l) in lines.iter().enumerate() {
+                let style = (FAMILY, size)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Top));
+                root.draw(&Text::new(l.clone(), (cx, 6 + 19 * i as i32), style))
+                    .map_err(perr("samples"))?;
+            }
             if !t2.is_empty() {
-                root.draw(&Text::new(t2.clone(), (cx, 28), small.clone()))
+                let style = (FAMILY, 13)
+                    .into_font()
+                    .color(&grey)
+                    .pos(Pos::new(HPos::Center, VPos::Top));
+                root.draw(&Text::new(t2.clone(), (cx, 46), style))
                     .map_err(perr("samples"))?;
             }
         }
@@ -298,4 +322,50 @@ pub fn samples_png(
         root.present().map_err(perr("samples"))?;
     }
     write_atomic(path, &encode_png(&buf, w, h)?)
+}
+
+/// Splits a column title into at most two lines (at " + ", "(" or ",") and shrinks the font until
+/// each line fits in `width` pixels; returns the lines and the font size.
+fn fit_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    text: &str,
+    width: u32,
+) -> (Vec<String>, u32) {
+    let measure = |t: &str, size: u32| {
+        area.estimate_text_size(t, &(FAMILY, size).into_text_style(area))
+            .map(|(w, _)| w)
+            .unwrap_or(t.chars().count() as u32 * size / 2)
+    };
+    if measure(text, 16) <= width {
+        return (vec![text.to_string()], 16);
+    }
+    // The split that balances the two lines best.
+    let mut best: Option<(u32, String, String)> = None;
+    for (i, ch) in text.char_indices() {
+        let cut = match ch {
+            '(' => i,
+            '+' | ',' => i + 1,
+            _ => continue,
+        };
+        let (a, b) = (
+            text[..cut].trim().to_string(),
+            text[cut..].trim().to_string(),
+        );
+        if a.is_empty() || b.is_empty() {
+            continue;
+        }
+        let w = measure(&a, 16).max(measure(&b, 16));
+        if best.as_ref().is_none_or(|(bw, _, _)| w < *bw) {
+            best = Some((w, a, b));
+        }
+    }
+    let lines = match best {
+        Some((_, a, b)) => vec![a, b],
+        None => vec![text.to_string()],
+    };
+    let mut size = 16;
+    while size > 9 && lines.iter().any(|l| measure(l, size) > width) {
+        size -= 1;
+    }
+    (lines, size)
 }

@@ -9,7 +9,10 @@ use crate::error::CliError;
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a reader
 /// never sees a half-written file and a failure leaves the previous version in place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -194,7 +197,11 @@ pub fn report_md(ctx: &ReportContext, runs: &[RunSummary]) -> String {
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
         let best_f1 = done
             .iter()
-            .filter_map(|r| r.history().and_then(|h| h.last()).map(|e| e.val.objects.f1()))
+            .filter_map(|r| {
+                r.history()
+                    .and_then(|h| h.last())
+                    .map(|e| e.val.objects.f1())
+            })
             .fold(f64::NEG_INFINITY, f64::max);
         for r in &done {
             let h = r.history().expect("finished");
@@ -265,7 +272,12 @@ pub fn report_md(ctx: &ReportContext, runs: &[RunSummary]) -> String {
     if !notes.is_empty() {
         let _ = writeln!(s, "\n## Notes\n");
         for r in notes {
-            let _ = writeln!(s, "- `{}`: {}", md_cell(&r.label), r.note.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                s,
+                "- `{}`: {}",
+                md_cell(&r.label),
+                r.note.as_deref().unwrap_or("")
+            );
         }
     }
     let skipped: Vec<&RunSummary> = runs
@@ -276,7 +288,12 @@ pub fn report_md(ctx: &ReportContext, runs: &[RunSummary]) -> String {
         let _ = writeln!(s, "\n## Skipped (not in this build's loss catalogue)\n");
         for r in skipped {
             if let RunStatus::Skipped(m) = &r.status {
-                let _ = writeln!(s, "- `{}`: unknown loss name(s) {}", md_cell(&r.label), m.join(", "));
+                let _ = writeln!(
+                    s,
+                    "- `{}`: unknown loss name(s) {}",
+                    md_cell(&r.label),
+                    m.join(", ")
+                );
             }
         }
         let _ = writeln!(s, "\nKnown losses: {}.", segloss::loss_names().join(", "));

@@ -57,7 +57,7 @@ impl Rng {
 
     /// Uniform integer in [0, n) (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// Standard normal (Box–Muller).
@@ -286,14 +286,18 @@ fn place_cells(rng: &mut Rng, size: usize) -> Vec<Cell> {
             let phi = rng.range(0.0, std::f64::consts::TAU);
             let other = &cells[j];
             let gap = rng.range(-1.5, 2.0) * scale.max(0.5);
-            let d = other.radius_towards(phi) + cell.radius_towards(phi + std::f64::consts::PI) + gap;
+            let d =
+                other.radius_towards(phi) + cell.radius_towards(phi + std::f64::consts::PI) + gap;
             cell.cx = other.cx + d * phi.cos();
             cell.cy = other.cy + d * phi.sin();
         } else {
             cell.cx = rng.range(1.0, size as f64 - 1.0);
             cell.cy = rng.range(1.0, size as f64 - 1.0);
         }
-        if cell.cx < 1.0 || cell.cy < 1.0 || cell.cx > size as f64 - 2.0 || cell.cy > size as f64 - 2.0
+        if cell.cx < 1.0
+            || cell.cy < 1.0
+            || cell.cx > size as f64 - 2.0
+            || cell.cy > size as f64 - 2.0
         {
             continue;
         }
@@ -361,7 +365,8 @@ pub fn synth_sample(size: usize, seed: u64, name: String) -> Sample {
 pub fn synth_dataset(n: usize, size: usize, seed: u64, stream: u64, prefix: &str) -> Vec<Sample> {
     (0..n)
         .map(|i| {
-            let s = Rng::stream(seed, stream.wrapping_mul(1_000_003).wrapping_add(i as u64)).next_u64();
+            let s =
+                Rng::stream(seed, stream.wrapping_mul(1_000_003).wrapping_add(i as u64)).next_u64();
             synth_sample(size, s, format!("{prefix}-{i:05}"))
         })
         .collect()

@@ -104,7 +104,12 @@ fn tensor4(data: Vec<f32>, n: usize, size: usize, device: &Device) -> Tensor<4> 
 }
 
 /// Foreground probabilities of `model` on every validation sample, in batches of `batch`.
-pub fn predict(model: &UNet, data: &Dataset, batch_size: usize, device: &Device) -> Result<Vec<Array2<f32>>, CliError> {
+pub fn predict(
+    model: &UNet,
+    data: &Dataset,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Array2<f32>>, CliError> {
     let infer = model.valid();
     let dev = device.clone().without_autodiff();
     let size = data.size;
