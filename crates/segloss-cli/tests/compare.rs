@@ -282,3 +282,77 @@ fn bad_compare_and_train_input_is_exit_code_2() {
         );
     }
 }
+
+#[test]
+fn train_on_a_folder_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("images")).unwrap();
+    std::fs::create_dir_all(data.join("masks")).unwrap();
+    let opts = segloss_io::WriteOptions { force: false };
+    for (i, s) in synth::synth_dataset(3, 64, 5, 1, "f").iter().enumerate() {
+        let name = format!("cells{i}.npy");
+        segloss_io::write_npy_f32(
+            data.join("images").join(&name),
+            &s.image.clone().into_dyn(),
+            opts,
+        )
+        .unwrap();
+        // One binary mask, the others instance labels.
+        let mask = if i == 0 {
+            s.mask.clone()
+        } else {
+            s.instances.mapv(|l| l as f32)
+        };
+        segloss_io::write_npy_f32(data.join("masks").join(&name), &mask.into_dyn(), opts).unwrap();
+    }
+    let out = dir.path().join("run");
+    let o = segloss()
+        .args([
+            "train",
+            "--loss",
+            "0.5*dice + 0.5*bce",
+            "--epochs",
+            "1",
+            "--size",
+            "32",
+            "--depth",
+            "2",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "train failed: {stderr}");
+    assert!(
+        stderr.contains("3 image/mask pairs, 8 training and 4 validation tiles"),
+        "{stderr}"
+    );
+    for f in [
+        "report.md",
+        "metrics.csv",
+        "curves.png",
+        "samples.png",
+        "model.bpk",
+    ] {
+        non_empty(&out.join(f));
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.starts_with("# segloss train"), "{report}");
+    assert!(report.contains("| `0.5*dice + 0.5*bce` |"), "{report}");
+
+    // A mask missing for an image is bad input.
+    std::fs::remove_file(data.join("masks").join("cells2.npy")).unwrap();
+    let o = segloss()
+        .args(["train", "--loss", "bce", "--size", "32", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("run2"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no mask named 'cells2'"));
+}
