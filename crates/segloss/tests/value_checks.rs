@@ -16,7 +16,9 @@ fn value_checks_can_be_turned_off_but_shapes_are_always_checked() {
         Err(LossError::NonFinite { .. })
     ));
     set_value_checks(false);
-    let v = ce.try_forward(nan.clone(), labels.clone(), LossReduction::Mean).unwrap();
+    let v = ce
+        .try_forward(nan.clone(), labels.clone(), LossReduction::Mean)
+        .unwrap();
     assert!(v.values.into_scalar::<f32>().is_nan());
     let bad_shape = Tensor::<3, Int>::zeros([1, 2, 3], &d);
     assert!(matches!(
