@@ -35,19 +35,101 @@ fn distance_penalized_ce_matches_formula() {
     check("distance_penalized_ce");
 }
 
-/// MONAI `tests/losses/test_hausdorff_loss.py`, first case (peer-test-cases.md §6): sigmoid of
-/// [[1, −1], [−1, 1]] against [[1, 0], [1, 1]] → 0.509329.
+/// MONAI `tests/losses/test_hausdorff_loss.py` (`TEST_CASES`, rtol 1e-5; transcribed in
+/// `../shared/reference/peer-test-cases.md` §6). MONAI passes `include_background` explicitly in
+/// every case; `other_act` cases (tanh, log_softmax) have no segloss equivalent and are skipped.
 #[test]
-fn hausdorff_dt_monai_peer_case() {
+fn hausdorff_dt_monai_peer_cases() {
     let d = Device::flex();
-    let x = Tensor::<4>::from_floats([[[[1.0, -1.0], [-1.0, 1.0]]]], &d);
-    let y = Tensor::<4>::from_floats([[[[1.0, 0.0], [1.0, 1.0]]]], &d);
-    let loss = LossSpec::parse("hausdorff_dt(activation=sigmoid)")
-        .unwrap()
-        .build()
-        .unwrap();
-    let v = loss.forward(x, y, None).into_scalar::<f32>();
-    assert!((v - 0.509329).abs() < 1e-5, "{v}");
+    let f4 = |v: &[f32], s: [usize; 4]| Tensor::<1>::from_floats(v, &d).reshape(s);
+    let f5 = |v: &[f32], s: [usize; 5]| Tensor::<1>::from_floats(v, &d).reshape(s);
+    let run = |spec: &str, x: segloss::Flat, y: segloss::Target| -> Vec<f64> {
+        let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+        to_vec(
+            segloss::SegLoss::loss_value(&loss, x, y, None, LossReduction::Mean)
+                .unwrap()
+                .values,
+        )
+    };
+    let close = |got: &[f64], want: &[f64], case: &str| {
+        assert_eq!(got.len(), want.len(), "{case}");
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-5 * w.abs() + 1e-6, "{case}: {g} vs {w}");
+        }
+    };
+    let ib = "hausdorff_dt(include_background=true,activation=sigmoid)";
+    let x2 = [1.0, -1.0, -1.0, 1.0];
+    let y2 = [1.0, 0.0, 1.0, 1.0];
+    // (1,1,2,2) → 0.509329; (1,1,1,2,2) → 0.509329
+    let v = run(
+        ib,
+        segloss::Flat::from_tensor(f4(&x2, [1, 1, 2, 2])),
+        f4(&y2, [1, 1, 2, 2]).into(),
+    );
+    close(&v, &[0.509329], "case 1");
+    let v = run(
+        ib,
+        segloss::Flat::from_tensor(f5(&x2, [1, 1, 1, 2, 2])),
+        f5(&y2, [1, 1, 1, 2, 2]).into(),
+    );
+    close(&v, &[0.509329], "case 2");
+    // (1,1,2,2,2) → 0.375718
+    let v = run(
+        ib,
+        segloss::Flat::from_tensor(f5(
+            &[1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0],
+            [1, 1, 2, 2, 2],
+        )),
+        f5(&[1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0], [1, 1, 2, 2, 2]).into(),
+    );
+    close(&v, &[0.375718], "case 3");
+    // (1,2,2,2) → 0.326994; without background → 0.144659
+    let x = [1.0, -1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0];
+    let y = [1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+    let v = run(
+        ib,
+        segloss::Flat::from_tensor(f4(&x, [1, 2, 2, 2])),
+        f4(&y, [1, 2, 2, 2]).into(),
+    );
+    close(&v, &[0.326994], "case 4");
+    let v = run(
+        "hausdorff_dt(include_background=false,activation=sigmoid)",
+        segloss::Flat::from_tensor(f4(&x, [1, 2, 2, 2])),
+        f4(&y, [1, 2, 2, 2]).into(),
+    );
+    close(&v, &[0.144659], "case 6");
+    // (2,1,2,2) → 0.455082
+    let v = run(
+        ib,
+        segloss::Flat::from_tensor(f4(
+            &[1.0, -1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0],
+            [2, 1, 2, 2],
+        )),
+        f4(&[1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0], [2, 1, 2, 2]).into(),
+    );
+    close(&v, &[0.455082], "case 5");
+    // (2,2,3,1) with a label map (2,1,3,1): sigmoid + none → [[0.407765, 0.407765], [0.5, 0.5]];
+    // softmax → 0.357016; softmax + sum → 1.428062
+    let x = [-1.0, 0.0, 1.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let labels = Tensor::<4, Int>::from_ints([[[[1], [0], [0]]], [[[1], [1], [0]]]], &d);
+    let v = run(
+        "hausdorff_dt(include_background=true,activation=sigmoid,reduction=none)",
+        segloss::Flat::from_tensor(f4(&x, [2, 2, 3, 1])),
+        labels.clone().into(),
+    );
+    close(&v, &[0.407765, 0.407765, 0.5, 0.5], "case 7");
+    let v = run(
+        "hausdorff_dt(include_background=true,activation=softmax)",
+        segloss::Flat::from_tensor(f4(&x, [2, 2, 3, 1])),
+        labels.clone().into(),
+    );
+    close(&v, &[0.357016], "case 8");
+    let v = run(
+        "hausdorff_dt(include_background=true,activation=softmax,reduction=sum)",
+        segloss::Flat::from_tensor(f4(&x, [2, 2, 3, 1])),
+        labels.into(),
+    );
+    close(&v, &[1.428062], "case 9");
 }
 
 /// The shape-aware loss equals `weighted_ce` with the weight map `segloss-core` computes from
