@@ -60,6 +60,7 @@ pub fn run(a: CompareArgs) -> Result<(), CliError> {
         opts: &a.opts,
         sizes: a.opts.sizes(a.quick),
         out,
+        quick: a.quick,
         layout: Layout::Compare,
     };
     train::run_experiment(&exp, planned)

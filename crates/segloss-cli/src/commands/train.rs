@@ -32,6 +32,7 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
         opts: &a.opts,
         sizes: a.opts.sizes(false),
         out,
+        quick: false,
         layout: Layout::Single,
     };
     train::run_experiment(&exp, planned)

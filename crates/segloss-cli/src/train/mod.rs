@@ -244,6 +244,8 @@ pub struct Experiment<'a> {
     pub out: PathBuf,
     /// Folder layout.
     pub layout: Layout,
+    /// A `--quick` smoke run (said in the report).
+    pub quick: bool,
 }
 
 fn weight_title(c: &WeightMapConfig) -> String {
@@ -358,6 +360,13 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
         "Validation after every epoch, prediction = sigmoid > 0.5: Dice and IoU (mean over images), HD95 in pixels (mean over the images where it is defined), object F1 = 2TP / (2TP + FP + FN) with the 8-connected components of the prediction matched one to one to the true cells at IoU ≥ 0.5, counts summed over the validation set.".to_string(),
         "Training masks keep a background line between touching cells (as in the U-Net paper's data); a prediction that merges touching cells scores at most one match for the merged blob.".to_string(),
     ];
+    let mut setup = setup;
+    if exp.quick {
+        setup.insert(
+            0,
+            "**`--quick`**: a smoke test of the pipeline, far too short for the losses to converge (some may still predict no foreground at all); run without `--quick` to compare losses.".to_string(),
+        );
+    }
 
     let labels: Vec<String> = planned
         .iter()
