@@ -39,6 +39,9 @@ pub struct LossChoice {
     pub weight_map: Option<WeightMapConfig>,
     /// A note for the report (what stood in for what).
     pub note: Option<String>,
+    /// The U-Net weight-map parameters of the spec's `shape_aware` term, if it has one (what
+    /// `samples.png` shows).
+    pub shape_map: Option<WeightMapConfig>,
 }
 
 /// What became of a spec.
@@ -135,7 +138,11 @@ pub fn resolve(
     if !missing.is_empty() {
         return Ok(Resolved::Unavailable { label, missing });
     }
-    let uses_stand_in = !has_shape_aware && spec.terms.iter().any(|t| t.name == "shape_aware");
+    let shape_map = match spec.terms.iter().find(|t| t.name == "shape_aware") {
+        Some(t) => Some(shape_aware_params(&label, t, weight_map)?),
+        None => None,
+    };
+    let uses_stand_in = !has_shape_aware && shape_map.is_some();
     if !uses_stand_in {
         let loss = spec.build()?;
         let map = loss.needs_weights().then_some(*weight_map);
@@ -145,6 +152,7 @@ pub fn resolve(
             loss,
             weight_map: map,
             note: None,
+            shape_map,
         }));
     }
     // The stand-in: shape_aware terms become weighted_ce fed with precomputed U-Net maps.
@@ -190,5 +198,6 @@ pub fn resolve(
         spec: built,
         loss,
         weight_map: Some(p),
+        shape_map: Some(p),
     }))
 }

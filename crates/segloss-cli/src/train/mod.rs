@@ -318,15 +318,17 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
             }
         }
     }
-    let shown_cfg = planned
-        .iter()
-        .find_map(|p| match p {
-            Resolved::Ready(LossChoice {
-                weight_map: Some(c),
-                ..
-            }) => Some(*c),
+    // The map samples.png shows: the shape-aware loss's, else the one fed to a loss, else
+    // --w0 / --sigma.
+    let ready = || {
+        planned.iter().filter_map(|p| match p {
+            Resolved::Ready(c) => Some(c),
             _ => None,
         })
+    };
+    let shown_cfg = ready()
+        .find_map(|c| c.shape_map)
+        .or_else(|| ready().find_map(|c| c.weight_map))
         .unwrap_or_else(|| opts.weight_map());
     let rows = choose_rows(&data, 3);
     let row_samples: Vec<_> = rows.iter().map(|&i| data.val[i].clone()).collect();
@@ -592,8 +594,14 @@ fn write_outputs(
 }
 
 fn print_summary(summaries: &[RunSummary], out: &Path, wall: f64) {
+    let w = summaries
+        .iter()
+        .map(|s| s.label.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     println!(
-        "{:<24} {:>6} {:>6} {:>7} {:>9} {:>8}",
+        "{:<w$} {:>6} {:>6} {:>7} {:>9} {:>8}",
         "loss", "Dice", "IoU", "HD95", "object F1", "s/epoch"
     );
     for s in summaries {
@@ -603,7 +611,7 @@ fn print_summary(summaries: &[RunSummary], out: &Path, wall: f64) {
                 let spe =
                     history.iter().map(|e| e.train_seconds).sum::<f64>() / history.len() as f64;
                 println!(
-                    "{:<24} {:>6.3} {:>6.3} {:>7} {:>9.3} {:>8.1}",
+                    "{:<w$} {:>6.3} {:>6.3} {:>7} {:>9.3} {:>8.1}",
                     s.label,
                     e.val.dice,
                     e.val.iou,
@@ -615,9 +623,9 @@ fn print_summary(summaries: &[RunSummary], out: &Path, wall: f64) {
                     spe
                 );
             }
-            RunStatus::Failed(m) => println!("{:<24} failed: {m}", s.label),
+            RunStatus::Failed(m) => println!("{:<w$} failed: {m}", s.label),
             RunStatus::Skipped(m) => {
-                println!("{:<24} skipped: no loss named {}", s.label, m.join(", "))
+                println!("{:<w$} skipped: no loss named {}", s.label, m.join(", "))
             }
         }
     }

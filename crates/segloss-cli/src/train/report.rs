@@ -267,6 +267,10 @@ pub fn report_md(ctx: &ReportContext, runs: &[RunSummary]) -> String {
                 shape - bce
             );
         }
+        let _ = writeln!(
+            s,
+            "\nDice and IoU count pixels: a prediction that fills the 2-pixel background lines between touching cells loses little Dice, but merges the cells and loses them in object F1. The U-Net weight map of the shape-aware loss weights exactly those lines up to 1 + w0 times more than the rest of the background."
+        );
     }
     let notes: Vec<&RunSummary> = runs.iter().filter(|r| r.note.is_some()).collect();
     if !notes.is_empty() {
