@@ -83,6 +83,9 @@ fn check_output(path: &Path, want: &ArrayD<f64>, tol: f64, what: &str) {
     }
 }
 
+/// A command line (without input and output) and the reference it must reproduce.
+type Run = (Vec<String>, ArrayD<f64>);
+
 #[test]
 fn distmap_and_weightmap_match_the_references_on_every_format() {
     let manifest: Value =
@@ -98,7 +101,7 @@ fn distmap_and_weightmap_match_the_references_on_every_format() {
             .as_array()
             .map(|a| a.iter().map(|v| v.as_f64().unwrap()).collect());
         let mut z = npz(file);
-        let (input, outputs): (ArrayD<f64>, Vec<(Vec<String>, ArrayD<f64>)>) = match kind {
+        let (input, outputs): (ArrayD<f64>, Vec<Run>) = match kind {
             "edt" | "distmap" => {
                 let m: ArrayD<u8> = z.by_name("mask").unwrap();
                 let outs = if kind == "edt" {
