@@ -270,6 +270,7 @@ fn bad_compare_and_train_input_is_exit_code_2() {
         vec!["train", "--loss", "bce", "--size", "30"],
         vec!["train", "--loss", "bce", "--epochs", "0"],
         vec!["train", "--loss", "bce", "--data", "/nonexistent/folder"],
+        vec!["train", "--loss", "bce", "--device", "tpu"],
     ];
     for c in cases {
         let o = segloss().args(&c).arg("--out").arg(&out).output().unwrap();

@@ -84,6 +84,41 @@ pub struct RunOptions {
     /// No random flips and quarter turns of the training images.
     #[arg(long)]
     pub no_augment: bool,
+    /// Backend: `flex` (pure-Rust CPU), `wgpu` or `cuda` (the last two need a build with the
+    /// cargo feature of that name, e.g. `cargo run --release --features cuda -- compare`).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+#[allow(dead_code)] // unused when both GPU features are on
+fn missing_feature(name: &str) -> CliError {
+    CliError::input(format!(
+        "--device {name}: this segloss was built without the '{name}' cargo feature; rebuild with `--features {name}`"
+    ))
+}
+
+/// The training device (with autodiff) for `--device`.
+///
+/// # Errors
+/// An unknown name, or a backend this build was compiled without (exit code 2).
+pub fn make_device(name: &str) -> Result<Device, CliError> {
+    let base = match name {
+        "flex" => Device::flex(),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(feature = "cuda")]
+        "cuda" => Device::cuda(burn::tensor::DeviceIndex::Default),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => return Err(missing_feature(name)),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => return Err(missing_feature(name)),
+        other => {
+            return Err(CliError::input(format!(
+                "--device {other}: expected flex, wgpu or cuda"
+            )))
+        }
+    };
+    Ok(base.autodiff())
 }
 
 /// Sizes of a run after the defaults are applied.
@@ -277,6 +312,7 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
     let opts = exp.opts;
     let z = exp.sizes;
     opts.check(&z)?;
+    let device = make_device(&opts.device)?;
     prepare_out(&exp.out, opts.force)?;
 
     let data = match &opts.data {
@@ -285,7 +321,6 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
     };
     eprintln!("data: {}", data.description);
 
-    let device = Device::flex().autodiff();
     device.seed(opts.seed);
     let ucfg = UNetConfig {
         in_channels: 1,
@@ -347,8 +382,8 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
     let setup = vec![
         format!("Data: {}.", data.description),
         format!(
-            "Model: U-Net, width {}, depth {} ({} parameters), no batch norm; burn {} on the flex CPU backend ({} threads available).",
-            opts.width, opts.depth, n_params, "0.22.1", threads
+            "Model: U-Net, width {}, depth {} ({} parameters), no batch norm; burn 0.22.1 on the {} backend ({} CPU threads available).",
+            opts.width, opts.depth, n_params, opts.device, threads
         ),
         format!(
             "Training: {} epochs of {} steps, batch {}, Adam (lr {} with cosine decay to a tenth){}; the same data, batch order, augmentation and initial weights (seed {}) for every loss.",
