@@ -235,6 +235,20 @@ pub(crate) struct InputRules {
     pub loss: &'static str,
 }
 
+impl InputRules {
+    /// The rules of a loss that works on probabilities from any activation and has no
+    /// `ignore_index` (the boundary losses).
+    pub fn any_activation(loss: &'static str, activation: Option<Activation>) -> Self {
+        InputRules {
+            activation,
+            allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
+            fallback: Activation::Sigmoid,
+            ignore_index: None,
+            loss,
+        }
+    }
+}
+
 /// The validated, flattened input of a loss.
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {

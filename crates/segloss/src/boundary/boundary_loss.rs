@@ -112,13 +112,7 @@ impl BoundaryLoss {
     }
 
     fn rules(&self) -> InputRules {
-        InputRules {
-            activation: self.activation,
-            allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
-            fallback: Activation::Sigmoid,
-            ignore_index: None,
-            loss: "boundary",
-        }
+        InputRules::any_activation("boundary", self.activation)
     }
 }
 

@@ -204,13 +204,7 @@ impl SegLoss for ClDiceLoss {
         let p = prepare(
             pred,
             target,
-            &InputRules {
-                activation: self.activation,
-                allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
-                fallback: Activation::Sigmoid,
-                ignore_index: None,
-                loss: "cldice",
-            },
+            &InputRules::any_activation("cldice", self.activation),
         )?;
         let probs = super::drop_background(p.probs(), p.c, self.include_background);
         let y = super::drop_background(p.y.clone(), p.c, self.include_background);

@@ -103,13 +103,7 @@ impl SegLoss for ContourCeLoss {
         let p = prepare(
             pred,
             target,
-            &InputRules {
-                activation: self.activation,
-                allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
-                fallback: Activation::Sigmoid,
-                ignore_index: None,
-                loss: "contour_ce",
-            },
+            &InputRules::any_activation("contour_ce", self.activation),
         )?;
         let (n, c, s) = (p.n, p.c, p.s());
         let tm: Vec<bool> = host(&p.y).into_iter().map(|v| v > 0.5).collect();

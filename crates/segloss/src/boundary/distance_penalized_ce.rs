@@ -64,13 +64,7 @@ impl SegLoss for DistancePenalizedCeLoss {
         let p = prepare(
             pred,
             target,
-            &InputRules {
-                activation: self.activation,
-                allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
-                fallback: Activation::Sigmoid,
-                ignore_index: None,
-                loss: "distance_penalized_ce",
-            },
+            &InputRules::any_activation("distance_penalized_ce", self.activation),
         )?;
         let phi = channel_maps(&p, &p.y, "penalty map", |m| {
             segloss_core::penalty_map(&m, None)

@@ -98,13 +98,7 @@ impl SegLoss for HausdorffDtLoss {
         let p = prepare(
             pred,
             target,
-            &InputRules {
-                activation: self.activation,
-                allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
-                fallback: Activation::Sigmoid,
-                ignore_index: None,
-                loss: "hausdorff_dt",
-            },
+            &InputRules::any_activation("hausdorff_dt", self.activation),
         )?;
         let probs = p.probs();
         let field = |m: ndarray::ArrayViewD<'_, bool>| segloss_core::two_sided_edt(&m, None);

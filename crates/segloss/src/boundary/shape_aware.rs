@@ -147,13 +147,7 @@ impl SegLoss for ShapeAwareLoss {
         let p = prepare(
             pred,
             target,
-            &InputRules {
-                activation: self.activation,
-                allowed: &[Activation::Sigmoid, Activation::Softmax, Activation::None],
-                fallback: Activation::Sigmoid,
-                ignore_index: None,
-                loss: "shape_aware",
-            },
+            &InputRules::any_activation("shape_aware", self.activation),
         )?;
         let config = self.config();
         let f = |m: ndarray::ArrayViewD<'_, bool>| segloss_core::unet_weight_map(&m, None, &config);
