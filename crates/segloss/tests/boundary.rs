@@ -35,6 +35,14 @@ fn distance_penalized_ce_matches_formula() {
     check("distance_penalized_ce");
 }
 
+/// Finite differences against the autodiff gradient (the maps are constants of the graph, so the
+/// quotient sees them fixed as long as no probability crosses 0.5 within ±h).
+#[test]
+fn gradients_match_finite_differences() {
+    let checked = check_finite_differences(FILE, |_| true);
+    assert!(checked > 100, "only {checked} finite differences");
+}
+
 /// MONAI `tests/losses/test_hausdorff_loss.py` (`TEST_CASES`, rtol 1e-5; transcribed in
 /// `../shared/reference/peer-test-cases.md` §6). MONAI passes `include_background` explicitly in
 /// every case; `other_act` cases (tanh, log_softmax) have no segloss equivalent and are skipped.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use common::*;
 use proptest::prelude::*;
 use segloss::{
@@ -46,50 +46,11 @@ fn weighted_ce_matches_pytorch() {
     check("weighted_ce");
 }
 
-/// Central finite differences of the f64 loss against the autodiff gradient, on every case whose
-/// loss is smooth at the stored point (all of this file's losses are).
+/// Central finite differences against the autodiff gradient on every case (common.rs).
 #[test]
 fn gradients_match_finite_differences() {
-    let dtype = if f64_supported() {
-        DType::F64
-    } else {
-        DType::F32
-    };
-    let (h, tol) = if dtype == DType::F64 {
-        (1e-6, 1e-5)
-    } else {
-        (1e-2, 2e-2)
-    };
-    for c in load_cases(FILE).iter().filter(|c| c.grad.is_some()) {
-        // Saturated logits: the difference quotient at |x| = 1e4 is meaningless in float.
-        if c.pred.data.iter().any(|v| v.abs() > 50.0) {
-            continue;
-        }
-        let (_, g) = run(c, &c.pred, dtype, true);
-        let g = g.unwrap();
-        let scale = max_abs(&g).max(1e-8);
-        // A few elements per case keep the test fast.
-        let step = (c.pred.data.len() / 7).max(1);
-        for i in (0..c.pred.data.len()).step_by(step) {
-            let mut plus = c.pred.clone();
-            let mut minus = c.pred.clone();
-            plus.data[i] += h;
-            minus.data[i] -= h;
-            // activation=none probabilities must stay in [0, 1]
-            if (plus.data[i] > 1.0 || minus.data[i] < 0.0) && c.spec.contains("activation=none") {
-                continue;
-            }
-            let (vp, _) = run(c, &plus, dtype, false);
-            let (vm, _) = run(c, &minus, dtype, false);
-            let fd = (vp.iter().sum::<f64>() - vm.iter().sum::<f64>()) / (2.0 * h);
-            assert!(
-                (fd - g[i]).abs() <= tol * scale,
-                "{}: d/dx[{i}]: autodiff {} vs finite difference {fd}",
-                c.name,
-                g[i]
-            );
-        }
-    }
+    let checked = check_finite_differences(FILE, |_| true);
+    assert!(checked > 300, "only {checked} finite differences");
 }
 
 fn dev() -> Device {

@@ -74,7 +74,7 @@ fn sums_match_monai_dice_ce_and_dice_focal() {
     check("sum_");
 }
 
-use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use proptest::prelude::*;
 use segloss::{
     ComboLossConfig, DiceLossConfig, ExpLogLossConfig, Flat, GeneralizedDiceLossConfig, LossError,
@@ -128,48 +128,7 @@ const LABEL_SPECS: &[&str] = &[
 /// and the step is far below the gap between errors).
 #[test]
 fn gradients_match_finite_differences() {
-    let dtype = if f64_supported() {
-        DType::F64
-    } else {
-        DType::F32
-    };
-    let (h, tol) = if dtype == DType::F64 {
-        (1e-6, 1e-5)
-    } else {
-        (1e-2, 2e-2)
-    };
-    let mut checked = 0;
-    for c in load_cases(FILE).iter().filter(|c| c.grad.is_some()) {
-        // Saturated logits: the difference quotient at |x| = 1e4 is meaningless in float.
-        if c.pred.data.iter().any(|v| v.abs() > 50.0) {
-            continue;
-        }
-        let (_, g) = run(c, &c.pred, dtype, true);
-        let g = g.unwrap();
-        let scale = max_abs(&g).max(1e-8);
-        let step = (c.pred.data.len() / 7).max(1);
-        for i in (0..c.pred.data.len()).step_by(step) {
-            let mut plus = c.pred.clone();
-            let mut minus = c.pred.clone();
-            plus.data[i] += h;
-            minus.data[i] -= h;
-            if c.spec.contains("activation=none") && (plus.data[i] > 1.0 || minus.data[i] < 0.0) {
-                continue;
-            }
-            let (vp, _) = run(c, &plus, dtype, false);
-            let (vm, _) = run(c, &minus, dtype, false);
-            let fd = (vp.iter().sum::<f64>() - vm.iter().sum::<f64>()) / (2.0 * h);
-            // The difference quotient cannot resolve changes below the value's rounding.
-            let floor = 1e-14 * vp.iter().chain(&vm).fold(1.0f64, |m, v| m.max(v.abs())) / h;
-            assert!(
-                (fd - g[i]).abs() <= tol * scale + floor,
-                "{}: d/dx[{i}]: autodiff {} vs finite difference {fd}",
-                c.name,
-                g[i]
-            );
-            checked += 1;
-        }
-    }
+    let checked = check_finite_differences(FILE, |_| true);
     assert!(checked > 500, "only {checked} finite differences");
 }
 
