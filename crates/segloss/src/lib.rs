@@ -39,6 +39,8 @@ mod loss;
 pub mod region;
 mod registry;
 pub mod spec;
+#[cfg(feature = "train-metrics")]
+pub mod train_metrics;
 
 pub use boundary::boundary_loss::{BoundaryLoss, BoundaryLossConfig};
 pub use boundary::cldice::{ClDiceLoss, ClDiceLossConfig};
