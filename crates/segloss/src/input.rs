@@ -619,6 +619,22 @@ pub(crate) fn prepare(
     }
 }
 
+/// Reduces the total `sum` (shape `[1]`) of a loss over `count` counted elements: `Mean` divides
+/// by `count` (at least 1), `Sum` keeps it, `BatchMean` divides by N. Not for `None`.
+pub(crate) fn reduce_sums(
+    p: &Prepared,
+    sum: Tensor<1>,
+    count: f64,
+    reduction: LossReduction,
+) -> LossValue {
+    debug_assert!(reduction != LossReduction::None);
+    match reduction {
+        LossReduction::Sum | LossReduction::None => LossValue::scalar(sum),
+        LossReduction::Mean => LossValue::scalar(sum.div_scalar(count.max(1.0))),
+        LossReduction::BatchMean => LossValue::scalar(sum.div_scalar(p.n as f64)),
+    }
+}
+
 /// Reduces a pixel-wise loss map `[N, C', S]` (already zero where ignored): `Mean` divides by the
 /// number of counted elements (C' = C, the last C' channels, or 1 = per pixel), `Sum` is the plain
 /// sum, `BatchMean` divides the sum by N, `None` returns the map reshaped to `[N, C', *spatial]`.

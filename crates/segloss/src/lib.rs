@@ -34,6 +34,7 @@ pub mod boundary;
 pub mod compound;
 pub mod distribution;
 mod error;
+mod fused;
 pub mod input;
 mod loss;
 pub mod region;
@@ -56,6 +57,7 @@ pub use distribution::ce::{CeLoss, CeLossConfig};
 pub use distribution::focal::{FocalLoss, FocalLossConfig};
 pub use distribution::weighted_ce::{WeightedCeLoss, WeightedCeLossConfig};
 pub use error::LossError;
+pub use fused::{fused_calls, fused_kernels, set_fused_kernels};
 pub use input::{
     set_value_checks, value_checks, Activation, Flat, LossReduction, LossValue, Target,
 };

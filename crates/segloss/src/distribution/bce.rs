@@ -4,7 +4,9 @@ use burn::config::Config;
 use burn::module::Module;
 
 use crate::error::LossError;
-use crate::input::{prepare, reduce_map, Activation, Flat, InputRules, LossReduction, LossValue};
+use crate::input::{
+    prepare, reduce_map, reduce_sums, Activation, Flat, InputRules, LossReduction, LossValue,
+};
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
 use crate::Target;
 
@@ -133,6 +135,17 @@ impl SegLoss for BceLoss {
                 loss: "bce",
             },
         )?;
+        if p.activation == Activation::Sigmoid
+            && p.valid.is_none()
+            && reduction != LossReduction::None
+        {
+            if let Some(sums) =
+                crate::fused::bce_sums(&p.x, &p.y, self.pos_weight, self.label_smoothing)
+            {
+                let elements = p.valid_elements_from(0);
+                return Ok(reduce_sums(&p, sums.sum(), elements, reduction));
+            }
+        }
         let s = self.label_smoothing;
         let y = if s > 0.0 {
             p.y.clone().mul_scalar(1.0 - 2.0 * s).add_scalar(s)

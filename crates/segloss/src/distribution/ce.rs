@@ -6,7 +6,8 @@ use burn::tensor::Tensor;
 
 use crate::error::LossError;
 use crate::input::{
-    class_weights, prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared,
+    class_weights, prepare, reduce_sums, Activation, Flat, InputRules, LossReduction, LossValue,
+    Prepared,
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
 use crate::Target;
@@ -195,6 +196,18 @@ impl SegLoss for CeLoss {
                 loss: "ce",
             },
         )?;
+        if let (Some(labels), None, None, true, false) = (
+            &p.labels,
+            &self.weight,
+            &p.valid,
+            self.label_smoothing == 0.0,
+            reduction == LossReduction::None,
+        ) {
+            if let Some(sums) = crate::fused::ce_sums(&p.x, labels) {
+                let pixels = p.n_valid as f64;
+                return Ok(reduce_sums(&p, sums.sum(), pixels, reduction));
+            }
+        }
         let (map, denom) = softmax_ce_map(&p, self.weight.as_deref(), self.label_smoothing)?;
         Ok(reduce_pixel_map(&p, map, denom, reduction))
     }

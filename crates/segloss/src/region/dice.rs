@@ -8,8 +8,8 @@ use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{
-    check_smooth, check_weights, dice_stats, kept_class_weights, one_minus_ratio, reduce_matrix,
-    region_inputs, region_loss_methods, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
+    check_smooth, check_weights, dice_stats_of, kept_class_weights, one_minus_ratio, reduce_matrix,
+    region_loss_methods, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
 use crate::Target;
 
@@ -193,8 +193,13 @@ impl DiceLoss {
     /// (`E = P + Y − 2·TP`, see [`dice_stats`]); gradient from the ratios of the type's
     /// documentation (see [`value_with_grad_of`]).
     pub(crate) fn matrix(&self, p: &Prepared) -> Tensor<2> {
-        let (probs, q, y) = region_inputs(p, self.include_background);
-        let (py, e, tp) = dice_stats(probs, q, y, self.power, self.soft_label, self.batch);
+        let (py, e, tp) = dice_stats_of(
+            p,
+            self.include_background,
+            self.power,
+            self.soft_label,
+            self.batch,
+        );
         let off = self.smooth_dr - self.smooth_nr;
         let num = tp.clone().mul_scalar(2.0).add_scalar(self.smooth_nr);
         let (classic, precise) = if self.jaccard {

@@ -8,8 +8,8 @@ use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{
-    check_smooth, dice_stats, one_minus_ratio, reduce_matrix, region_inputs, region_loss_methods,
-    region_sum, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
+    check_smooth, dice_stats, fused_sums, one_minus_ratio, reduce_matrix, region_inputs,
+    region_loss_methods, region_sum, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
 use crate::Target;
 
@@ -176,10 +176,21 @@ impl SegLoss for GeneralizedDiceLoss {
                 loss: "generalized_dice",
             },
         )?;
-        let (probs, q, y) = region_inputs(&p, self.include_background);
-        let ground = region_sum(y.clone(), self.batch).detach();
-        // P + Y, E = P + Y − 2·TP (without cancellation) and TP, [R, C'].
-        let (py, e, tp) = dice_stats(probs, q, y, 1.0, self.soft_label, self.batch);
+        // Y, P + Y, E = P + Y − 2·TP (without cancellation) and TP, [R, C'].
+        let fused = if self.soft_label {
+            None
+        } else {
+            fused_sums(&p, self.include_background, self.batch)
+        };
+        let (ground, py, e, tp) = match fused {
+            Some([sp, _, sy, _, tp, fp, fn_, _]) => (sy.clone().detach(), sp + sy, fp + fn_, tp),
+            None => {
+                let (probs, q, y) = region_inputs(&p, self.include_background);
+                let ground = region_sum(y.clone(), self.batch).detach();
+                let (py, e, tp) = dice_stats(probs, q, y, 1.0, self.soft_label, self.batch);
+                (ground, py, e, tp)
+            }
+        };
         let w: Tensor<2> = match self.w_type {
             WeightType::Square => (ground.clone() * ground).recip(),
             WeightType::Simple => ground.recip(),

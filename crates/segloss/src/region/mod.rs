@@ -26,6 +26,7 @@ pub mod tversky;
 use burn::tensor::Tensor;
 
 use crate::error::LossError;
+use crate::fused::Act;
 use crate::input::{Activation, LossReduction, LossValue, Prepared};
 use crate::loss::SegLoss;
 use crate::registry::{Built, NONNEG, POS, UNIT};
@@ -228,6 +229,59 @@ pub(crate) fn dice_stats(
         py.clone() - tp.clone().mul_scalar(2.0)
     };
     (py, e, tp)
+}
+
+/// The fused kernel's region sums (see [`crate::fused`]) of the kept channels, each `[R, C']`:
+/// `[Σp, Σp², Σy, Σy², Σp·y, Σp·(1−y), Σq·y, Σ((1−y)p − yq)²]`; `None` where the fused path does
+/// not apply (another device, `f64`, ignored elements, kernels switched off).
+pub(crate) fn fused_sums(
+    p: &Prepared,
+    include_background: bool,
+    batch: bool,
+) -> Option<[Tensor<2>; 8]> {
+    if p.valid.is_some() {
+        return None;
+    }
+    let act = match p.activation {
+        Activation::Sigmoid => Act::Sigmoid,
+        Activation::Softmax => Act::Softmax,
+        Activation::None => Act::Identity,
+    };
+    let sums = crate::fused::region_sums(&p.x, Some(&p.y), p.labels.as_ref(), act)?;
+    let [n, c, k] = sums.dims();
+    let sums = if include_background || p.c == 1 {
+        sums
+    } else {
+        sums.slice([0..n, 1..c, 0..k])
+    };
+    let sums = if batch { sums.sum_dim(0) } else { sums };
+    let [r, cc, _] = sums.dims();
+    Some(std::array::from_fn(|i| {
+        sums.clone().slice([0..r, 0..cc, i..i + 1]).reshape([r, cc])
+    }))
+}
+
+/// [`dice_stats`] of the kept channels: from the fused kernel where it applies (hard or soft
+/// targets with `soft_label = false`, power 1 or 2), else composed.
+pub(crate) fn dice_stats_of(
+    p: &Prepared,
+    include_background: bool,
+    power: f64,
+    soft_label: bool,
+    batch: bool,
+) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+    if !soft_label && (power == 1.0 || power == 2.0) {
+        if let Some(s) = fused_sums(p, include_background, batch) {
+            let [sp, sp2, sy, sy2, tp, fp, fn_, r2] = s;
+            return if power == 1.0 {
+                (sp + sy, fp + fn_, tp)
+            } else {
+                (sp2 + sy2, r2, tp)
+            };
+        }
+    }
+    let (probs, q, y) = region_inputs(p, include_background);
+    dice_stats(probs, q, y, power, soft_label, batch)
 }
 
 /// `1 − num/den` as written (the gradient form of [`value_with_grad_of`]), with 0 wherever `den`

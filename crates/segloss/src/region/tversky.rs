@@ -9,8 +9,8 @@ use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{
-    check_smooth, one_minus_ratio, reduce_matrix, region_inputs, region_loss_methods, region_sum,
-    residual, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
+    check_smooth, fused_sums, one_minus_ratio, reduce_matrix, region_inputs, region_loss_methods,
+    region_sum, residual, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
 use crate::Target;
 
@@ -165,15 +165,23 @@ impl TverskyLoss {
     /// s_dr)` (the same number as `1 − ratio`, without its cancellation near a perfect
     /// prediction), gradient from `1 − ratio` (see [`value_with_grad_of`]).
     fn matrix(&self, p: &Prepared) -> Tensor<2> {
-        let (probs, q, y) = region_inputs(p, self.include_background);
         let b = self.batch;
-        let (tp, fp, fn_) = if self.soft_label {
+        let fused = if self.soft_label {
+            None
+        } else {
+            fused_sums(p, self.include_background, b)
+        };
+        let (tp, fp, fn_) = if let Some([_, _, _, _, tp, fp, fn_, _]) = fused {
+            (tp, fp, fn_)
+        } else if self.soft_label {
+            let (probs, q, y) = region_inputs(p, self.include_background);
             let pk = region_sum(probs.clone(), b);
             let yk = region_sum(y.clone(), b);
             let e = region_sum(residual(probs, q, y).abs(), b);
             let tp = (pk.clone() + yk.clone() - e).div_scalar(2.0);
             (tp.clone(), pk - tp.clone(), yk - tp)
         } else {
+            let (probs, q, y) = region_inputs(p, self.include_background);
             let tp = region_sum(probs.clone() * y.clone(), b);
             let fp = region_sum(probs * y.clone().neg().add_scalar(1.0), b);
             let fn_ = region_sum(q * y, b);

@@ -1,0 +1,651 @@
+//! The fused CPU kernels on `f32` slices (no burn types): one pass over `[N, C, S]` logits for
+//! the forward statistics, one for the gradient. Work is split into (sample, block of pixels)
+//! tasks run by rayon; inner loops use 8-lane accumulators and the branch-free functions of
+//! [`super::math`] so that they vectorise, and are compiled twice (baseline and AVX2+FMA) with a
+//! run-time choice.
+
+use rayon::prelude::*;
+
+use super::math::{exp, ln, sigmoid_pair};
+
+/// Pixels per task.
+const BLOCK: usize = 2048;
+/// Lanes of the accumulators.
+const L: usize = 8;
+
+/// Number of region statistics per (sample, class); see [`region_sums`].
+pub(crate) const NSTATS: usize = 8;
+
+/// How logits become probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// Values are probabilities already.
+    Identity,
+    /// Per element.
+    Sigmoid,
+    /// Over the channel axis.
+    Softmax,
+}
+
+impl Act {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Act::Identity => 0,
+            Act::Sigmoid => 1,
+            Act::Softmax => 2,
+        }
+    }
+
+    pub(crate) fn from_code(c: u32) -> Act {
+        match c {
+            0 => Act::Identity,
+            1 => Act::Sigmoid,
+            _ => Act::Softmax,
+        }
+    }
+}
+
+/// The target: a float mask `[N, C, S]` or class labels `[N, S]` (one-hot inside the kernel).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tgt<'a> {
+    Mask(&'a [f32]),
+    Labels(&'a [i64]),
+}
+
+impl Tgt<'_> {
+    /// Writes `y[n, c, s0..s0 + out.len()]` into `out`.
+    #[inline(always)]
+    fn row(&self, n: usize, c: usize, nc: usize, s: usize, s0: usize, out: &mut [f32]) {
+        match self {
+            Tgt::Mask(y) => {
+                let base = (n * nc + c) * s + s0;
+                out.copy_from_slice(&y[base..base + out.len()]);
+            }
+            Tgt::Labels(l) => {
+                let base = n * s + s0;
+                let c = c as i64;
+                let len = out.len();
+                for (o, &v) in out.iter_mut().zip(&l[base..base + len]) {
+                    *o = (v == c) as u32 as f32;
+                }
+            }
+        }
+    }
+}
+
+/// A pointer the tasks write disjoint ranges through.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every task writes a range of the output no other task writes (see the callers).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// # Safety
+    /// `start + src.len()` within the allocation and the range written by this task only.
+    #[inline(always)]
+    unsafe fn write(self, start: usize, src: &[f32]) {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(start), src.len());
+    }
+}
+
+fn tasks(n: usize, s: usize) -> Vec<(usize, usize, usize)> {
+    let mut t = Vec::new();
+    for i in 0..n {
+        let mut s0 = 0;
+        while s0 < s {
+            let s1 = (s0 + BLOCK).min(s);
+            t.push((i, s0, s1));
+            s0 = s1;
+        }
+    }
+    t
+}
+
+/// Compiles `$body` (a call of an `#[inline(always)]` function) for AVX2+FMA and for the
+/// baseline, choosing at run time.
+macro_rules! multiversion {
+    ($name:ident, fn($($arg:ident: $ty:ty),*) -> $ret:ty, $imp:ident) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    $imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports the features just detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+
+/// Probabilities `p` and complements `q` of one block, channel-major `[C][len]`, from the logits
+/// `x` of sample `n`, pixels `s0..s0 + len`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_probs(
+    x: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+    s0: usize,
+    len: usize,
+    act: Act,
+    p: &mut [f32],
+    q: &mut [f32],
+    lse: &mut [f32],
+) {
+    match act {
+        Act::Identity => {
+            for c in 0..nc {
+                let row = &x[(n * nc + c) * s + s0..][..len];
+                for ((pi, qi), &xi) in p[c * len..][..len]
+                    .iter_mut()
+                    .zip(&mut q[c * len..][..len])
+                    .zip(row)
+                {
+                    *pi = xi;
+                    *qi = 1.0 - xi;
+                }
+            }
+        }
+        Act::Sigmoid => {
+            for c in 0..nc {
+                let row = &x[(n * nc + c) * s + s0..][..len];
+                for ((pi, qi), &xi) in p[c * len..][..len]
+                    .iter_mut()
+                    .zip(&mut q[c * len..][..len])
+                    .zip(row)
+                {
+                    let (a, b, _) = sigmoid_pair(xi);
+                    *pi = a;
+                    *qi = b;
+                }
+            }
+        }
+        Act::Softmax => {
+            let lse = &mut lse[..len];
+            lse.copy_from_slice(&x[n * nc * s + s0..][..len]);
+            for c in 1..nc {
+                let row = &x[(n * nc + c) * s + s0..][..len];
+                for (m, &xi) in lse.iter_mut().zip(row) {
+                    *m = m.max(xi);
+                }
+            }
+            // p temporarily holds e^(x − max); q the running sum in its first row.
+            let (sum, _) = q.split_at_mut(len);
+            sum.fill(0.0);
+            for c in 0..nc {
+                let row = &x[(n * nc + c) * s + s0..][..len];
+                for ((pi, si), (&xi, &m)) in p[c * len..][..len]
+                    .iter_mut()
+                    .zip(sum.iter_mut())
+                    .zip(row.iter().zip(lse.iter()))
+                {
+                    let e = exp(xi - m);
+                    *pi = e;
+                    *si += e;
+                }
+            }
+            for (m, &sm) in lse.iter_mut().zip(sum.iter()) {
+                *m += ln(sm);
+            }
+            let inv: Vec<f32> = sum.iter().map(|&v| 1.0 / v).collect();
+            for c in 0..nc {
+                for (pi, &iv) in p[c * len..][..len].iter_mut().zip(&inv) {
+                    *pi *= iv;
+                }
+            }
+            for c in 0..nc {
+                let (pc, qc) = (&p[c * len..][..len], &mut q[c * len..][..len]);
+                for (qi, &pi) in qc.iter_mut().zip(pc) {
+                    *qi = 1.0 - pi;
+                }
+            }
+        }
+    }
+}
+
+/// The 8 statistics of one row: Σp, Σp², Σy, Σy², Σp·y, Σp·(1−y), Σq·y, Σ((1−y)·p − y·q)².
+#[inline(always)]
+fn row_stats(p: &[f32], q: &[f32], y: &[f32], out: &mut [f64]) {
+    let mut acc = [[0f32; L]; NSTATS];
+    let step = |l: usize, pi: f32, qi: f32, yi: f32, acc: &mut [[f32; L]; NSTATS]| {
+        let ny = 1.0 - yi;
+        let r = ny * pi - yi * qi;
+        acc[0][l] += pi;
+        acc[1][l] += pi * pi;
+        acc[2][l] += yi;
+        acc[3][l] += yi * yi;
+        acc[4][l] += pi * yi;
+        acc[5][l] += pi * ny;
+        acc[6][l] += qi * yi;
+        acc[7][l] += r * r;
+    };
+    let (pc, qc, yc) = (p.chunks_exact(L), q.chunks_exact(L), y.chunks_exact(L));
+    let (pr, qr, yr) = (pc.remainder(), qc.remainder(), yc.remainder());
+    for ((pk, qk), yk) in pc.zip(qc).zip(yc) {
+        for l in 0..L {
+            step(l, pk[l], qk[l], yk[l], &mut acc);
+        }
+    }
+    for i in 0..pr.len() {
+        step(0, pr[i], qr[i], yr[i], &mut acc);
+    }
+    for (o, a) in out.iter_mut().zip(acc.iter()) {
+        *o += a.iter().map(|&v| v as f64).sum::<f64>();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn region_task(
+    x: &[f32],
+    t: Tgt<'_>,
+    nc: usize,
+    s: usize,
+    act: Act,
+    n: usize,
+    s0: usize,
+    s1: usize,
+) -> Vec<f64> {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    let mut y = vec![0f32; len];
+    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
+    let mut out = vec![0f64; nc * NSTATS];
+    for c in 0..nc {
+        t.row(n, c, nc, s, s0, &mut y);
+        row_stats(
+            &p[c * len..][..len],
+            &q[c * len..][..len],
+            &y,
+            &mut out[c * NSTATS..][..NSTATS],
+        );
+    }
+    out
+}
+
+multiversion!(
+    region_task_mv,
+    fn(
+        x: &[f32],
+        t: Tgt<'_>,
+        nc: usize,
+        s: usize,
+        act: Act,
+        n: usize,
+        s0: usize,
+        s1: usize,
+    ) -> Vec<f64>,
+    region_task
+);
+
+/// Region statistics `[N, C, 8]` (see [`row_stats`]) of `p = act(x)`, `q = 1 − p` (computed
+/// without cancellation for the sigmoid) and the target, summed over the pixels.
+pub(crate) fn region_sums(
+    x: &[f32],
+    t: Tgt<'_>,
+    n: usize,
+    nc: usize,
+    s: usize,
+    act: Act,
+) -> Vec<f32> {
+    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
+        .into_par_iter()
+        .map(|(i, s0, s1)| (i, region_task_mv(x, t, nc, s, act, i, s0, s1)))
+        .collect();
+    let mut out = vec![0f64; n * nc * NSTATS];
+    for (i, part) in parts {
+        for (o, v) in out[i * nc * NSTATS..][..nc * NSTATS].iter_mut().zip(part) {
+            *o += v;
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn region_backward_task(
+    x: &[f32],
+    t: Tgt<'_>,
+    g: &[f32],
+    nc: usize,
+    s: usize,
+    act: Act,
+    n: usize,
+    s0: usize,
+    s1: usize,
+    out: Out,
+) {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    let mut y = vec![0f32; len];
+    let mut a = vec![0f32; nc * len];
+    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
+    for c in 0..nc {
+        t.row(n, c, nc, s, s0, &mut y);
+        let gc = &g[(n * nc + c) * NSTATS..][..NSTATS];
+        let (g0, g1, g4, g5, g6, g7) = (gc[0], 2.0 * gc[1], gc[4], gc[5], gc[6], 2.0 * gc[7]);
+        for (((ai, &pi), &qi), &yi) in a[c * len..][..len]
+            .iter_mut()
+            .zip(&p[c * len..][..len])
+            .zip(&q[c * len..][..len])
+            .zip(&y)
+        {
+            let ny = 1.0 - yi;
+            let r = ny * pi - yi * qi;
+            *ai = g0 + g1 * pi + g4 * yi + g5 * ny - g6 * yi + g7 * r;
+        }
+    }
+    match act {
+        Act::Identity => {}
+        Act::Sigmoid => {
+            for ((ai, &pi), &qi) in a.iter_mut().zip(&p).zip(&q) {
+                *ai *= pi * qi;
+            }
+        }
+        Act::Softmax => {
+            let dot = &mut lse[..len];
+            dot.fill(0.0);
+            for c in 0..nc {
+                for ((d, &ai), &pi) in dot
+                    .iter_mut()
+                    .zip(&a[c * len..][..len])
+                    .zip(&p[c * len..][..len])
+                {
+                    *d += ai * pi;
+                }
+            }
+            for c in 0..nc {
+                for ((ai, &pi), &d) in a[c * len..][..len]
+                    .iter_mut()
+                    .zip(&p[c * len..][..len])
+                    .zip(dot.iter())
+                {
+                    *ai = pi * (*ai - d);
+                }
+            }
+        }
+    }
+    for c in 0..nc {
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+        unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
+    }
+}
+
+multiversion!(
+    region_backward_task_mv,
+    fn(
+        x: &[f32],
+        t: Tgt<'_>,
+        g: &[f32],
+        nc: usize,
+        s: usize,
+        act: Act,
+        n: usize,
+        s0: usize,
+        s1: usize,
+        out: Out,
+    ) -> (),
+    region_backward_task
+);
+
+/// Gradient `[N, C, S]` of `Σ g·stats` (g `[N, C, 8]`) with respect to the logits.
+pub(crate) fn region_sums_backward(
+    x: &[f32],
+    t: Tgt<'_>,
+    g: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+    act: Act,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; n * nc * s];
+    let out = Out(dx.as_mut_ptr());
+    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
+        region_backward_task_mv(x, t, g, nc, s, act, i, s0, s1, out);
+    });
+    dx
+}
+
+/// BCE with logits of one row: Σ β·y'·softplus(−x) + (1 − y')·softplus(x), y' = y(1 − 2ε) + ε.
+#[inline(always)]
+fn bce_row(x: &[f32], y: &[f32], beta: f32, eps: f32) -> f64 {
+    let mut acc = [0f32; L];
+    let step = |l: usize, xi: f32, yi: f32, acc: &mut [f32; L]| {
+        let yi = yi * (1.0 - 2.0 * eps) + eps;
+        let (_, _, l1p) = sigmoid_pair(xi);
+        let sp_neg = (-xi).max(0.0) + l1p;
+        let sp_pos = xi.max(0.0) + l1p;
+        acc[l] += beta * yi * sp_neg + (1.0 - yi) * sp_pos;
+    };
+    let (xc, yc) = (x.chunks_exact(L), y.chunks_exact(L));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (xk, yk) in xc.zip(yc) {
+        for l in 0..L {
+            step(l, xk[l], yk[l], &mut acc);
+        }
+    }
+    for i in 0..xr.len() {
+        step(0, xr[i], yr[i], &mut acc);
+    }
+    acc.iter().map(|&v| v as f64).sum()
+}
+
+multiversion!(
+    bce_row_mv,
+    fn(x: &[f32], y: &[f32], beta: f32, eps: f32) -> f64,
+    bce_row
+);
+
+/// Row blocks `(row, s0, s1)` of an `[R, S]` array.
+fn row_tasks(rows: usize, s: usize) -> Vec<(usize, usize, usize)> {
+    tasks(rows, s)
+}
+
+/// Σ over pixels of the BCE-with-logits per (sample, channel): `[N, C]`.
+pub(crate) fn bce_sums(
+    x: &[f32],
+    y: &[f32],
+    rows: usize,
+    s: usize,
+    beta: f32,
+    eps: f32,
+) -> Vec<f32> {
+    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
+        .into_par_iter()
+        .map(|(r, s0, s1)| {
+            (
+                r,
+                bce_row_mv(
+                    &x[r * s + s0..r * s + s1],
+                    &y[r * s + s0..r * s + s1],
+                    beta,
+                    eps,
+                ),
+            )
+        })
+        .collect();
+    let mut out = vec![0f64; rows];
+    for (r, v) in parts {
+        out[r] += v;
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[inline(always)]
+fn bce_backward_row(x: &[f32], y: &[f32], beta: f32, eps: f32, g: f32, dx: &mut [f32]) {
+    for ((d, &xi), &yi) in dx.iter_mut().zip(x).zip(y) {
+        let yi = yi * (1.0 - 2.0 * eps) + eps;
+        let (p, q, _) = sigmoid_pair(xi);
+        *d = g * ((1.0 - yi) * p - beta * yi * q);
+    }
+}
+
+multiversion!(
+    bce_backward_row_mv,
+    fn(x: &[f32], y: &[f32], beta: f32, eps: f32, g: f32, dx: &mut [f32]) -> (),
+    bce_backward_row
+);
+
+/// Gradient `[N, C, S]` of `Σ g[n, c]·bce_sums[n, c]`.
+pub(crate) fn bce_backward(
+    x: &[f32],
+    y: &[f32],
+    g: &[f32],
+    s: usize,
+    beta: f32,
+    eps: f32,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
+        let start = k * BLOCK;
+        // A block may span two rows when S is not a multiple of BLOCK.
+        let mut i = 0;
+        while i < d.len() {
+            let pos = start + i;
+            let r = pos / s;
+            let end = ((r + 1) * s - start).min(d.len());
+            bce_backward_row_mv(
+                &x[pos..start + end],
+                &y[pos..start + end],
+                beta,
+                eps,
+                g[r],
+                &mut d[i..end],
+            );
+            i = end;
+        }
+    });
+    dx
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn ce_task(x: &[f32], labels: &[i64], nc: usize, s: usize, n: usize, s0: usize, s1: usize) -> f64 {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
+    let mut acc = 0f64;
+    let lab = &labels[n * s + s0..][..len];
+    let mut part = [0f32; L];
+    for (i, (&m, &k)) in lse.iter().zip(lab).enumerate() {
+        let xl = x[(n * nc + k as usize) * s + s0 + i];
+        part[i % L] += m - xl;
+    }
+    acc += part.iter().map(|&v| v as f64).sum::<f64>();
+    acc
+}
+
+/// Log-sum-exp over the channels of one block (`p`, `q` as scratch).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn block_lse(
+    x: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+    s0: usize,
+    len: usize,
+    p: &mut [f32],
+    q: &mut [f32],
+    lse: &mut [f32],
+) {
+    block_probs(x, n, nc, s, s0, len, Act::Softmax, p, q, lse);
+}
+
+multiversion!(
+    ce_task_mv,
+    fn(x: &[f32], labels: &[i64], nc: usize, s: usize, n: usize, s0: usize, s1: usize) -> f64,
+    ce_task
+);
+
+/// Σ over pixels of −ln softmax(x)[label] per sample: `[N]`.
+pub(crate) fn ce_sums(x: &[f32], labels: &[i64], n: usize, nc: usize, s: usize) -> Vec<f32> {
+    let parts: Vec<(usize, f64)> = tasks(n, s)
+        .into_par_iter()
+        .map(|(i, s0, s1)| (i, ce_task_mv(x, labels, nc, s, i, s0, s1)))
+        .collect();
+    let mut out = vec![0f64; n];
+    for (i, v) in parts {
+        out[i] += v;
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn ce_backward_task(
+    x: &[f32],
+    labels: &[i64],
+    g: &[f32],
+    nc: usize,
+    s: usize,
+    n: usize,
+    s0: usize,
+    s1: usize,
+    out: Out,
+) {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
+    let lab = &labels[n * s + s0..][..len];
+    let gn = g[n];
+    for c in 0..nc {
+        let ci = c as i64;
+        let row = &mut p[c * len..][..len];
+        for (v, &k) in row.iter_mut().zip(lab) {
+            *v = gn * (*v - (k == ci) as u32 as f32);
+        }
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+        unsafe { out.write((n * nc + c) * s + s0, row) };
+    }
+}
+
+multiversion!(
+    ce_backward_task_mv,
+    fn(
+        x: &[f32],
+        labels: &[i64],
+        g: &[f32],
+        nc: usize,
+        s: usize,
+        n: usize,
+        s0: usize,
+        s1: usize,
+        out: Out,
+    ) -> (),
+    ce_backward_task
+);
+
+/// Gradient `[N, C, S]` of `Σ g[n]·ce_sums[n]`.
+pub(crate) fn ce_backward(
+    x: &[f32],
+    labels: &[i64],
+    g: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; n * nc * s];
+    let out = Out(dx.as_mut_ptr());
+    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
+        ce_backward_task_mv(x, labels, g, nc, s, i, s0, s1, out);
+    });
+    dx
+}

@@ -1,0 +1,210 @@
+//! The fused CPU kernels (`src/fused`) against the composed burn-operation path of the same losses:
+//! value and gradient, f32, for every option the fused path accepts, mask and label targets, 1–3
+//! spatial dims, N = 1, C = 1, pixel counts that are not multiples of the kernels' lane and block
+//! sizes, and saturated logits (±1e4). Both paths are also checked against the PyTorch/MONAI
+//! fixtures by `distribution.rs` and `region.rs` (f32 runs the fused path, f64 the composed one).
+//!
+//! One `#[test]` only: `set_fused_kernels` is process-wide.
+
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use segloss::{fused_calls, set_fused_kernels, LossReduction, LossSpec, Target};
+
+fn data<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+/// (value, gradient) of `spec` on the given logits and target, fused on or off.
+fn run(
+    spec: &str,
+    logits: &Tensor<4>,
+    target: &Target,
+    reduction: LossReduction,
+    fused: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    set_fused_kernels(fused);
+    let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+    let x = logits.clone().require_grad();
+    let v = loss
+        .try_forward(x.clone(), target.clone(), None, reduction)
+        .unwrap_or_else(|e| panic!("{spec}: {e}"));
+    let grads = v.values.clone().sum().backward();
+    let g = x.grad(&grads).expect("gradient");
+    set_fused_kernels(true);
+    (data(v.values), data(g))
+}
+
+fn close(spec: &str, what: &str, a: &[f32], b: &[f32], rtol: f32, atol: f32) {
+    assert_eq!(a.len(), b.len(), "{spec} {what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(x.is_finite(), "{spec} {what}[{i}]: {x}");
+        assert!(
+            (x - y).abs() <= atol + rtol * y.abs(),
+            "{spec} {what}[{i}]: fused {x} vs composed {y}"
+        );
+    }
+}
+
+#[test]
+fn fused_kernels_match_the_composed_path() {
+    let device = Device::flex().autodiff();
+    // [N, C, H, W]; W·H chosen to leave remainders for the 8 lanes and the 2048-pixel blocks.
+    let shapes: [[usize; 4]; 5] = [
+        [2, 3, 45, 51],
+        [1, 1, 7, 3],
+        [3, 2, 64, 65],
+        [1, 4, 1, 1],
+        [2, 1, 33, 70],
+    ];
+    let mask_specs = [
+        "bce",
+        "bce(pos_weight=3)",
+        "bce(label_smoothing=0.1)",
+        "dice",
+        "dice(power=2)",
+        "dice(batch=true)",
+        "dice(smooth_nr=0,smooth_dr=1e-5)",
+        "jaccard",
+        "tversky(alpha=0.3,beta=0.7)",
+        "tversky(batch=true)",
+        "generalized_dice",
+        "generalized_dice(w_type=simple,batch=true)",
+        "dice(activation=none)",
+        "0.5*dice + 0.5*bce",
+    ];
+    let label_specs = [
+        "ce",
+        "dice(activation=softmax)",
+        "dice(activation=softmax,include_background=false)",
+        "dice(activation=softmax,power=2,batch=true)",
+        "jaccard(activation=softmax)",
+        "tversky(activation=softmax,alpha=0.7,beta=0.3)",
+        "generalized_dice(activation=softmax)",
+        "generalized_dice(activation=softmax,include_background=false)",
+        "dice(activation=sigmoid)",
+        "0.5*dice(activation=softmax) + 0.5*ce",
+    ];
+    let mut compared = 0;
+    let calls_before = fused_calls();
+    for (k, &[n, c, h, w]) in shapes.iter().enumerate() {
+        for scale in [3.0f64, 1e4] {
+            let logits =
+                Tensor::<4>::random([n, c, h, w], Distribution::Normal(0.0, scale), &device);
+            let mask = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(0.0, 1.0), &device)
+                .greater_elem(0.6)
+                .float();
+            let probs = burn::tensor::activation::sigmoid(logits.clone().div_scalar(scale));
+            let labels =
+                Tensor::<3, Int>::random([n, h, w], Distribution::Uniform(0.0, c as f64), &device);
+            for spec in mask_specs {
+                let input = if spec.contains("activation=none") {
+                    &probs
+                } else {
+                    &logits
+                };
+                for red in [
+                    LossReduction::Mean,
+                    LossReduction::Sum,
+                    LossReduction::BatchMean,
+                ] {
+                    if spec.contains('+') && red != LossReduction::Mean {
+                        continue;
+                    }
+                    let t = Target::from(mask.clone());
+                    let (v1, g1) = run(spec, input, &t, red, true);
+                    let (v0, g0) = run(spec, input, &t, red, false);
+                    let what = format!("shape {k} scale {scale} {red:?}");
+                    close(spec, &format!("{what} value"), &v1, &v0, 2e-5, 1e-6);
+                    let gmax = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    close(
+                        spec,
+                        &format!("{what} grad"),
+                        &g1,
+                        &g0,
+                        1e-4,
+                        1e-5 * gmax.max(1e-3),
+                    );
+                    compared += 1;
+                }
+            }
+            if c >= 2 {
+                for spec in label_specs {
+                    let t = Target::from(labels.clone());
+                    let (v1, g1) = run(spec, &logits, &t, LossReduction::Mean, true);
+                    let (v0, g0) = run(spec, &logits, &t, LossReduction::Mean, false);
+                    let what = format!("labels shape {k} scale {scale}");
+                    close(spec, &format!("{what} value"), &v1, &v0, 2e-5, 1e-6);
+                    let gmax = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    close(
+                        spec,
+                        &format!("{what} grad"),
+                        &g1,
+                        &g0,
+                        1e-4,
+                        1e-5 * gmax.max(1e-3),
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 300, "{compared}");
+    assert!(
+        fused_calls() > calls_before + compared,
+        "the fused path ran"
+    );
+
+    // 1D and 3D spatial shapes.
+    for dims in [vec![2, 3, 100], vec![1, 2, 5, 6, 7]] {
+        let numel: usize = dims.iter().product();
+        let vals: Vec<f32> = (0..numel)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1)
+            .collect();
+        let ys: Vec<f32> = (0..numel).map(|i| (i * 13 % 7 < 3) as u8 as f32).collect();
+        for spec in [
+            "bce",
+            "dice",
+            "tversky(alpha=0.2,beta=0.8)",
+            "generalized_dice",
+        ] {
+            let (v1, v0) = if dims.len() == 3 {
+                let x =
+                    Tensor::<3>::from_data(TensorData::new(vals.clone(), dims.clone()), &device);
+                let y = Tensor::<3>::from_data(TensorData::new(ys.clone(), dims.clone()), &device);
+                let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+                let a = data(loss.forward(x.clone(), y.clone(), None));
+                set_fused_kernels(false);
+                let b = data(loss.forward(x, y, None));
+                set_fused_kernels(true);
+                (a, b)
+            } else {
+                let x =
+                    Tensor::<5>::from_data(TensorData::new(vals.clone(), dims.clone()), &device);
+                let y = Tensor::<5>::from_data(TensorData::new(ys.clone(), dims.clone()), &device);
+                let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+                let a = data(loss.forward(x.clone(), y.clone(), None));
+                set_fused_kernels(false);
+                let b = data(loss.forward(x, y, None));
+                set_fused_kernels(true);
+                (a, b)
+            };
+            close(spec, &format!("{dims:?}"), &v1, &v0, 2e-5, 1e-6);
+        }
+    }
+
+    // Without autodiff (inference) the fused forward runs too.
+    let plain = Device::flex();
+    let x = Tensor::<4>::random([2, 3, 9, 9], Distribution::Normal(0.0, 2.0), &plain);
+    let l = Tensor::<3, Int>::random([2, 9, 9], Distribution::Uniform(0.0, 3.0), &plain);
+    let loss = LossSpec::parse("dice(activation=softmax) + ce")
+        .unwrap()
+        .build()
+        .unwrap();
+    let a = data(loss.forward(x.clone(), l.clone(), None));
+    set_fused_kernels(false);
+    let b = data(loss.forward(x, l, None));
+    set_fused_kernels(true);
+    close("dice+ce no autodiff", "value", &a, &b, 2e-5, 1e-6);
+}
