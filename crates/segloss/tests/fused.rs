@@ -73,6 +73,10 @@ fn fused_kernels_match_the_composed_path() {
         "generalized_dice(w_type=simple,batch=true)",
         "dice(activation=none)",
         "0.5*dice + 0.5*bce",
+        "focal",
+        "focal(gamma=0)",
+        "focal(gamma=0.5,alpha=0.25)",
+        "focal(gamma=3,include_background=false)",
     ];
     let label_specs = [
         "ce",
@@ -85,6 +89,10 @@ fn fused_kernels_match_the_composed_path() {
         "generalized_dice(activation=softmax,include_background=false)",
         "dice(activation=sigmoid)",
         "0.5*dice(activation=softmax) + 0.5*ce",
+        "focal(activation=softmax)",
+        "focal(activation=softmax,gamma=0.5,alpha=0.25)",
+        "focal(activation=softmax,include_background=false)",
+        "dice(activation=softmax) + focal(activation=softmax)",
     ];
     let mut compared = 0;
     let calls_before = fused_calls();

@@ -2,12 +2,14 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation;
+use burn::tensor::{activation, Tensor};
+
+use crate::fused::Act;
 
 use crate::error::LossError;
 use crate::input::{
-    class_weights_n, const_tensor, prepare, reduce_map, Activation, Flat, InputRules,
-    LossReduction, LossValue,
+    class_weights_n, const_tensor, prepare, reduce_map, reduce_sums, Activation, Flat, InputRules,
+    LossReduction, LossValue, Prepared,
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
 use crate::Target;
@@ -117,6 +119,56 @@ pub struct FocalLoss {
 
 pixel_loss_methods!(FocalLoss);
 
+impl FocalLoss {
+    /// The fused-kernel path (see [`crate::fused`]): per-(sample, channel) sums, then the same
+    /// channel selection, class weights (and softmax α) and mean denominator as the composed map.
+    fn fused(
+        &self,
+        p: &Prepared,
+        reduction: LossReduction,
+    ) -> Result<Option<LossValue>, LossError> {
+        let act = match p.activation {
+            Activation::Sigmoid => Act::Sigmoid,
+            Activation::Softmax => Act::Softmax,
+            Activation::None => return Ok(None),
+        };
+        let sig_alpha = if act == Act::Sigmoid {
+            self.alpha
+        } else {
+            None
+        };
+        let Some(mut sums) =
+            crate::fused::focal_sums(&p.x, &p.y, p.labels.as_ref(), act, self.gamma, sig_alpha)
+        else {
+            return Ok(None);
+        };
+        if act == Act::Softmax {
+            if let Some(a) = self.alpha {
+                let mut fac = vec![a; p.c];
+                fac[0] = 1.0 - a;
+                sums = sums * const_tensor(&p.x, fac, [1, p.c]);
+            }
+        }
+        let mut kept = p.c;
+        if !self.include_background && p.c > 1 {
+            kept = p.c - 1;
+            sums = sums.narrow(1, 1, kept);
+        }
+        if let Some(w) = &self.weight {
+            if p.c != 1 {
+                let w: Tensor<3> = class_weights_n(p, w, kept, "weight")?;
+                sums = sums * w.reshape([1, kept]);
+            }
+        }
+        let count = if kept == 1 && p.c != 1 {
+            p.n_valid as f64
+        } else {
+            p.valid_elements_from(p.c - kept)
+        };
+        Ok(Some(reduce_sums(p, sums.sum(), count, reduction)))
+    }
+}
+
 impl SegLoss for FocalLoss {
     fn name(&self) -> &'static str {
         "focal"
@@ -141,6 +193,11 @@ impl SegLoss for FocalLoss {
                 loss: "focal",
             },
         )?;
+        if p.valid.is_none() && reduction != LossReduction::None {
+            if let Some(v) = self.fused(&p, reduction)? {
+                return Ok(v);
+            }
+        }
         let g = self.gamma;
         let y = p.y.clone();
         let mut map = match p.activation {

@@ -105,7 +105,7 @@ fn tasks(n: usize, s: usize) -> Vec<(usize, usize, usize)> {
 /// Compiles `$body` (a call of an `#[inline(always)]` function) for AVX2+FMA and for the
 /// baseline, choosing at run time.
 macro_rules! multiversion {
-    ($name:ident, fn($($arg:ident: $ty:ty),*) -> $ret:ty, $imp:ident) => {
+    ($name:ident, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty, $imp:ident) => {
         fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
@@ -646,6 +646,291 @@ pub(crate) fn ce_backward(
     let out = Out(dx.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
         ce_backward_task_mv(x, labels, g, nc, s, i, s0, s1, out);
+    });
+    dx
+}
+
+/// Sigmoid focal loss of one element (MONAI): `α_t·σ(z)^γ·ce`, `ce = (1−y)x + softplus(−x)`,
+/// `z = −x(2y − 1)`, `α_t = α·y + (1 − α)(1 − y)` (1 without α); returns (loss, d loss/dx).
+#[inline(always)]
+fn focal_sig_elem(xi: f32, yi: f32, gamma: f32, alpha: f32) -> (f32, f32) {
+    let (p, q, l1p) = sigmoid_pair(xi);
+    let ce = (1.0 - yi) * xi + (-xi).max(0.0) + l1p;
+    let z = -xi * (2.0 * yi - 1.0);
+    let (_, sz_neg, l1pz) = sigmoid_pair(z);
+    let log_sz = -((-z).max(0.0) + l1pz);
+    let m = exp(gamma * log_sz);
+    let at = if alpha >= 0.0 {
+        alpha * yi + (1.0 - alpha) * (1.0 - yi)
+    } else {
+        1.0
+    };
+    let d = at * m * (-gamma * (2.0 * yi - 1.0) * sz_neg * ce + (1.0 - yi) * p - yi * q);
+    (at * m * ce, d)
+}
+
+#[inline(always)]
+fn focal_sig_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64 {
+    let mut acc = [0f32; L];
+    let (xc, yc) = (x.chunks_exact(L), y.chunks_exact(L));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (xk, yk) in xc.zip(yc) {
+        for l in 0..L {
+            acc[l] += focal_sig_elem(xk[l], yk[l], gamma, alpha).0;
+        }
+    }
+    for i in 0..xr.len() {
+        acc[0] += focal_sig_elem(xr[i], yr[i], gamma, alpha).0;
+    }
+    acc.iter().map(|&v| v as f64).sum()
+}
+
+multiversion!(
+    focal_sig_row_mv,
+    fn(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64,
+    focal_sig_row
+);
+
+/// Σ over pixels of the sigmoid focal loss per (sample, channel) row: `[N·C]` (α < 0: no α).
+pub(crate) fn focal_sigmoid_sums(
+    x: &[f32],
+    y: &[f32],
+    rows: usize,
+    s: usize,
+    gamma: f32,
+    alpha: f32,
+) -> Vec<f32> {
+    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
+        .into_par_iter()
+        .map(|(r, s0, s1)| {
+            (
+                r,
+                focal_sig_row_mv(
+                    &x[r * s + s0..r * s + s1],
+                    &y[r * s + s0..r * s + s1],
+                    gamma,
+                    alpha,
+                ),
+            )
+        })
+        .collect();
+    let mut out = vec![0f64; rows];
+    for (r, v) in parts {
+        out[r] += v;
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[inline(always)]
+fn focal_sig_backward_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32, g: f32, dx: &mut [f32]) {
+    for ((d, &xi), &yi) in dx.iter_mut().zip(x).zip(y) {
+        *d = g * focal_sig_elem(xi, yi, gamma, alpha).1;
+    }
+}
+
+multiversion!(
+    focal_sig_backward_row_mv,
+    fn(x: &[f32], y: &[f32], gamma: f32, alpha: f32, g: f32, dx: &mut [f32]) -> (),
+    focal_sig_backward_row
+);
+
+/// Gradient `[N, C, S]` of `Σ g[row]·focal_sigmoid_sums[row]`.
+pub(crate) fn focal_sigmoid_backward(
+    x: &[f32],
+    y: &[f32],
+    g: &[f32],
+    s: usize,
+    gamma: f32,
+    alpha: f32,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
+        let start = k * BLOCK;
+        let mut i = 0;
+        while i < d.len() {
+            let pos = start + i;
+            let r = pos / s;
+            let end = ((r + 1) * s - start).min(d.len());
+            focal_sig_backward_row_mv(
+                &x[pos..start + end],
+                &y[pos..start + end],
+                gamma,
+                alpha,
+                g[r],
+                &mut d[i..end],
+            );
+            i = end;
+        }
+    });
+    dx
+}
+
+/// Softmax focal loss of one element (MONAI): `−y·(1 − p)^γ·ln p`, `ln p = x − lse`, with
+/// `(1 − p)` clamped at 1e−30 as the composed path; returns (loss, p·d loss/dp).
+#[inline(always)]
+fn focal_soft_elem(lp: f32, p: f32, yi: f32, gamma: f32) -> (f32, f32) {
+    let base = (1.0 - p).max(1e-30);
+    let lb = ln(base);
+    let m = exp(gamma * lb);
+    let m1 = exp((gamma - 1.0) * lb);
+    let loss = -yi * m * lp;
+    // p·d/dp [−y(1 − p)^γ ln p] = −y[(1 − p)^γ − γ(1 − p)^(γ−1)·p·ln p]
+    let b = -yi * (m - gamma * m1 * p * lp);
+    (loss, b)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn focal_soft_task(
+    x: &[f32],
+    t: Tgt<'_>,
+    nc: usize,
+    s: usize,
+    gamma: f32,
+    n: usize,
+    s0: usize,
+    s1: usize,
+) -> Vec<f64> {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    let mut y = vec![0f32; len];
+    block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
+    let mut out = vec![0f64; nc];
+    for c in 0..nc {
+        t.row(n, c, nc, s, s0, &mut y);
+        let row = &x[(n * nc + c) * s + s0..][..len];
+        let mut acc = [0f32; L];
+        for (i, (((&xi, &m), &pi), &yi)) in row
+            .iter()
+            .zip(lse.iter())
+            .zip(&p[c * len..][..len])
+            .zip(&y)
+            .enumerate()
+        {
+            acc[i % L] += focal_soft_elem(xi - m, pi, yi, gamma).0;
+        }
+        out[c] = acc.iter().map(|&v| v as f64).sum();
+    }
+    out
+}
+
+multiversion!(
+    focal_soft_task_mv,
+    fn(
+        x: &[f32],
+        t: Tgt<'_>,
+        nc: usize,
+        s: usize,
+        gamma: f32,
+        n: usize,
+        s0: usize,
+        s1: usize,
+    ) -> Vec<f64>,
+    focal_soft_task
+);
+
+/// Σ over pixels of the softmax focal loss per (sample, class): `[N, C]`.
+pub(crate) fn focal_softmax_sums(
+    x: &[f32],
+    t: Tgt<'_>,
+    n: usize,
+    nc: usize,
+    s: usize,
+    gamma: f32,
+) -> Vec<f32> {
+    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
+        .into_par_iter()
+        .map(|(i, s0, s1)| (i, focal_soft_task_mv(x, t, nc, s, gamma, i, s0, s1)))
+        .collect();
+    let mut out = vec![0f64; n * nc];
+    for (i, part) in parts {
+        for (o, v) in out[i * nc..][..nc].iter_mut().zip(part) {
+            *o += v;
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn focal_soft_backward_task(
+    x: &[f32],
+    t: Tgt<'_>,
+    g: &[f32],
+    nc: usize,
+    s: usize,
+    gamma: f32,
+    n: usize,
+    s0: usize,
+    s1: usize,
+    out: Out,
+) {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    let mut y = vec![0f32; len];
+    block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
+    // q now holds b_c = g[n, c]·p_c·d loss_c/dp_c; dx_j = b_j − p_j·Σ_c b_c.
+    let mut tot = vec![0f32; len];
+    for c in 0..nc {
+        t.row(n, c, nc, s, s0, &mut y);
+        let gc = g[n * nc + c];
+        let row = &x[(n * nc + c) * s + s0..][..len];
+        for ((((b, &xi), &m), &pi), (&yi, tt)) in q[c * len..][..len]
+            .iter_mut()
+            .zip(row)
+            .zip(lse.iter())
+            .zip(&p[c * len..][..len])
+            .zip(y.iter().zip(tot.iter_mut()))
+        {
+            *b = gc * focal_soft_elem(xi - m, pi, yi, gamma).1;
+            *tt += *b;
+        }
+    }
+    for c in 0..nc {
+        let (pc, bc) = (&mut p[c * len..][..len], &q[c * len..][..len]);
+        for ((pi, &b), &tt) in pc.iter_mut().zip(bc).zip(&tot) {
+            *pi = b - *pi * tt;
+        }
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+        unsafe { out.write((n * nc + c) * s + s0, pc) };
+    }
+}
+
+multiversion!(
+    focal_soft_backward_task_mv,
+    fn(
+        x: &[f32],
+        t: Tgt<'_>,
+        g: &[f32],
+        nc: usize,
+        s: usize,
+        gamma: f32,
+        n: usize,
+        s0: usize,
+        s1: usize,
+        out: Out,
+    ) -> (),
+    focal_soft_backward_task
+);
+
+/// Gradient `[N, C, S]` of `Σ g[n, c]·focal_softmax_sums[n, c]`.
+pub(crate) fn focal_softmax_backward(
+    x: &[f32],
+    t: Tgt<'_>,
+    g: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+    gamma: f32,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; n * nc * s];
+    let out = Out(dx.as_mut_ptr());
+    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
+        focal_soft_backward_task_mv(x, t, g, nc, s, gamma, i, s0, s1, out);
     });
     dx
 }

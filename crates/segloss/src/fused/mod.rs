@@ -95,6 +95,25 @@ pub trait FusedLossOps: Backend {
     ) -> FloatTensor<Self>;
     /// `[N, C, S]` logits, `[N, S]` labels → `[N]` CE sums.
     fn fused_ce_sums(x: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self>;
+    /// `[N, C, S]` logits, `[N, C, S]` mask → `[N, C]` sigmoid focal sums (α < 0: no α).
+    fn fused_focal_sigmoid_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: f32,
+        alpha: f32,
+    ) -> FloatTensor<Self>;
+    /// `[N, C, S]` logits, `[N, C, S]` mask → `[N, C]` softmax focal sums.
+    fn fused_focal_softmax_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: f32,
+    ) -> FloatTensor<Self>;
+    /// `[N, C, S]` logits, `[N, S]` labels → `[N, C]` softmax focal sums.
+    fn fused_focal_softmax_sums_labels(
+        x: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        gamma: f32,
+    ) -> FloatTensor<Self>;
 }
 
 /// The backward kernels (not part of the dispatch: called from the autodiff wrapper only).
@@ -118,6 +137,21 @@ pub trait FusedLossGrads: Backend {
     fn fused_ce_sums_grad(
         x: FloatTensor<Self>,
         labels: IntTensor<Self>,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// Gradient of `Σ g·focal_sigmoid_sums`.
+    fn fused_focal_sigmoid_grad(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: f32,
+        alpha: f32,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// Gradient of `Σ g·focal_softmax_sums`.
+    fn fused_focal_softmax_grad(
+        x: FloatTensor<Self>,
+        t: TgtPrim<Self>,
+        gamma: f32,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
@@ -209,6 +243,41 @@ impl FusedLossOps for Flex {
         let v = with_f32(&x, |xs| kernels::ce_sums(xs, &l, n, c, s));
         out(v, vec![n])
     }
+
+    fn fused_focal_sigmoid_sums(
+        x: FlexTensor,
+        y: FlexTensor,
+        gamma: f32,
+        alpha: f32,
+    ) -> FlexTensor {
+        let (n, c, s) = dims3(&x);
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                kernels::focal_sigmoid_sums(xs, ys, n * c, s, gamma, alpha)
+            })
+        });
+        out(v, vec![n, c])
+    }
+
+    fn fused_focal_softmax_sums(x: FlexTensor, y: FlexTensor, gamma: f32) -> FlexTensor {
+        flex_focal_softmax(x, TgtPrim::Mask(y), gamma)
+    }
+
+    fn fused_focal_softmax_sums_labels(
+        x: FlexTensor,
+        labels: FlexTensor,
+        gamma: f32,
+    ) -> FlexTensor {
+        flex_focal_softmax(x, TgtPrim::Labels(labels), gamma)
+    }
+}
+
+fn flex_focal_softmax(x: FlexTensor, t: TgtPrim<Flex>, gamma: f32) -> FlexTensor {
+    let (n, c, s) = dims3(&x);
+    let v = with_f32(&x, |xs| {
+        with_tgt(&t, |t| kernels::focal_softmax_sums(xs, t, n, c, s, gamma))
+    });
+    out(v, vec![n, c])
 }
 
 impl FusedLossGrads for Flex {
@@ -248,6 +317,39 @@ impl FusedLossGrads for Flex {
         let g = f32_vec(&g);
         let l = labels_i64(&labels);
         let v = with_f32(&x, |xs| kernels::ce_backward(xs, &l, &g, n, c, s));
+        out(v, vec![n, c, s])
+    }
+
+    fn fused_focal_sigmoid_grad(
+        x: FlexTensor,
+        y: FlexTensor,
+        gamma: f32,
+        alpha: f32,
+        g: FlexTensor,
+    ) -> FlexTensor {
+        let (n, c, s) = dims3(&x);
+        let g = f32_vec(&g);
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                kernels::focal_sigmoid_backward(xs, ys, &g, s, gamma, alpha)
+            })
+        });
+        out(v, vec![n, c, s])
+    }
+
+    fn fused_focal_softmax_grad(
+        x: FlexTensor,
+        t: TgtPrim<Flex>,
+        gamma: f32,
+        g: FlexTensor,
+    ) -> FlexTensor {
+        let (n, c, s) = dims3(&x);
+        let g = f32_vec(&g);
+        let v = with_f32(&x, |xs| {
+            with_tgt(&t, |t| {
+                kernels::focal_softmax_backward(xs, t, &g, n, c, s, gamma)
+            })
+        });
         out(v, vec![n, c, s])
     }
 }
@@ -294,6 +396,68 @@ impl<B: FusedLossGrads> Backward<B, 1> for CeBackward {
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_ce_sums_grad(x, labels, g)
         });
+    }
+}
+
+#[derive(Debug)]
+struct FocalSigmoidBackward;
+
+impl<B: FusedLossGrads> Backward<B, 1> for FocalSigmoidBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, f32, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, y, gamma, alpha) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::fused_focal_sigmoid_grad(x, y, gamma, alpha, g)
+        });
+    }
+}
+
+#[derive(Debug)]
+struct FocalSoftmaxBackward;
+
+impl<B: FusedLossGrads> Backward<B, 1> for FocalSoftmaxBackward {
+    type State = (FloatTensor<B>, TgtPrim<B>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, t, gamma) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::fused_focal_softmax_grad(x, t, gamma, g)
+        });
+    }
+}
+
+fn focal_softmax_forward<B: FusedLossOps>(
+    x: FloatTensor<B>,
+    t: TgtPrim<B>,
+    gamma: f32,
+) -> FloatTensor<B> {
+    match t {
+        TgtPrim::Mask(y) => B::fused_focal_softmax_sums(x, y, gamma),
+        TgtPrim::Labels(l) => B::fused_focal_softmax_sums_labels(x, l, gamma),
+    }
+}
+
+fn ad_focal_softmax<B, C>(
+    x: FloatTensor<Autodiff<B, C>>,
+    t: TgtPrim<B>,
+    gamma: f32,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: FusedLossOps + FusedLossGrads,
+    C: CheckpointStrategy,
+{
+    let (xp, node) = x.into_parts();
+    match FocalSoftmaxBackward
+        .prepare::<C>([node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let o = focal_softmax_forward::<B>(xp.clone(), t.clone(), gamma);
+            prep.finish((xp, t, gamma), o)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(focal_softmax_forward::<B>(xp, t, gamma)),
     }
 }
 
@@ -375,6 +539,45 @@ where
             OpsKind::UnTracked(prep) => prep.finish(B::fused_ce_sums(xp, labels)),
         }
     }
+
+    fn fused_focal_sigmoid_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: f32,
+        alpha: f32,
+    ) -> FloatTensor<Self> {
+        let y = y.into_primitive();
+        let (xp, node) = x.into_parts();
+        match FocalSigmoidBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let o = B::fused_focal_sigmoid_sums(xp.clone(), y.clone(), gamma, alpha);
+                prep.finish((xp, y, gamma, alpha), o)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_focal_sigmoid_sums(xp, y, gamma, alpha))
+            }
+        }
+    }
+
+    fn fused_focal_softmax_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: f32,
+    ) -> FloatTensor<Self> {
+        ad_focal_softmax::<B, C>(x, TgtPrim::Mask(y.into_primitive()), gamma)
+    }
+
+    fn fused_focal_softmax_sums_labels(
+        x: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        gamma: f32,
+    ) -> FloatTensor<Self> {
+        ad_focal_softmax::<B, C>(x, TgtPrim::Labels(labels), gamma)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,5 +634,43 @@ pub(crate) fn ce_sums(x: &Tensor<3>, labels: &Tensor<2, Int>) -> Option<Tensor<1
         x.clone().into_dispatch(),
         labels.clone().into_dispatch(),
     );
+    Some(Tensor::from_dispatch(o))
+}
+
+/// Σ over pixels of the focal loss per (sample, channel), `[N, C]`: sigmoid (mask target, α
+/// inside the kernel; α = None → no α) or softmax (mask or labels; α and class weights are
+/// per-channel factors the caller applies to the sums). `None` where the fused path does not apply.
+pub(crate) fn focal_sums(
+    x: &Tensor<3>,
+    mask: &Tensor<3>,
+    labels: Option<&Tensor<2, Int>>,
+    act: Act,
+    gamma: f64,
+    alpha: Option<f64>,
+) -> Option<Tensor<2>> {
+    if !applies(x) || mask.dtype() != DType::F32 {
+        return None;
+    }
+    let xd = x.clone().into_dispatch();
+    let g = gamma as f32;
+    let o = match (act, labels) {
+        (Act::Sigmoid, _) => <Dispatch as FusedLossOps>::fused_focal_sigmoid_sums(
+            xd,
+            mask.clone().into_dispatch(),
+            g,
+            alpha.map_or(-1.0, |a| a as f32),
+        ),
+        (Act::Softmax, Some(l)) => <Dispatch as FusedLossOps>::fused_focal_softmax_sums_labels(
+            xd,
+            l.clone().into_dispatch(),
+            g,
+        ),
+        (Act::Softmax, None) => <Dispatch as FusedLossOps>::fused_focal_softmax_sums(
+            xd,
+            mask.clone().into_dispatch(),
+            g,
+        ),
+        (Act::Identity, _) => return None,
+    };
     Some(Tensor::from_dispatch(o))
 }
