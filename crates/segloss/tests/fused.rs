@@ -77,6 +77,8 @@ fn fused_kernels_match_the_composed_path() {
         "focal(gamma=0)",
         "focal(gamma=0.5,alpha=0.25)",
         "focal(gamma=3,include_background=false)",
+        "hausdorff_dt",
+        "hausdorff_dt(alpha=1,batch=true)",
     ];
     let label_specs = [
         "ce",
@@ -93,6 +95,7 @@ fn fused_kernels_match_the_composed_path() {
         "focal(activation=softmax,gamma=0.5,alpha=0.25)",
         "focal(activation=softmax,include_background=false)",
         "dice(activation=softmax) + focal(activation=softmax)",
+        "hausdorff_dt(activation=softmax,include_background=false)",
     ];
     let mut compared = 0;
     let calls_before = fused_calls();

@@ -3,9 +3,14 @@
 use burn::config::Config;
 use burn::module::Module;
 
-use super::maps::channel_maps;
+use rayon::prelude::*;
+
+use super::maps::{channel_maps, host};
 use crate::error::LossError;
-use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
+use crate::fused::Act;
+use crate::input::{
+    const_tensor, prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared,
+};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods};
 use crate::Target;
@@ -82,6 +87,58 @@ pub struct HausdorffDtLoss {
 
 region_loss_methods!(HausdorffDtLoss);
 
+impl HausdorffDtLoss {
+    /// The fused-kernel path: both fields and `w = F_p^α + F_y^α` on the host in one pass per
+    /// image, then one kernel for Σ w·(p − y)² per (sample, channel) and its gradient.
+    fn fused(&self, p: &Prepared, reduction: LossReduction) -> Result<LossValue, LossError> {
+        let act = match p.activation {
+            Activation::Sigmoid => Act::Sigmoid,
+            Activation::Softmax => Act::Softmax,
+            Activation::None => Act::Identity,
+        };
+        let probs = host(&p.probs());
+        let ys = host(&p.y);
+        let a = self.alpha;
+        let s = p.s();
+        let mut w = vec![0f64; probs.len()];
+        w.par_chunks_mut(s)
+            .zip(probs.par_chunks(s).zip(ys.par_chunks(s)))
+            .try_for_each(|(w, (pr, yr))| {
+                for (src, thr) in [(pr, 0.5), (yr, 0.5)] {
+                    let m: Vec<bool> = src.iter().map(|&v| v > thr).collect();
+                    let view = ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&p.spatial), &m)
+                        .expect("contiguous image");
+                    let f: ndarray::ArrayD<f64> = segloss_core::two_sided_edt(&view, None)
+                        .map_err(|e| LossError::Map {
+                            what: "distance field".into(),
+                            message: e.to_string(),
+                        })?;
+                    for (wi, &fi) in w.iter_mut().zip(f.iter()) {
+                        *wi += if a == 2.0 { fi * fi } else { fi.powf(a) };
+                    }
+                }
+                Ok::<(), LossError>(())
+            })?;
+        let w = const_tensor(&p.x, w, [p.n, p.c, s]);
+        let Some(sums) = crate::fused::wsq_sums(&p.x, &p.y, &w, act) else {
+            unreachable!("checked by the caller");
+        };
+        let sums = if self.include_background || p.c == 1 {
+            sums
+        } else {
+            sums.narrow(1, 1, p.c - 1)
+        };
+        let cc = sums.dims()[1];
+        let f = if self.batch {
+            sums.sum_dim(0).div_scalar((p.n * s) as f64)
+        } else {
+            sums.div_scalar(s as f64)
+        };
+        debug_assert_eq!(f.dims()[1], cc);
+        Ok(reduce_matrix(f, reduction))
+    }
+}
+
 impl SegLoss for HausdorffDtLoss {
     fn name(&self) -> &'static str {
         "hausdorff_dt"
@@ -100,6 +157,9 @@ impl SegLoss for HausdorffDtLoss {
             target,
             &InputRules::any_activation("hausdorff_dt", self.activation),
         )?;
+        if p.valid.is_none() && crate::fused::applies(&p.x) {
+            return self.fused(&p, reduction);
+        }
         let probs = p.probs();
         let field = |m: ndarray::ArrayViewD<'_, bool>| segloss_core::two_sided_edt(&m, None);
         let fp = channel_maps(&p, &probs, "distance field", field)?;

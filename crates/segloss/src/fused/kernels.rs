@@ -934,3 +934,201 @@ pub(crate) fn focal_softmax_backward(
     });
     dx
 }
+
+/// Σ over the pixels of one block of `w·(p − y)²` per channel (`p = act(x)`), added to `out[c]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn wsq_task(
+    x: &[f32],
+    y: &[f32],
+    w: &[f32],
+    nc: usize,
+    s: usize,
+    act: Act,
+    n: usize,
+    s0: usize,
+    s1: usize,
+) -> Vec<f64> {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
+    let mut out = vec![0f64; nc];
+    for c in 0..nc {
+        let base = (n * nc + c) * s + s0;
+        let (yr, wr) = (&y[base..][..len], &w[base..][..len]);
+        let mut acc = [0f32; L];
+        for (i, ((&pi, &qi), (&yi, &wi))) in p[c * len..][..len]
+            .iter()
+            .zip(&q[c * len..][..len])
+            .zip(yr.iter().zip(wr))
+            .enumerate()
+        {
+            let r = (1.0 - yi) * pi - yi * qi;
+            acc[i % L] += wi * r * r;
+        }
+        out[c] = acc.iter().map(|&v| v as f64).sum();
+    }
+    out
+}
+
+multiversion!(
+    wsq_task_mv,
+    fn(
+        x: &[f32],
+        y: &[f32],
+        w: &[f32],
+        nc: usize,
+        s: usize,
+        act: Act,
+        n: usize,
+        s0: usize,
+        s1: usize,
+    ) -> Vec<f64>,
+    wsq_task
+);
+
+/// Σ over pixels of `w·(act(x) − y)²` per (sample, channel): `[N, C]` (Hausdorff-DT loss).
+pub(crate) fn wsq_sums(
+    x: &[f32],
+    y: &[f32],
+    w: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+    act: Act,
+) -> Vec<f32> {
+    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
+        .into_par_iter()
+        .map(|(i, s0, s1)| (i, wsq_task_mv(x, y, w, nc, s, act, i, s0, s1)))
+        .collect();
+    let mut out = vec![0f64; n * nc];
+    for (i, part) in parts {
+        for (o, v) in out[i * nc..][..nc].iter_mut().zip(part) {
+            *o += v;
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn wsq_backward_task(
+    x: &[f32],
+    y: &[f32],
+    w: &[f32],
+    g: &[f32],
+    nc: usize,
+    s: usize,
+    act: Act,
+    n: usize,
+    s0: usize,
+    s1: usize,
+    out: Out,
+) {
+    let len = s1 - s0;
+    let mut p = vec![0f32; nc * len];
+    let mut q = vec![0f32; nc * len];
+    let mut lse = vec![0f32; len];
+    let mut a = vec![0f32; nc * len];
+    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
+    for c in 0..nc {
+        let base = (n * nc + c) * s + s0;
+        let (yr, wr) = (&y[base..][..len], &w[base..][..len]);
+        let gc = 2.0 * g[n * nc + c];
+        for ((ai, (&pi, &qi)), (&yi, &wi)) in a[c * len..][..len]
+            .iter_mut()
+            .zip(p[c * len..][..len].iter().zip(&q[c * len..][..len]))
+            .zip(yr.iter().zip(wr))
+        {
+            *ai = gc * wi * ((1.0 - yi) * pi - yi * qi);
+        }
+    }
+    act_jacobian(&mut a, &p, &q, &mut lse, nc, len, act);
+    for c in 0..nc {
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+        unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
+    }
+}
+
+/// Turns `a = dL/dp` (channel-major `[C][len]`) into `dL/dx` in place.
+#[inline(always)]
+fn act_jacobian(
+    a: &mut [f32],
+    p: &[f32],
+    q: &[f32],
+    dot: &mut [f32],
+    nc: usize,
+    len: usize,
+    act: Act,
+) {
+    match act {
+        Act::Identity => {}
+        Act::Sigmoid => {
+            for ((ai, &pi), &qi) in a.iter_mut().zip(p).zip(q) {
+                *ai *= pi * qi;
+            }
+        }
+        Act::Softmax => {
+            let dot = &mut dot[..len];
+            dot.fill(0.0);
+            for c in 0..nc {
+                for ((d, &ai), &pi) in dot
+                    .iter_mut()
+                    .zip(&a[c * len..][..len])
+                    .zip(&p[c * len..][..len])
+                {
+                    *d += ai * pi;
+                }
+            }
+            for c in 0..nc {
+                for ((ai, &pi), &d) in a[c * len..][..len]
+                    .iter_mut()
+                    .zip(&p[c * len..][..len])
+                    .zip(dot.iter())
+                {
+                    *ai = pi * (*ai - d);
+                }
+            }
+        }
+    }
+}
+
+multiversion!(
+    wsq_backward_task_mv,
+    fn(
+        x: &[f32],
+        y: &[f32],
+        w: &[f32],
+        g: &[f32],
+        nc: usize,
+        s: usize,
+        act: Act,
+        n: usize,
+        s0: usize,
+        s1: usize,
+        out: Out,
+    ) -> (),
+    wsq_backward_task
+);
+
+/// Gradient `[N, C, S]` of `Σ g[n, c]·wsq_sums[n, c]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn wsq_backward(
+    x: &[f32],
+    y: &[f32],
+    w: &[f32],
+    g: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+    act: Act,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; n * nc * s];
+    let out = Out(dx.as_mut_ptr());
+    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
+        wsq_backward_task_mv(x, y, w, g, nc, s, act, i, s0, s1, out);
+    });
+    dx
+}

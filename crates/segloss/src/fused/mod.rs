@@ -108,6 +108,13 @@ pub trait FusedLossOps: Backend {
         y: FloatTensor<Self>,
         gamma: f32,
     ) -> FloatTensor<Self>;
+    /// `[N, C, S]` predictions, mask and weights → `[N, C]` sums of `w·(act(x) − y)²`.
+    fn fused_wsq_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        act: u32,
+    ) -> FloatTensor<Self>;
     /// `[N, C, S]` logits, `[N, S]` labels → `[N, C]` softmax focal sums.
     fn fused_focal_softmax_sums_labels(
         x: FloatTensor<Self>,
@@ -145,6 +152,14 @@ pub trait FusedLossGrads: Backend {
         y: FloatTensor<Self>,
         gamma: f32,
         alpha: f32,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// Gradient of `Σ g·wsq_sums`.
+    fn fused_wsq_grad(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        act: u32,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
     /// Gradient of `Σ g·focal_softmax_sums`.
@@ -259,6 +274,18 @@ impl FusedLossOps for Flex {
         out(v, vec![n, c])
     }
 
+    fn fused_wsq_sums(x: FlexTensor, y: FlexTensor, w: FlexTensor, act: u32) -> FlexTensor {
+        let (n, c, s) = dims3(&x);
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                with_f32(&w, |ws| {
+                    kernels::wsq_sums(xs, ys, ws, n, c, s, Act::from_code(act))
+                })
+            })
+        });
+        out(v, vec![n, c])
+    }
+
     fn fused_focal_softmax_sums(x: FlexTensor, y: FlexTensor, gamma: f32) -> FlexTensor {
         flex_focal_softmax(x, TgtPrim::Mask(y), gamma)
     }
@@ -337,6 +364,25 @@ impl FusedLossGrads for Flex {
         out(v, vec![n, c, s])
     }
 
+    fn fused_wsq_grad(
+        x: FlexTensor,
+        y: FlexTensor,
+        w: FlexTensor,
+        act: u32,
+        g: FlexTensor,
+    ) -> FlexTensor {
+        let (n, c, s) = dims3(&x);
+        let g = f32_vec(&g);
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                with_f32(&w, |ws| {
+                    kernels::wsq_backward(xs, ys, ws, &g, n, c, s, Act::from_code(act))
+                })
+            })
+        });
+        out(v, vec![n, c, s])
+    }
+
     fn fused_focal_softmax_grad(
         x: FlexTensor,
         t: TgtPrim<Flex>,
@@ -409,6 +455,20 @@ impl<B: FusedLossGrads> Backward<B, 1> for FocalSigmoidBackward {
         let (x, y, gamma, alpha) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_focal_sigmoid_grad(x, y, gamma, alpha, g)
+        });
+    }
+}
+
+#[derive(Debug)]
+struct WsqBackward;
+
+impl<B: FusedLossGrads> Backward<B, 1> for WsqBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, u32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, y, w, act) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::fused_wsq_grad(x, y, w, act, g)
         });
     }
 }
@@ -563,6 +623,23 @@ where
         }
     }
 
+    fn fused_wsq_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        act: u32,
+    ) -> FloatTensor<Self> {
+        let (y, w) = (y.into_primitive(), w.into_primitive());
+        let (xp, node) = x.into_parts();
+        match WsqBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let o = B::fused_wsq_sums(xp.clone(), y.clone(), w.clone(), act);
+                prep.finish((xp, y, w, act), o)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_wsq_sums(xp, y, w, act)),
+        }
+    }
+
     fn fused_focal_softmax_sums(
         x: FloatTensor<Self>,
         y: FloatTensor<Self>,
@@ -672,5 +749,20 @@ pub(crate) fn focal_sums(
         ),
         (Act::Identity, _) => return None,
     };
+    Some(Tensor::from_dispatch(o))
+}
+
+/// Σ over pixels of `w·(act(x) − y)²` per (sample, channel), `[N, C]` (`w` a constant weight
+/// map); `None` where the fused path does not apply.
+pub(crate) fn wsq_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>, act: Act) -> Option<Tensor<2>> {
+    if !applies(x) || y.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return None;
+    }
+    let o = <Dispatch as FusedLossOps>::fused_wsq_sums(
+        x.clone().into_dispatch(),
+        y.clone().into_dispatch(),
+        w.clone().into_dispatch(),
+        act.code(),
+    );
     Some(Tensor::from_dispatch(o))
 }
