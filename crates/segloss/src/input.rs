@@ -259,8 +259,9 @@ pub(crate) struct Prepared {
     pub x: Tensor<3>,
     /// The resolved activation.
     pub activation: Activation,
-    /// The target as `[N, C, S]` floats (one-hot for label maps); zero where ignored.
-    pub y: Tensor<3>,
+    /// The target as `[N, C, S]` floats (one-hot for label maps, built on first use by
+    /// [`y`](Self::y): the fused kernels read the labels directly); zero where ignored.
+    y: std::sync::OnceLock<Tensor<3>>,
     /// Class indices `[N, S]` for label-map targets (ignored pixels set to 0).
     pub labels: Option<Tensor<2, Int>>,
     /// 1 where the element counts and 0 where it is ignored; `None` if nothing is ignored.
@@ -275,6 +276,28 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The target as `[N, C, S]` floats: the mask, or the one-hot encoding of the labels (zero at
+    /// ignored pixels), built once on first use.
+    pub fn y(&self) -> Tensor<3> {
+        self.y
+            .get_or_init(|| {
+                let l2 = self
+                    .labels
+                    .as_ref()
+                    .expect("a label target when y is not set");
+                let mut y: Tensor<3> = l2
+                    .clone()
+                    .one_hot_fill::<3>(self.c, 1.0, 0.0, 1)
+                    .float()
+                    .cast(self.x.dtype());
+                if let Some(v) = &self.valid {
+                    y = y * v.clone();
+                }
+                y
+            })
+            .clone()
+    }
+
     /// N·S.
     pub fn pixels(&self) -> usize {
         self.n * self.spatial.iter().product::<usize>()
@@ -540,7 +563,7 @@ pub(crate) fn prepare(
                 spatial,
                 x,
                 activation,
-                y,
+                y: std::sync::OnceLock::from(y),
                 labels: None,
                 valid,
                 valid_px,
@@ -594,21 +617,13 @@ pub(crate) fn prepare(
                     ignore: ignore_note(rules.ignore_index),
                 });
             }
-            let mut y: Tensor<3> = l2
-                .clone()
-                .one_hot_fill::<3>(c, 1.0, 0.0, 1)
-                .float()
-                .cast(x.dtype());
-            if let Some(v) = &valid {
-                y = y * v.clone();
-            }
             Ok(Prepared {
                 n,
                 c,
                 spatial,
                 x,
                 activation,
-                y,
+                y: std::sync::OnceLock::new(),
                 labels: Some(l2),
                 valid_px: valid.clone(),
                 valid,

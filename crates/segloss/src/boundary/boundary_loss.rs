@@ -130,7 +130,7 @@ impl SegLoss for BoundaryLoss {
     ) -> Result<LossValue, LossError> {
         no_weights(self.name(), &weights)?;
         let p = prepare(pred, target, &self.rules())?;
-        let phi = channel_maps(&p, &p.y, "signed distance map", |m| {
+        let phi = channel_maps(&p, &p.y(), "signed distance map", |m| {
             segloss_core::signed_distance_map(&m, None)
         })?;
         let map = super::drop_background(p.probs() * phi, p.c, self.include_background);

@@ -207,7 +207,7 @@ impl SegLoss for ClDiceLoss {
             &InputRules::any_activation("cldice", self.activation),
         )?;
         let probs = super::drop_background(p.probs(), p.c, self.include_background);
-        let y = super::drop_background(p.y.clone(), p.c, self.include_background);
+        let y = super::drop_background(p.y(), p.c, self.include_background);
         let cc = probs.dims()[1];
         let mut shape = vec![p.n, cc];
         shape.extend_from_slice(&p.spatial);

@@ -106,7 +106,7 @@ impl SegLoss for ContourCeLoss {
             &InputRules::any_activation("contour_ce", self.activation),
         )?;
         let (n, c, s) = (p.n, p.c, p.s());
-        let tm: Vec<bool> = host(&p.y).into_iter().map(|v| v > 0.5).collect();
+        let tm: Vec<bool> = host(&p.y()).into_iter().map(|v| v > 0.5).collect();
         let pm: Vec<bool> = if p.activation == Activation::Softmax {
             let x = host(&p.x);
             let mut m = vec![false; n * c * s];

@@ -66,11 +66,11 @@ impl SegLoss for DistancePenalizedCeLoss {
             target,
             &InputRules::any_activation("distance_penalized_ce", self.activation),
         )?;
-        let phi = channel_maps(&p, &p.y, "penalty map", |m| {
+        let phi = channel_maps(&p, &p.y(), "penalty map", |m| {
             segloss_core::penalty_map(&m, None)
         })?;
         let w = if p.activation == Activation::Softmax {
-            (phi * p.y.clone()).sum_dim(1).add_scalar(1.0)
+            (phi * p.y()).sum_dim(1).add_scalar(1.0)
         } else {
             phi.add_scalar(1.0)
         };

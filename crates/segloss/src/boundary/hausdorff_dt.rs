@@ -97,7 +97,7 @@ impl HausdorffDtLoss {
             Activation::None => Act::Identity,
         };
         let probs = host(&p.probs());
-        let ys = host(&p.y);
+        let ys = host(&p.y());
         let a = self.alpha;
         let s = p.s();
         let mut w = vec![0f64; probs.len()];
@@ -120,7 +120,7 @@ impl HausdorffDtLoss {
                 Ok::<(), LossError>(())
             })?;
         let w = const_tensor(&p.x, w, [p.n, p.c, s]);
-        let Some(sums) = crate::fused::wsq_sums(&p.x, &p.y, &w, act) else {
+        let Some(sums) = crate::fused::wsq_sums(&p.x, &p.y(), &w, act) else {
             unreachable!("checked by the caller");
         };
         let sums = if self.include_background || p.c == 1 {
@@ -163,14 +163,14 @@ impl SegLoss for HausdorffDtLoss {
         let probs = p.probs();
         let field = |m: ndarray::ArrayViewD<'_, bool>| segloss_core::two_sided_edt(&m, None);
         let fp = channel_maps(&p, &probs, "distance field", field)?;
-        let fy = channel_maps(&p, &p.y, "distance field", field)?;
+        let fy = channel_maps(&p, &p.y(), "distance field", field)?;
         let a = self.alpha;
         let w = if a == 2.0 {
             fp.clone() * fp + fy.clone() * fy
         } else {
             fp.powf_scalar(a) + fy.powf_scalar(a)
         };
-        let err = (probs - p.y.clone()).powi_scalar(2) * w;
+        let err = (probs - p.y()).powi_scalar(2) * w;
         let err = super::drop_background(err, p.c, self.include_background);
         let cc = err.dims()[1];
         let f: burn::tensor::Tensor<2> = if self.batch {

@@ -58,7 +58,7 @@ pub(crate) fn channel_maps(
 
 /// The binarised target channels `y > 0.5`, `[N, C, S]` flattened.
 pub(crate) fn target_masks(p: &Prepared) -> Vec<bool> {
-    host(&p.y).into_iter().map(|v| v > 0.5).collect()
+    host(&p.y()).into_iter().map(|v| v > 0.5).collect()
 }
 
 /// The inner boundary of a mask (C order, spatial shape `spatial`): foreground voxels with at

@@ -153,7 +153,7 @@ impl SegLoss for ShapeAwareLoss {
         let f = |m: ndarray::ArrayViewD<'_, bool>| segloss_core::unet_weight_map(&m, None, &config);
         let w = if p.activation == Activation::Softmax {
             // Foreground = any class but 0, per sample.
-            let y = host(&p.y);
+            let y = host(&p.y());
             let s = p.s();
             let fg: Vec<bool> = (0..p.n * s)
                 .map(|i| {

@@ -157,7 +157,7 @@ impl SegLoss for ComboLoss {
             },
         )?;
         let probs = p.mask_valid(p.probs());
-        let y = p.y.clone();
+        let y = p.y();
         let (lp, l1p) = log_probs(&p);
         let b = self.beta;
         let ce = (y.clone().mul_scalar(b) * lp

@@ -133,8 +133,8 @@ impl ExpLogLoss {
     fn classes(&self, p: &Prepared) -> Result<(Tensor<3>, Tensor<3>, Tensor<3>), LossError> {
         let two = |a: Tensor<3>, b: Tensor<3>| Tensor::cat(vec![a, b], 1);
         Ok(match p.activation {
-            Activation::Softmax => (p.probs(), p.log_softmax(), p.y.clone()),
-            Activation::None if p.c > 1 => (p.x.clone(), ln_clamped(p.x.clone()), p.y.clone()),
+            Activation::Softmax => (p.probs(), p.log_softmax(), p.y()),
+            Activation::None if p.c > 1 => (p.x.clone(), ln_clamped(p.x.clone()), p.y()),
             act => {
                 if p.c != 1 {
                     return Err(LossError::param(
@@ -148,7 +148,7 @@ impl ExpLogLoss {
                 }
                 let (lp1, lp0) = log_probs(p);
                 let p1 = p.probs();
-                let y1 = p.y.clone();
+                let y1 = p.y();
                 (
                     two(p1.clone().neg().add_scalar(1.0), p1),
                     two(lp0, lp1),

@@ -69,16 +69,16 @@ impl SegLoss for BalancedBceLoss {
                 loss: "balanced_bce",
             },
         )?;
-        let beta =
-            p.y.clone()
-                .detach()
-                .mean()
-                .neg()
-                .add_scalar(1.0)
-                .reshape([1, 1, 1]);
+        let beta = p
+            .y()
+            .detach()
+            .mean()
+            .neg()
+            .add_scalar(1.0)
+            .reshape([1, 1, 1]);
         let (lp, l1mp) = p.log_p_and_log_1mp();
-        let pos = p.y.clone() * lp * beta.clone();
-        let neg = p.y.clone().neg().add_scalar(1.0) * l1mp * beta.neg().add_scalar(1.0);
+        let pos = p.y() * lp * beta.clone();
+        let neg = p.y().neg().add_scalar(1.0) * l1mp * beta.neg().add_scalar(1.0);
         Ok(reduce_map(&p, (pos + neg).neg(), reduction))
     }
 }

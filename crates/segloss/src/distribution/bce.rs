@@ -140,7 +140,7 @@ impl SegLoss for BceLoss {
             && reduction != LossReduction::None
         {
             if let Some(sums) =
-                crate::fused::bce_sums(&p.x, &p.y, self.pos_weight, self.label_smoothing)
+                crate::fused::bce_sums(&p.x, &p.y(), self.pos_weight, self.label_smoothing)
             {
                 let elements = p.valid_elements_from(0);
                 return Ok(reduce_sums(&p, sums.sum(), elements, reduction));
@@ -148,9 +148,9 @@ impl SegLoss for BceLoss {
         }
         let s = self.label_smoothing;
         let y = if s > 0.0 {
-            p.y.clone().mul_scalar(1.0 - 2.0 * s).add_scalar(s)
+            p.y().mul_scalar(1.0 - 2.0 * s).add_scalar(s)
         } else {
-            p.y.clone()
+            p.y()
         };
         let beta = self.pos_weight;
         let map = match p.activation {

@@ -118,7 +118,7 @@ pub(crate) fn softmax_ce_map(
     };
     if p.labels.is_some() {
         // y is one-hot and already zero at ignored pixels.
-        let nll = (wl.clone() * p.y.clone()).sum_dim(1).neg();
+        let nll = (wl.clone() * p.y()).sum_dim(1).neg();
         let mut map = if eps > 0.0 {
             let smooth = p.mask_valid(wl.sum_dim(1).neg());
             nll.mul_scalar(1.0 - eps) + smooth.mul_scalar(eps / c)
@@ -127,23 +127,23 @@ pub(crate) fn softmax_ce_map(
         };
         map = p.mask_valid(map);
         let denom = match &w {
-            Some(w) => (p.y.clone() * w.clone()).sum(),
-            None => p.y.clone().sum(),
+            Some(w) => (p.y() * w.clone()).sum(),
+            None => p.y().sum(),
         };
         Ok((map, denom))
     } else {
         let y = if eps > 0.0 {
-            p.y.clone().mul_scalar(1.0 - eps).add_scalar(eps / c)
+            p.y().mul_scalar(1.0 - eps).add_scalar(eps / c)
         } else {
-            p.y.clone()
+            p.y()
         };
         let map = p.mask_valid((wl * y).sum_dim(1).neg());
-        let denom =
-            p.y.clone()
-                .sum_dim(1)
-                .greater_elem(-1.0)
-                .float()
-                .cast(p.x.dtype());
+        let denom = p
+            .y()
+            .sum_dim(1)
+            .greater_elem(-1.0)
+            .float()
+            .cast(p.x.dtype());
         let denom = p.mask_valid(denom).sum();
         Ok((map, denom))
     }

@@ -137,8 +137,11 @@ impl FocalLoss {
         } else {
             None
         };
+        // Softmax with label targets reads the labels: no one-hot tensor is built.
+        let labels = p.labels.as_ref().filter(|_| act == Act::Softmax);
+        let mask = labels.is_none().then(|| p.y());
         let Some(mut sums) =
-            crate::fused::focal_sums(&p.x, &p.y, p.labels.as_ref(), act, self.gamma, sig_alpha)
+            crate::fused::focal_sums(&p.x, mask.as_ref(), labels, act, self.gamma, sig_alpha)
         else {
             return Ok(None);
         };
@@ -199,7 +202,7 @@ impl SegLoss for FocalLoss {
             }
         }
         let g = self.gamma;
-        let y = p.y.clone();
+        let y = p.y();
         let mut map = match p.activation {
             Activation::Softmax => {
                 let lsm = p.log_softmax();

@@ -174,7 +174,7 @@ pub(crate) fn weighted_ce_prepared(
         reduce_pixel_map(p, map * w, denom, reduction)
     } else {
         let (lp, l1mp) = p.log_p_and_log_1mp();
-        let y = p.y.clone();
+        let y = p.y();
         let bce = (y.clone() * lp + y.neg().add_scalar(1.0) * l1mp).neg();
         reduce_map(p, p.mask_valid(bce * w), reduction)
     }

@@ -719,21 +719,21 @@ pub(crate) fn ce_sums(x: &Tensor<3>, labels: &Tensor<2, Int>) -> Option<Tensor<1
 /// per-channel factors the caller applies to the sums). `None` where the fused path does not apply.
 pub(crate) fn focal_sums(
     x: &Tensor<3>,
-    mask: &Tensor<3>,
+    mask: Option<&Tensor<3>>,
     labels: Option<&Tensor<2, Int>>,
     act: Act,
     gamma: f64,
     alpha: Option<f64>,
 ) -> Option<Tensor<2>> {
-    if !applies(x) || mask.dtype() != DType::F32 {
+    if !applies(x) || mask.is_some_and(|m| m.dtype() != DType::F32) {
         return None;
     }
     let xd = x.clone().into_dispatch();
     let g = gamma as f32;
     let o = match (act, labels) {
-        (Act::Sigmoid, _) => <Dispatch as FusedLossOps>::fused_focal_sigmoid_sums(
+        (Act::Sigmoid, None) => <Dispatch as FusedLossOps>::fused_focal_sigmoid_sums(
             xd,
-            mask.clone().into_dispatch(),
+            mask?.clone().into_dispatch(),
             g,
             alpha.map_or(-1.0, |a| a as f32),
         ),
@@ -744,10 +744,10 @@ pub(crate) fn focal_sums(
         ),
         (Act::Softmax, None) => <Dispatch as FusedLossOps>::fused_focal_softmax_sums(
             xd,
-            mask.clone().into_dispatch(),
+            mask?.clone().into_dispatch(),
             g,
         ),
-        (Act::Identity, _) => return None,
+        (Act::Identity, _) | (Act::Sigmoid, Some(_)) => return None,
     };
     Some(Tensor::from_dispatch(o))
 }

@@ -160,7 +160,7 @@ impl LovaszLoss {
         let rows = if self.per_image { n } else { 1 };
         let m = n * c * s / rows;
         let x = p.x.clone().reshape([rows, m]);
-        let y = p.y.clone().reshape([rows, m]);
+        let y = p.y().reshape([rows, m]);
         let errors = (x * y.clone().mul_scalar(2.0).sub_scalar(1.0))
             .neg()
             .add_scalar(1.0);
@@ -175,7 +175,7 @@ impl LovaszLoss {
     fn softmax(&self, p: &Prepared) -> Tensor<2> {
         let (n, c, s) = (p.n, p.c, p.s());
         let probs = p.probs();
-        let y = p.y.clone();
+        let y = p.y();
         let valid = p.valid.clone().map(|v| v.expand([n, c, s]));
         // [G, C, M]: one group per image, or the whole batch.
         let (g, m) = if self.per_image { (n, s) } else { (1, n * s) };

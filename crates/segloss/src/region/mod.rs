@@ -158,7 +158,7 @@ pub(crate) fn region_inputs(
     };
     let probs = p.mask_valid(probs);
     let q = p.mask_valid(q);
-    let y = p.y.clone();
+    let y = p.y();
     if include_background || p.c == 1 {
         (probs, q, y)
     } else {
@@ -247,7 +247,9 @@ pub(crate) fn fused_sums(
         Activation::Softmax => Act::Softmax,
         Activation::None => Act::Identity,
     };
-    let sums = crate::fused::region_sums(&p.x, Some(&p.y), p.labels.as_ref(), act)?;
+    // Label targets go to the kernel as labels: no one-hot tensor is built.
+    let mask = p.labels.is_none().then(|| p.y());
+    let sums = crate::fused::region_sums(&p.x, mask.as_ref(), p.labels.as_ref(), act)?;
     let [n, c, k] = sums.dims();
     let sums = if include_background || p.c == 1 {
         sums
