@@ -6,12 +6,21 @@
 //!
 //! # Algorithm
 //! The border term falls below the tolerance `ε` once `d1 + d2 > B = σ·√(2·ln(w0/ε))`, so an instance only
-//! matters within distance `B` of itself. Each instance gets an exact EDT (the same kernel as
-//! [`edt`](crate::edt())) on its bounding box dilated by `B`, and every background voxel of that box keeps
-//! the two smallest squared distances seen so far (two `f32` per voxel, one pair of buffers per worker
-//! thread, merged at the end). The cost is the sum of the dilated boxes' sizes, not instances × image
-//! size, and memory stays O(image). Voxels with fewer than two instances within `B` get no border term,
-//! which is off by less than `ε` (default 5·10⁻⁵) from the exact definition.
+//! matters within distance `B` of itself, and only next to another instance.
+//!
+//! 1-D and 2-D images (the common case) take the crop-free path of `weightmap/plane.rs`: instances as
+//! runs along the rows (a run-based labelling of the mask), per instance the squared distances along
+//! the columns over its bounding box only, and per row a lower envelope over the instance's columns
+//! evaluated only where a border term with a neighbouring instance is possible (a lens between the
+//! two boxes); each value is offered as one of the two smallest at that voxel.
+//!
+//! 3-D images: each instance gets an exact EDT (the same kernel as [`edt`](crate::edt())) on its
+//! bounding box dilated by `B`, and every background voxel of that box keeps the two smallest squared
+//! distances seen so far (two `f32` per voxel, one pair of buffers per worker thread, merged at the
+//! end). The cost is the sum of the dilated boxes' sizes, not instances × image size.
+//!
+//! Memory stays O(image). Voxels with fewer than two instances within `B` get no border term, which is
+//! off by less than `ε` (default 5·10⁻⁵) from the exact definition.
 
 use std::mem::MaybeUninit;
 
@@ -24,6 +33,8 @@ use crate::error::{CoreError, Result};
 use crate::grid::Grid;
 use crate::kernel;
 use crate::label::{label_buffer, relabel_buffer, Connectivity};
+
+mod plane;
 
 /// The class-weight term `w_c` of the U-Net weight map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -152,8 +163,13 @@ pub fn unet_weight_map<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
     config.validate()?;
     let g = Grid::new(mask.shape(), spacing)?;
     let data = c_order(mask);
-    let (labels, k) = label_buffer(&data, &g, config.connectivity);
-    let w = weight_map_buffer::<F>(&labels, k, &g, config);
+    let w = if g.shape[0] == 1 {
+        let runs = plane::label_runs(&data, &g, config.connectivity);
+        weight_map_buffer::<F, T>(&data, &g, config, Source::Plane(&runs))
+    } else {
+        let (labels, k) = label_buffer(&data, &g, config.connectivity);
+        weight_map_buffer::<F, u32>(&labels, &g, config, Source::Labels(&labels, k))
+    };
     to_array(mask.raw_dim(), w)
 }
 
@@ -185,25 +201,97 @@ pub fn unet_weight_map_from_instances<F: Float, T: Voxel, S: Data<Elem = T>, D: 
     let g = Grid::new(instances.shape(), spacing)?;
     let data = c_order(instances);
     let (labels, k) = relabel_buffer(&data)?;
-    let w = weight_map_buffer::<F>(&labels, k, &g, config);
+    let w = if g.shape[0] == 1 {
+        let runs = plane::label_image_runs(&labels, k, &g);
+        weight_map_buffer::<F, u32>(&labels, &g, config, Source::Plane(&runs))
+    } else {
+        weight_map_buffer::<F, u32>(&labels, &g, config, Source::Labels(&labels, k))
+    };
     to_array(instances.raw_dim(), w)
 }
 
 /// `[lo, hi)` per padded axis.
 type BBox = [[usize; 2]; 3];
 
-/// The weight map of labels 1..=k on grid `g`.
-pub(crate) fn weight_map_buffer<F: Float>(
-    labels: &[u32],
-    k: usize,
+/// The bounding boxes of labels 0..=k (index 0 unused; empty boxes `[usize::MAX, 0]`) and the number
+/// of labelled voxels, rows in parallel (each worker a run of rows, merged at the end).
+fn instance_boxes(labels: &[u32], k: usize, g: &Grid) -> (Vec<BBox>, usize) {
+    let [n0, n1, n2] = g.shape;
+    let rows = n0 * n1;
+    let empty: BBox = [[usize::MAX, 0]; 3];
+    let row_boxes = |r0: usize, r1: usize| {
+        let mut boxes: Vec<BBox> = vec![empty; k + 1];
+        let mut count = 0usize;
+        for r in r0..r1 {
+            let (i0, i1) = (r / n1, r % n1);
+            let row = &labels[r * n2..(r + 1) * n2];
+            let mut j = 0;
+            while j < n2 {
+                let l = row[j];
+                let mut e = j + 1;
+                while e < n2 && row[e] == l {
+                    e += 1;
+                }
+                if l != 0 {
+                    count += e - j;
+                    let b = &mut boxes[l as usize];
+                    b[0] = [b[0][0].min(i0), b[0][1].max(i0 + 1)];
+                    b[1] = [b[1][0].min(i1), b[1][1].max(i1 + 1)];
+                    b[2] = [b[2][0].min(j), b[2][1].max(e)];
+                }
+                j = e;
+            }
+        }
+        (boxes, count)
+    };
+    let parts = if labels.len() >= 1 << 16 {
+        rayon::current_num_threads().clamp(1, rows)
+    } else {
+        1
+    };
+    let per = rows.div_ceil(parts);
+    (0..parts)
+        .into_par_iter()
+        .map(|p| row_boxes(p * per, ((p + 1) * per).min(rows)))
+        .reduce_with(|(mut a, ca), (b, cb)| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                for d in 0..3 {
+                    x[d] = [x[d][0].min(y[d][0]), x[d][1].max(y[d][1])];
+                }
+            }
+            (a, ca + cb)
+        })
+        .unwrap_or_else(|| (vec![empty; k + 1], 0))
+}
+
+/// The instances of a weight map.
+enum Source<'a> {
+    /// A label image with instances 1..=k.
+    Labels(&'a [u32], usize),
+    /// Runs along the rows of a one-plane image.
+    Plane(&'a plane::Runs),
+}
+
+/// The weight map on grid `g` of the instances `source` of the foreground of `mask`.
+fn weight_map_buffer<F: Float, T: Voxel>(
+    mask: &[T],
     g: &Grid,
     config: &WeightMapConfig,
+    source: Source<'_>,
 ) -> Vec<F> {
-    let n = labels.len();
-    let n_fg = labels
-        .par_chunks(1 << 14)
-        .map(|c| c.iter().filter(|&&l| l != 0).count())
-        .sum::<usize>();
+    let n = mask.len();
+    let boxes_of_labels;
+    let (k, n_fg) = match source {
+        Source::Labels(labels, k) => {
+            let (b, n_fg) = instance_boxes(labels, k, g);
+            boxes_of_labels = b;
+            (k, n_fg)
+        }
+        Source::Plane(runs) => {
+            boxes_of_labels = Vec::new();
+            (runs.k, runs.n_fg)
+        }
+    };
     let n_bg = n - n_fg;
     let (w_bg, w_fg) = match config.class_weight {
         ClassWeight::None => (1.0, 1.0),
@@ -220,40 +308,63 @@ pub(crate) fn weight_map_buffer<F: Float>(
     };
     let band = config.band();
     if k < 2 || band <= 0.0 || n_bg == 0 {
-        return labels
+        return mask
             .iter()
-            .map(|&l| F::from_f64(if l == 0 { w_bg } else { w_fg }))
+            .map(|v| F::from_f64(if v.is_foreground() { w_fg } else { w_bg }))
             .collect();
     }
     let inv = 1.0 / (2.0 * config.sigma * config.sigma);
     let band2 = (band * band) as f32;
     let w0 = config.w0;
-    let finish = |lab: &[u32], d1: &[f32], d2: &[f32], out: &mut [MaybeUninit<F>]| {
-        for (((o, &l), &a), &b) in out.iter_mut().zip(lab).zip(d1).zip(d2) {
-            let wc = if l != 0 { w_fg } else { w_bg };
-            let w = if l == 0 && b <= band2 {
-                let s = (a as f64).sqrt() + (b as f64).sqrt();
-                // Beyond the band the term is below the tolerance.
-                if s > band {
-                    wc
-                } else {
-                    wc + w0 * (-(s * s) * inv).exp()
+    let (f_bg, f_fg) = (F::from_f64(w_bg), F::from_f64(w_fg));
+    // Class weights everywhere, then the border term on the background voxels of the rows' touched
+    // column ranges (`dirty[r]` of rows of `row_len` voxels) whose two smallest squared distances are
+    // within the band.
+    let finish = |start: usize,
+                  d1: &[f32],
+                  d2: &[f32],
+                  out: &mut [MaybeUninit<F>],
+                  row_len: usize,
+                  dirty: &[[u32; 2]]| {
+        let mask = &mask[start..start + out.len()];
+        for (o, v) in out.iter_mut().zip(mask) {
+            *o = MaybeUninit::new(if v.is_foreground() { f_fg } else { f_bg });
+        }
+        for (r, &[lo, hi]) in dirty.iter().enumerate() {
+            let (lo, hi) = (r * row_len + lo as usize, r * row_len + hi as usize);
+            if lo >= hi {
+                continue;
+            }
+            for (((o, &a), &b), v) in out[lo..hi]
+                .iter_mut()
+                .zip(&d1[lo..hi])
+                .zip(&d2[lo..hi])
+                .zip(&mask[lo..hi])
+            {
+                if b <= band2 && !v.is_foreground() {
+                    let s = (a as f64).sqrt() + (b as f64).sqrt();
+                    // Beyond the band the term is below the tolerance.
+                    if s <= band {
+                        o.write(F::from_f64(w_bg + w0 * (-(s * s) * inv).exp()));
+                    }
                 }
-            } else {
-                wc
-            };
-            o.write(F::from_f64(w));
+            }
         }
     };
     let mut out: Vec<F> = Vec::with_capacity(n);
-    nearest_two(
-        labels,
-        k,
-        g,
-        band,
-        &mut out.spare_capacity_mut()[..n],
-        &finish,
-    );
+    match source {
+        Source::Labels(labels, _) => nearest_two(
+            labels,
+            &boxes_of_labels,
+            g,
+            band,
+            &mut out.spare_capacity_mut()[..n],
+            &finish,
+        ),
+        Source::Plane(runs) => {
+            plane::plane_nearest_two(runs, g, band, &mut out.spare_capacity_mut()[..n], &finish)
+        }
+    }
     // SAFETY: `nearest_two` hands every element of the `n` slots to `finish`, which writes each one.
     unsafe { out.set_len(n) };
     out
@@ -435,57 +546,13 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox, Vec<BBox>
 /// the stripe's part of `out`.
 fn nearest_two<F: Float>(
     labels: &[u32],
-    k: usize,
+    boxes: &[BBox],
     g: &Grid,
     band: f64,
     out: &mut [MaybeUninit<F>],
-    finish: &(impl Fn(&[u32], &[f32], &[f32], &mut [MaybeUninit<F>]) + Sync),
+    finish: &(impl Fn(usize, &[f32], &[f32], &mut [MaybeUninit<F>], usize, &[[u32; 2]]) + Sync),
 ) {
-    let [n0, n1, n2] = g.shape;
-    // Bounding boxes, rows in parallel (each worker a run of rows, merged at the end).
-    let rows = n0 * n1;
-    let empty: BBox = [[usize::MAX, 0]; 3];
-    let row_boxes = |r0: usize, r1: usize| {
-        let mut boxes: Vec<BBox> = vec![empty; k + 1];
-        for r in r0..r1 {
-            let (i0, i1) = (r / n1, r % n1);
-            let row = &labels[r * n2..(r + 1) * n2];
-            let mut j = 0;
-            while j < n2 {
-                let l = row[j];
-                let mut e = j + 1;
-                while e < n2 && row[e] == l {
-                    e += 1;
-                }
-                if l != 0 {
-                    let b = &mut boxes[l as usize];
-                    b[0] = [b[0][0].min(i0), b[0][1].max(i0 + 1)];
-                    b[1] = [b[1][0].min(i1), b[1][1].max(i1 + 1)];
-                    b[2] = [b[2][0].min(j), b[2][1].max(e)];
-                }
-                j = e;
-            }
-        }
-        boxes
-    };
-    let parts = if labels.len() >= 1 << 16 {
-        rayon::current_num_threads().clamp(1, rows)
-    } else {
-        1
-    };
-    let per = rows.div_ceil(parts);
-    let boxes = (0..parts)
-        .into_par_iter()
-        .map(|p| row_boxes(p * per, ((p + 1) * per).min(rows)))
-        .reduce_with(|mut a, b| {
-            for (x, y) in a.iter_mut().zip(&b) {
-                for d in 0..3 {
-                    x[d] = [x[d][0].min(y[d][0]), x[d][1].max(y[d][1])];
-                }
-            }
-            a
-        })
-        .unwrap_or_else(|| vec![empty; k + 1]);
+    let [_, n1, n2] = g.shape;
     let crops = crops(&boxes[1..], g, band);
     let size = |b: &BBox| (0..3).map(|a| b[a][1] - b[a][0]).product::<usize>();
     let total: usize = crops.iter().map(|(_, b, _, _)| size(b)).sum();
@@ -577,8 +644,8 @@ fn nearest_two<F: Float>(
                 emit,
             );
         }
-        let start = r0 * plane;
-        finish(&labels[start..start + d1.len()], &d1, &d2, o);
+        let len = d1.len();
+        finish(r0 * plane, &d1, &d2, o, len, &[[0, len as u32]]);
     };
     let mut pieces = Vec::with_capacity(cuts.len() - 1);
     let mut rest = out;

@@ -1,0 +1,663 @@
+//! The U-Net weight map's two nearest instances on images of one plane (1-D and 2-D), without crops.
+//!
+//! Instances are given as runs of voxels along the rows (from a run-based labelling of the binary mask,
+//! or from the runs of an instance-label image). For every instance `i`, the squared distances along
+//! the rows (axis 1) to it are computed over its bounding box only; outside the box they follow from
+//! each column's first and last instance row. Each row `r` on which `i` can take part in a border term
+//! with a neighbour `j` then gets the lower envelope of the parabolas `g(c') + ((c − c')·s)²` over the
+//! instance's columns `c'` with `g(c') ≤ B²`, evaluated only over the columns of the lenses
+//! ([`Lens::columns`]) of `i` with its neighbours, each value offered as one of the two smallest.
+//!
+//! Why the lenses suffice: where `d1 + d2 ≤ B` with nearest instance `a` and second `b`, the voxel
+//! lies in the lens of `a` with `b` and of `b` with `a`, so both distances (each at most `B`, hence
+//! exact) are offered, and any other offered value is a distance to a third instance, so at least
+//! `d2`. Elsewhere every offered value is a true distance or larger, so the sum of the two smallest
+//! stays above `B` and the voxel gets no border term, as the cut-off asks.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::{split_rows, BBox};
+use crate::element::{Float, Voxel};
+use crate::grid::Grid;
+use crate::label::Connectivity;
+
+/// The instances of a one-plane image as runs along the rows.
+pub(super) struct Runs {
+    /// Number of instances.
+    pub k: usize,
+    /// Bounding boxes of instances 1..=k (index 0 unused).
+    pub boxes: Vec<BBox>,
+    /// Number of foreground voxels.
+    pub n_fg: usize,
+    /// Instance `l`'s runs are `runs[start[l]..start[l + 1]]`.
+    start: Vec<u32>,
+    /// `(row, first column, end column)`.
+    runs: Vec<[u32; 3]>,
+}
+
+impl Runs {
+    /// Groups runs `(row, start, end)` with their instance ids (1..=k) by instance, with boxes.
+    fn from_runs(k: usize, runs: &[[u32; 3]], id: &[u32]) -> Runs {
+        let mut start = vec![0u32; k + 2];
+        for &l in id {
+            start[l as usize + 1] += 1;
+        }
+        for l in 1..start.len() {
+            start[l] += start[l - 1];
+        }
+        let mut next = start.clone();
+        let mut grouped = vec![[0u32; 3]; runs.len()];
+        let mut boxes: Vec<BBox> = vec![[[usize::MAX, 0]; 3]; k + 1];
+        let mut n_fg = 0usize;
+        for (&run, &l) in runs.iter().zip(id) {
+            grouped[next[l as usize] as usize] = run;
+            next[l as usize] += 1;
+            let [r, s, e] = run.map(|x| x as usize);
+            n_fg += e - s;
+            let b = &mut boxes[l as usize];
+            b[0] = [0, 1];
+            b[1] = [b[1][0].min(r), b[1][1].max(r + 1)];
+            b[2] = [b[2][0].min(s), b[2][1].max(e)];
+        }
+        Runs {
+            k,
+            boxes,
+            n_fg,
+            start,
+            runs: grouped,
+        }
+    }
+
+    fn of(&self, l: usize) -> &[[u32; 3]] {
+        &self.runs[self.start[l] as usize..self.start[l + 1] as usize]
+    }
+}
+
+/// Connected components of a one-plane mask from its runs of foreground voxels along the rows: runs of
+/// consecutive rows that touch (overlap, or also meet at a corner with full connectivity) are joined
+/// by union-find; components are numbered in raster order of their first voxel.
+pub(super) fn label_runs<T: Voxel>(mask: &[T], g: &Grid, conn: Connectivity) -> Runs {
+    let [_, n1, n2] = g.shape;
+    let reach = usize::from(conn == Connectivity::Full);
+    let mut runs: Vec<[u32; 3]> = Vec::new();
+    let mut parent: Vec<u32> = Vec::new();
+    let find = |parent: &mut [u32], mut x: u32| {
+        while parent[x as usize] != x {
+            let p = parent[parent[x as usize] as usize];
+            parent[x as usize] = p;
+            x = p;
+        }
+        x
+    };
+    let mut prev = 0..0;
+    for r in 0..n1 {
+        let row = &mask[r * n2..(r + 1) * n2];
+        let first = runs.len();
+        let mut j = 0;
+        let mut p = prev.start;
+        while j < n2 {
+            // Skip background, 16 voxels at a time where possible.
+            while j + 16 <= n2
+                && !row[j..j + 16]
+                    .iter()
+                    .fold(false, |a, v| a | v.is_foreground())
+            {
+                j += 16;
+            }
+            while j < n2 && !row[j].is_foreground() {
+                j += 1;
+            }
+            if j >= n2 {
+                break;
+            }
+            let s = j;
+            while j < n2 && row[j].is_foreground() {
+                j += 1;
+            }
+            let me = runs.len() as u32;
+            runs.push([r as u32, s as u32, j as u32]);
+            parent.push(me);
+            // Runs [ps, pe) of the previous row touching [s, j): ps < j + reach and pe + reach > s.
+            while p < prev.end && (runs[p][2] as usize) + reach <= s {
+                p += 1;
+            }
+            let mut q = p;
+            while q < prev.end && (runs[q][1] as usize) < j + reach {
+                let (a, b) = (find(&mut parent, me), find(&mut parent, q as u32));
+                if a != b {
+                    // The smaller root wins, so a component's root is its first run.
+                    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+                    parent[hi as usize] = lo;
+                }
+                q += 1;
+            }
+            // The last touching run may touch the next run of this row too.
+            p = q.saturating_sub(1).max(p);
+        }
+        prev = first..runs.len();
+    }
+    let mut id = vec![0u32; runs.len()];
+    let mut k = 0usize;
+    for x in 0..runs.len() {
+        let root = find(&mut parent, x as u32) as usize;
+        if root == x {
+            k += 1;
+            id[x] = k as u32;
+        } else {
+            id[x] = id[root];
+        }
+    }
+    Runs::from_runs(k, &runs, &id)
+}
+
+/// The runs of the instances 1..=k of a one-plane label image.
+pub(super) fn label_image_runs(labels: &[u32], k: usize, g: &Grid) -> Runs {
+    let [_, n1, n2] = g.shape;
+    let mut runs: Vec<[u32; 3]> = Vec::new();
+    let mut id: Vec<u32> = Vec::new();
+    for r in 0..n1 {
+        let row = &labels[r * n2..(r + 1) * n2];
+        let mut j = 0;
+        while j < n2 {
+            let l = row[j];
+            let mut e = j + 1;
+            while e < n2 && row[e] == l {
+                e += 1;
+            }
+            if l != 0 {
+                runs.push([r as u32, j as u32, e as u32]);
+                id.push(l);
+            }
+            j = e;
+        }
+    }
+    Runs::from_runs(k, &runs, &id)
+}
+
+/// The instances whose boxes are at most `band` apart (spacing units), as adjacency lists over the
+/// 0-based instance indices; instances without a voxel (empty boxes) have none.
+fn neighbours(boxes: &[BBox], g: &Grid, band: f64) -> Vec<Vec<u32>> {
+    let k = boxes.len();
+    let mut nb: Vec<Vec<u32>> = vec![Vec::new(); k];
+    let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
+    let reach = (band / g.spacing[ax]).ceil() as usize;
+    let mut order: Vec<usize> = (0..k)
+        .filter(|&i| boxes[i][0][0] < boxes[i][0][1])
+        .collect();
+    order.sort_unstable_by_key(|&i| boxes[i][ax][0]);
+    let gap2 = |a: &BBox, b: &BBox| -> f64 {
+        (0..3)
+            .map(|d| {
+                let gap = b[d][0]
+                    .saturating_sub(a[d][1] - 1)
+                    .max(a[d][0].saturating_sub(b[d][1] - 1));
+                let x = gap as f64 * g.spacing[d];
+                x * x
+            })
+            .sum()
+    };
+    for (oi, &i) in order.iter().enumerate() {
+        for &j in &order[oi + 1..] {
+            if boxes[j][ax][0] > boxes[i][ax][1] - 1 + reach {
+                break;
+            }
+            if gap2(&boxes[i], &boxes[j]) <= band * band {
+                nb[i].push(j as u32);
+                nb[j].push(i as u32);
+            }
+        }
+    }
+    nb
+}
+
+/// `⌊x⌋` for finite `x` (without SSE4.1's `roundsd`, `f64::floor` is a library call).
+#[inline]
+fn floor_i64(x: f64) -> i64 {
+    let t = x as i64;
+    t - ((t as f64) > x) as i64
+}
+
+/// Row distance (in rows) from row `r` to the rows `[lo, hi)`.
+#[inline]
+fn row_gap(r: usize, lo: usize, hi: usize) -> usize {
+    if r < lo {
+        lo - r
+    } else if r >= hi {
+        r + 1 - hi
+    } else {
+        0
+    }
+}
+
+/// Column reaches of the lens conditions on one row (see [`Lens::columns`]), tabulated by the row gaps.
+struct Lens {
+    band: f64,
+    s1: f64,
+    s2: f64,
+    /// Largest row gap `k` with `k·s1 ≤ B`.
+    kmax: usize,
+    /// `√(B² − (t·s1)²)/s2` for `t = k_i + k_j ≤ kmax`.
+    pair: Vec<f64>,
+    /// `√((B − k_j·s1)² − (k_i·s1)²)/s2` at `k_i·(kmax + 1) + k_j`, when `kmax` is small.
+    side: Vec<f64>,
+}
+
+impl Lens {
+    fn new(band: f64, s1: f64, s2: f64) -> Lens {
+        let kmax = (band / s1).floor() as usize;
+        let root = |x: f64| x.max(0.0).sqrt() / s2;
+        let pair = (0..=kmax)
+            .map(|t| root(band * band - (t as f64 * s1).powi(2)))
+            .collect();
+        let side = if kmax <= 128 {
+            let mut v = vec![0.0; (kmax + 1) * (kmax + 1)];
+            for ki in 0..=kmax {
+                for kj in 0..=kmax - ki {
+                    let (a, b) = (ki as f64 * s1, kj as f64 * s1);
+                    v[ki * (kmax + 1) + kj] = root((band - b) * (band - b) - a * a);
+                }
+            }
+            v
+        } else {
+            Vec::new()
+        };
+        Lens {
+            band,
+            s1,
+            s2,
+            kmax,
+            pair,
+            side,
+        }
+    }
+
+    #[inline]
+    fn side(&self, ki: usize, kj: usize) -> f64 {
+        if self.side.is_empty() {
+            let (a, b) = (ki as f64 * self.s1, kj as f64 * self.s1);
+            ((self.band - b) * (self.band - b) - a * a).max(0.0).sqrt() / self.s2
+        } else {
+            self.side[ki * (self.kmax + 1) + kj]
+        }
+    }
+
+    /// The columns `c` of row `r` where instance `i` can take part in a border term with instance `j`
+    /// (boxes `bi`, `bj`, row gaps `ki`, `kj` from `r`): a superset of `{c : d_i + d_j ≤ B}` from the
+    /// box distances `e_i ≤ d_i`, `e_j ≤ d_j` (`e = √(dy² + dx²)`, `dy` the row distance to the box,
+    /// `dx` the column distance): `e_i ≤ B − dy_j`, `e_j ≤ B − dy_i` and, as
+    /// `e_i + e_j ≥ √((dy_i + dy_j)² + (dx_i + dx_j)²)`, `dx_i + dx_j ≤ √(B² − (dy_i + dy_j)²)`.
+    /// As `[lo, hi]` in columns (real numbers); `None` when empty.
+    #[inline]
+    fn columns(&self, bi: &BBox, bj: &BBox, ki: usize, kj: usize) -> Option<(f64, f64)> {
+        if ki + kj > self.kmax {
+            return None;
+        }
+        let rr = self.pair[ki + kj];
+        let ri = self.side(ki, kj);
+        let rj = self.side(kj, ki);
+        let (i0, i1) = (bi[2][0] as f64, (bi[2][1] - 1) as f64);
+        let (j0, j1) = (bj[2][0] as f64, (bj[2][1] - 1) as f64);
+        // dx_i + dx_j ≥ (i0 − c) + (j0 − c) and ≥ (c − i1) + (c − j1).
+        let lo = ((i0 + j0 - rr) * 0.5).max(i0 - ri).max(j0 - rj);
+        let hi = ((i1 + j1 + rr) * 0.5).min(i1 + ri).min(j1 + rj);
+        (lo <= hi).then_some((lo, hi))
+    }
+}
+
+/// [`super::nearest_two`] for images of one plane (see the [module documentation](self)).
+pub(super) fn plane_nearest_two<F: Float>(
+    inst: &Runs,
+    g: &Grid,
+    band: f64,
+    out: &mut [MaybeUninit<F>],
+    finish: &(impl Fn(usize, &[f32], &[f32], &mut [MaybeUninit<F>], usize, &[[u32; 2]]) + Sync),
+) {
+    let boxes = &inst.boxes[1..];
+    let [_, n1, n2] = g.shape;
+    let (s1, s2) = (g.spacing[1], g.spacing[2]);
+    let nb = neighbours(boxes, g, band);
+    // Per instance, its neighbours with the rows where dy_i + dy_j ≤ B can hold (the pair bound along
+    // the rows: dy_i + dy_j ≥ (i0 − r) + (j0 − r) and ≥ (r − i1) + (r − j1)), and the hull of those rows.
+    let rb = band / s1;
+    let pairs: Vec<Vec<(u32, usize, usize)>> = boxes
+        .iter()
+        .zip(&nb)
+        .map(|(bi, js)| {
+            js.iter()
+                .filter_map(|&j| {
+                    let bj = &boxes[j as usize];
+                    let a = ((bi[1][0] + bj[1][0]) as f64 - rb) / 2.0;
+                    let b = ((bi[1][1] - 1 + bj[1][1] - 1) as f64 + rb) / 2.0;
+                    let lo = (-floor_i64(-a)).max(0) as usize;
+                    let hi = ((floor_i64(b) + 1).max(0) as usize).min(n1);
+                    (lo < hi).then_some((j, lo, hi))
+                })
+                .collect()
+        })
+        .collect();
+    let rows: Vec<(usize, usize)> = pairs
+        .iter()
+        .map(|ps| {
+            ps.iter().fold((usize::MAX, 0), |(lo, hi), &(_, a, b)| {
+                (lo.min(a), hi.max(b))
+            })
+        })
+        .collect();
+    let cb = band / s2;
+    let spans: Vec<(usize, usize, f64)> = rows
+        .iter()
+        .zip(boxes)
+        .filter(|((lo, hi), _)| lo < hi)
+        .map(|(&(lo, hi), b)| {
+            let w = (b[2][1] - b[2][0]) as f64;
+            (lo, hi, (hi - lo) as f64 * (2.0 * w + cb))
+        })
+        .collect();
+    let total: f64 = spans.iter().map(|s| s.2).sum();
+    let threads = rayon::current_num_threads().max(1);
+    let stripes = if total < (1 << 15) as f64 {
+        1
+    } else {
+        threads.min(n1)
+    };
+    let mut cuts = vec![0usize];
+    split_rows(&spans, n2, 0, n1, stripes, &mut cuts);
+    cuts.dedup();
+    let lens = Lens::new(band, s1, s2);
+    let cap = band * band;
+    let work = |(si, o): (usize, &mut [MaybeUninit<F>])| {
+        let (r0, r1) = (cuts[si], cuts[si + 1]);
+        // The two smallest squared distances, set (to infinity) only over each row's touched columns
+        // `dirty[r]`, in buffers kept by the worker thread from call to call.
+        let (mut d1, mut d2) = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        if d1.len() < o.len() {
+            d1.resize(o.len(), 0.0);
+            d2.resize(o.len(), 0.0);
+        }
+        let mut dirty = vec![[u32::MAX, 0u32]; r1 - r0];
+        let mut sc = PlaneScratch::default();
+        let mut win: Vec<(f64, f64)> = Vec::new();
+        for (i, bi) in boxes.iter().enumerate() {
+            let (lo, hi) = rows[i];
+            let (lo, hi) = (lo.max(r0), hi.min(r1));
+            if lo >= hi {
+                continue;
+            }
+            sc.columns(inst.of(i + 1), bi, s1);
+            for r in lo..hi {
+                let ki = row_gap(r, bi[1][0], bi[1][1]);
+                if ki > lens.kmax {
+                    continue;
+                }
+                // The lenses on this row, merged into disjoint windows.
+                win.clear();
+                for &(j, a, b) in &pairs[i] {
+                    if r >= a && r < b {
+                        let bj = &boxes[j as usize];
+                        let kj = row_gap(r, bj[1][0], bj[1][1]);
+                        if let Some(w) = lens.columns(bi, bj, ki, kj) {
+                            win.push(w);
+                        }
+                    }
+                }
+                if win.is_empty() {
+                    continue;
+                }
+                if win.len() > 1 {
+                    win.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+                }
+                let at = (r - r0) * n2;
+                let mut k = 0;
+                while k < win.len() {
+                    let (a, mut b) = win[k];
+                    k += 1;
+                    while k < win.len() && win[k].0 <= b + 1.0 {
+                        b = b.max(win[k].1);
+                        k += 1;
+                    }
+                    let ea = (-floor_i64(-(a - 1e-9))).max(0) as usize;
+                    let eb = ((floor_i64(b + 1e-9) + 1).max(0) as usize).min(n2);
+                    if ea >= eb {
+                        continue;
+                    }
+                    if !sc.envelope(r, bi, cap, s2) {
+                        break;
+                    }
+                    let dr = &mut dirty[r - r0];
+                    let (ea32, eb32) = (ea as u32, eb as u32);
+                    if dr[0] >= dr[1] {
+                        d1[at + ea..at + eb].fill(f32::INFINITY);
+                        d2[at + ea..at + eb].fill(f32::INFINITY);
+                        *dr = [ea32, eb32];
+                    } else {
+                        if ea32 < dr[0] {
+                            d1[at + ea..at + dr[0] as usize].fill(f32::INFINITY);
+                            d2[at + ea..at + dr[0] as usize].fill(f32::INFINITY);
+                            dr[0] = ea32;
+                        }
+                        if eb32 > dr[1] {
+                            d1[at + dr[1] as usize..at + eb].fill(f32::INFINITY);
+                            d2[at + dr[1] as usize..at + eb].fill(f32::INFINITY);
+                            dr[1] = eb32;
+                        }
+                    }
+                    sc.offer(
+                        bi[2][0],
+                        s2,
+                        ea,
+                        &mut d1[at + ea..at + eb],
+                        &mut d2[at + ea..at + eb],
+                    );
+                }
+            }
+        }
+        finish(r0 * n2, &d1[..o.len()], &d2[..o.len()], o, n2, &dirty);
+        if d1.len() <= KEEP {
+            SCRATCH.with(|c| *c.borrow_mut() = (d1, d2));
+        }
+    };
+    let mut pieces = Vec::with_capacity(cuts.len() - 1);
+    let mut rest = out;
+    for w in cuts.windows(2) {
+        let (head, tail) = rest.split_at_mut((w[1] - w[0]) * n2);
+        pieces.push(head);
+        rest = tail;
+    }
+    pieces.into_par_iter().enumerate().for_each(work);
+}
+
+/// Largest pair of distance buffers (voxels each) a worker thread keeps for the next call.
+const KEEP: usize = 1 << 22;
+
+thread_local! {
+    /// The distance buffers of [`plane_nearest_two`] kept by each thread (their contents are stale).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
+/// Per-worker scratch of [`plane_nearest_two`]: one instance's row distances and one row's envelope.
+struct PlaneScratch {
+    /// Squared distances along the rows (axis 1) to the instance over its bounding box (C order).
+    g: Vec<f32>,
+    /// Per column of the box: the first and last row holding the instance (far away when none).
+    top: Vec<i64>,
+    bot: Vec<i64>,
+    /// `s1²`.
+    s1s: f32,
+    /// One row of squared row distances outside the box.
+    grow: Vec<f32>,
+    /// The envelope of row `row`: its sites' positions and `f + x²`, and their values.
+    zxh: Vec<[f64; 2]>,
+    zf: Vec<f64>,
+    m: usize,
+    row: usize,
+}
+
+impl Default for PlaneScratch {
+    fn default() -> Self {
+        PlaneScratch {
+            g: Vec::new(),
+            top: Vec::new(),
+            bot: Vec::new(),
+            s1s: 1.0,
+            grow: Vec::new(),
+            zxh: Vec::new(),
+            zf: Vec::new(),
+            m: 0,
+            row: usize::MAX,
+        }
+    }
+}
+
+/// A row index far enough outside any image that its squared distance is infinite in `f32`.
+const FAR: i64 = 1 << 62;
+
+impl PlaneScratch {
+    /// The squared distances along the rows (axis 1) to the instance with the runs `runs` over its
+    /// box `b`, and each column's first and last instance row.
+    fn columns(&mut self, runs: &[[u32; 3]], b: &BBox, s1: f64) {
+        let (r0, r1) = (b[1][0], b[1][1]);
+        let (c0, c1) = (b[2][0], b[2][1]);
+        let (h, w) = (r1 - r0, c1 - c0);
+        self.s1s = (s1 * s1) as f32;
+        self.row = usize::MAX;
+        self.g.clear();
+        self.g.resize(h * w, f32::INFINITY);
+        self.top.clear();
+        self.top.resize(w, FAR);
+        self.bot.clear();
+        self.bot.resize(w, -FAR);
+        let gb = &mut self.g[..];
+        // The instance's voxels at 0, first and last rows per column (runs come in raster order).
+        for &[r, s, e] in runs {
+            let (r, s, e) = (r as usize, s as usize - c0, e as usize - c0);
+            gb[(r - r0) * w + s..(r - r0) * w + e].fill(0.0);
+            let ri = r as i64;
+            for (t, bo) in self.top[s..e].iter_mut().zip(&mut self.bot[s..e]) {
+                *t = (*t).min(ri);
+                *bo = ri;
+            }
+        }
+        // Forward and backward sweeps of row counts, then counts to squared distances.
+        for i in 1..h {
+            let (prev, cur) = gb.split_at_mut(i * w);
+            for (x, &px) in cur[..w].iter_mut().zip(&prev[(i - 1) * w..]) {
+                let d = px + 1.0;
+                *x = if d < *x { d } else { *x };
+            }
+        }
+        for i in (0..h.saturating_sub(1)).rev() {
+            let (cur, next) = gb.split_at_mut((i + 1) * w);
+            for (x, &nx) in cur[i * w..].iter_mut().zip(&next[..w]) {
+                let d = nx + 1.0;
+                *x = if d < *x { d } else { *x };
+            }
+        }
+        let _ = c1;
+        let s = self.s1s;
+        for x in gb.iter_mut() {
+            *x = *x * *x * s;
+        }
+    }
+
+    /// The lower envelope of the parabolas `(x − x_q)² + g(q)` of row `r` (x in spacing units from the
+    /// box's first column) over the instance's columns `q` with `g(q) ≤ cap`; kept for further windows
+    /// of the same row. `false` when there is no such column.
+    fn envelope(&mut self, r: usize, b: &BBox, cap: f64, s2: f64) -> bool {
+        if self.row == r {
+            return self.m > 0;
+        }
+        self.row = r;
+        self.m = 0;
+        let (r0, r1) = (b[1][0], b[1][1]);
+        let w = b[2][1] - b[2][0];
+        let capf = cap as f32;
+        let grow: &[f32] = if r >= r0 && r < r1 {
+            &self.g[(r - r0) * w..(r - r0 + 1) * w]
+        } else {
+            let dr = row_gap(r, r0, r1) as f32;
+            if dr * dr * self.s1s > capf {
+                return false;
+            }
+            let ri = r as i64;
+            let s = self.s1s;
+            self.grow.clear();
+            self.grow
+                .extend(self.top.iter().zip(&self.bot).map(|(&t, &bo)| {
+                    let d = (t - ri).max(ri - bo) as f32;
+                    d * d * s
+                }));
+            &self.grow
+        };
+        self.zxh.resize(w, [0.0; 2]);
+        self.zf.resize(w, 0.0);
+        let (zxh, zf) = (&mut self.zxh[..w], &mut self.zf[..w]);
+        let mut m = 0usize;
+        let mut xq = -s2;
+        for &f in grow {
+            xq += s2;
+            if f > capf {
+                continue;
+            }
+            let fq = f as f64;
+            let hq = fq + xq * xq;
+            // Pop the last site b while the one before it (a) and q hide it.
+            while m >= 2 {
+                let [xa, ha] = zxh[m - 2];
+                let [xb, hb] = zxh[m - 1];
+                if (hq - hb) * (xb - xa) <= (hb - ha) * (xq - xb) {
+                    m -= 1;
+                } else {
+                    break;
+                }
+            }
+            zxh[m] = [xq, hq];
+            zf[m] = fq;
+            m += 1;
+        }
+        self.m = m;
+        m > 0
+    }
+
+    /// Evaluates the current envelope at the columns `ea..ea + d1.len()` (the box starting at column
+    /// `c0`) and offers each value at most the cap as one of the two smallest `(d1, d2)`.
+    fn offer(&self, c0: usize, s2: f64, ea: usize, d1: &mut [f32], d2: &mut [f32]) {
+        let m = self.m;
+        let n = d1.len();
+        let (zxh, zf) = (&self.zxh[..m], &self.zf[..m]);
+        let base = ea as f64 - c0 as f64;
+        let s2f = s2 as f32;
+        let mut p = 0usize;
+        for k in 0..m {
+            let end = if k + 1 < m {
+                let [xa, ha] = zxh[k];
+                let [xb, hb] = zxh[k + 1];
+                let t = (hb - ha) / (2.0 * (xb - xa));
+                // First position whose x = (base + p)·s2 exceeds the breakpoint t.
+                let e = floor_i64(t / s2 - base) + 1;
+                (e.clamp(0, n as i64) as usize).max(p)
+            } else {
+                n
+            };
+            if end > p {
+                let x0 = ((base + p as f64) * s2 - zxh[k][0]) as f32;
+                let fs = zf[k] as f32;
+                // Branch-free top-2 insertion: d1' = min(d1, v), d2' = min(d2, max(d1, v)).
+                for (pp, (x1, x2)) in d1[p..end].iter_mut().zip(d2[p..end].iter_mut()).enumerate() {
+                    let d = x0 + (pp as i32) as f32 * s2f;
+                    let v = d * d + fs;
+                    let (lo, hi) = if v < *x1 { (v, *x1) } else { (*x1, v) };
+                    *x1 = lo;
+                    *x2 = if hi < *x2 { hi } else { *x2 };
+                }
+                p = end;
+                if p >= n {
+                    break;
+                }
+            }
+        }
+    }
+}
