@@ -212,34 +212,73 @@ fn block_probs(
     }
 }
 
+/// Σ_{i < len} f(i) with 8 f32 lanes (vectorisable) and an f64 total.
+#[inline(always)]
+fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
+    let mut acc = [0f32; L];
+    let chunks = len / L;
+    for k in 0..chunks {
+        let mut v = [0f32; L];
+        for (l, vl) in v.iter_mut().enumerate() {
+            *vl = f(k * L + l);
+        }
+        for l in 0..L {
+            acc[l] += v[l];
+        }
+    }
+    let mut tail = 0f64;
+    for i in chunks * L..len {
+        tail += f(i) as f64;
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
 /// The 8 statistics of one row: Σp, Σp², Σy, Σy², Σp·y, Σp·(1−y), Σq·y, Σ((1−y)·p − y·q)².
 #[inline(always)]
 fn row_stats(p: &[f32], q: &[f32], y: &[f32], out: &mut [f64]) {
+    // One 8-lane accumulator per statistic, updated a whole chunk at a time so that LLVM keeps
+    // them in vector registers.
     let mut acc = [[0f32; L]; NSTATS];
-    let step = |l: usize, pi: f32, qi: f32, yi: f32, acc: &mut [[f32; L]; NSTATS]| {
-        let ny = 1.0 - yi;
-        let r = ny * pi - yi * qi;
-        acc[0][l] += pi;
-        acc[1][l] += pi * pi;
-        acc[2][l] += yi;
-        acc[3][l] += yi * yi;
-        acc[4][l] += pi * yi;
-        acc[5][l] += pi * ny;
-        acc[6][l] += qi * yi;
-        acc[7][l] += r * r;
-    };
     let (pc, qc, yc) = (p.chunks_exact(L), q.chunks_exact(L), y.chunks_exact(L));
     let (pr, qr, yr) = (pc.remainder(), qc.remainder(), yc.remainder());
     for ((pk, qk), yk) in pc.zip(qc).zip(yc) {
+        let (pk, qk, yk): (&[f32; L], &[f32; L], &[f32; L]) = (
+            pk.try_into().unwrap(),
+            qk.try_into().unwrap(),
+            yk.try_into().unwrap(),
+        );
+        let mut v = [[0f32; L]; NSTATS];
         for l in 0..L {
-            step(l, pk[l], qk[l], yk[l], &mut acc);
+            let (pi, qi, yi) = (pk[l], qk[l], yk[l]);
+            let ny = 1.0 - yi;
+            let r = ny * pi - yi * qi;
+            v[0][l] = pi;
+            v[1][l] = pi * pi;
+            v[2][l] = yi;
+            v[3][l] = yi * yi;
+            v[4][l] = pi * yi;
+            v[5][l] = pi * ny;
+            v[6][l] = qi * yi;
+            v[7][l] = r * r;
+        }
+        for k in 0..NSTATS {
+            for l in 0..L {
+                acc[k][l] += v[k][l];
+            }
         }
     }
+    let mut tail = [0f64; NSTATS];
     for i in 0..pr.len() {
-        step(0, pr[i], qr[i], yr[i], &mut acc);
+        let (pi, qi, yi) = (pr[i] as f64, qr[i] as f64, yr[i] as f64);
+        let ny = 1.0 - yi;
+        let r = ny * pi - yi * qi;
+        let v = [pi, pi * pi, yi, yi * yi, pi * yi, pi * ny, qi * yi, r * r];
+        for k in 0..NSTATS {
+            tail[k] += v[k];
+        }
     }
-    for (o, a) in out.iter_mut().zip(acc.iter()) {
-        *o += a.iter().map(|&v| v as f64).sum::<f64>();
+    for ((o, a), t) in out.iter_mut().zip(acc.iter()).zip(tail) {
+        *o += a.iter().map(|&v| v as f64).sum::<f64>() + t;
     }
 }
 
@@ -422,25 +461,14 @@ pub(crate) fn region_sums_backward(
 /// BCE with logits of one row: Σ β·y'·softplus(−x) + (1 − y')·softplus(x), y' = y(1 − 2ε) + ε.
 #[inline(always)]
 fn bce_row(x: &[f32], y: &[f32], beta: f32, eps: f32) -> f64 {
-    let mut acc = [0f32; L];
-    let step = |l: usize, xi: f32, yi: f32, acc: &mut [f32; L]| {
-        let yi = yi * (1.0 - 2.0 * eps) + eps;
+    let y = &y[..x.len()];
+    lane_sum(x.len(), |i| {
+        let (xi, yi) = (x[i], y[i] * (1.0 - 2.0 * eps) + eps);
         let (_, _, l1p) = sigmoid_pair(xi);
         let sp_neg = (-xi).max(0.0) + l1p;
         let sp_pos = xi.max(0.0) + l1p;
-        acc[l] += beta * yi * sp_neg + (1.0 - yi) * sp_pos;
-    };
-    let (xc, yc) = (x.chunks_exact(L), y.chunks_exact(L));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (xk, yk) in xc.zip(yc) {
-        for l in 0..L {
-            step(l, xk[l], yk[l], &mut acc);
-        }
-    }
-    for i in 0..xr.len() {
-        step(0, xr[i], yr[i], &mut acc);
-    }
-    acc.iter().map(|&v| v as f64).sum()
+        beta * yi * sp_neg + (1.0 - yi) * sp_pos
+    })
 }
 
 multiversion!(
@@ -539,15 +567,9 @@ fn ce_task(x: &[f32], labels: &[i64], nc: usize, s: usize, n: usize, s0: usize, 
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; len];
     block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
-    let mut acc = 0f64;
     let lab = &labels[n * s + s0..][..len];
-    let mut part = [0f32; L];
-    for (i, (&m, &k)) in lse.iter().zip(lab).enumerate() {
-        let xl = x[(n * nc + k as usize) * s + s0 + i];
-        part[i % L] += m - xl;
-    }
-    acc += part.iter().map(|&v| v as f64).sum::<f64>();
-    acc
+    let lse = &lse[..len];
+    lane_sum(len, |i| lse[i] - x[(n * nc + lab[i] as usize) * s + s0 + i])
 }
 
 /// Log-sum-exp over the channels of one block (`p`, `q` as scratch).
@@ -671,18 +693,8 @@ fn focal_sig_elem(xi: f32, yi: f32, gamma: f32, alpha: f32) -> (f32, f32) {
 
 #[inline(always)]
 fn focal_sig_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64 {
-    let mut acc = [0f32; L];
-    let (xc, yc) = (x.chunks_exact(L), y.chunks_exact(L));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (xk, yk) in xc.zip(yc) {
-        for l in 0..L {
-            acc[l] += focal_sig_elem(xk[l], yk[l], gamma, alpha).0;
-        }
-    }
-    for i in 0..xr.len() {
-        acc[0] += focal_sig_elem(xr[i], yr[i], gamma, alpha).0;
-    }
-    acc.iter().map(|&v| v as f64).sum()
+    let y = &y[..x.len()];
+    lane_sum(x.len(), |i| focal_sig_elem(x[i], y[i], gamma, alpha).0)
 }
 
 multiversion!(
@@ -801,17 +813,11 @@ fn focal_soft_task(
     for c in 0..nc {
         t.row(n, c, nc, s, s0, &mut y);
         let row = &x[(n * nc + c) * s + s0..][..len];
-        let mut acc = [0f32; L];
-        for (i, (((&xi, &m), &pi), &yi)) in row
-            .iter()
-            .zip(lse.iter())
-            .zip(&p[c * len..][..len])
-            .zip(&y)
-            .enumerate()
-        {
-            acc[i % L] += focal_soft_elem(xi - m, pi, yi, gamma).0;
-        }
-        out[c] = acc.iter().map(|&v| v as f64).sum();
+        let pc = &p[c * len..][..len];
+        let (lse, y) = (&lse[..len], &y[..len]);
+        out[c] = lane_sum(len, |i| {
+            focal_soft_elem(row[i] - lse[i], pc[i], y[i], gamma).0
+        });
     }
     out
 }
@@ -958,17 +964,11 @@ fn wsq_task(
     for c in 0..nc {
         let base = (n * nc + c) * s + s0;
         let (yr, wr) = (&y[base..][..len], &w[base..][..len]);
-        let mut acc = [0f32; L];
-        for (i, ((&pi, &qi), (&yi, &wi))) in p[c * len..][..len]
-            .iter()
-            .zip(&q[c * len..][..len])
-            .zip(yr.iter().zip(wr))
-            .enumerate()
-        {
-            let r = (1.0 - yi) * pi - yi * qi;
-            acc[i % L] += wi * r * r;
-        }
-        out[c] = acc.iter().map(|&v| v as f64).sum();
+        let (pc, qc) = (&p[c * len..][..len], &q[c * len..][..len]);
+        out[c] = lane_sum(len, |i| {
+            let r = (1.0 - yr[i]) * pc[i] - yr[i] * qc[i];
+            wr[i] * r * r
+        });
     }
     out
 }

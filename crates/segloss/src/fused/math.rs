@@ -18,7 +18,14 @@ pub(crate) fn exp(x: f32) -> f32 {
         * r
         + 5.000_000_1e-1;
     let p = p * r2 + r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n without a float→int conversion (which does not vectorise): adding 1.5·2^23 puts the
+    // integer n (|n| ≤ 127) in the low mantissa bits.
+    let bits = (n + 12_582_912.0)
+        .to_bits()
+        .wrapping_sub(0x4B40_0000)
+        .wrapping_add(127)
+        << 23;
+    p * f32::from_bits(bits)
 }
 
 /// Cephes `logf` coefficients, highest degree first.

@@ -201,9 +201,13 @@ fn with_f32<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     }
 }
 
-fn labels_i64(t: &FlexTensor) -> Vec<i64> {
+/// Runs `f` on the labels as `i64` (borrowed when they are `i64` and contiguous, else converted).
+fn with_labels<R>(t: &FlexTensor, f: impl FnOnce(&[i64]) -> R) -> R {
+    if let Some(s) = t.as_slice::<i64>() {
+        return f(s);
+    }
     let data = t.clone().into_data().convert::<i64>();
-    data.try_into_vec::<i64>().expect("integer labels")
+    f(&data.try_into_vec::<i64>().expect("integer labels"))
 }
 
 fn dims3(t: &FlexTensor) -> (usize, usize, usize) {
@@ -218,10 +222,7 @@ fn out(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
 fn with_tgt<R>(t: &TgtPrim<Flex>, f: impl FnOnce(Tgt<'_>) -> R) -> R {
     match t {
         TgtPrim::Mask(y) => with_f32(y, |y| f(Tgt::Mask(y))),
-        TgtPrim::Labels(l) => {
-            let l = labels_i64(l);
-            f(Tgt::Labels(&l))
-        }
+        TgtPrim::Labels(l) => with_labels(l, |l| f(Tgt::Labels(l))),
     }
 }
 
@@ -254,8 +255,9 @@ impl FusedLossOps for Flex {
 
     fn fused_ce_sums(x: FlexTensor, labels: FlexTensor) -> FlexTensor {
         let (n, c, s) = dims3(&x);
-        let l = labels_i64(&labels);
-        let v = with_f32(&x, |xs| kernels::ce_sums(xs, &l, n, c, s));
+        let v = with_f32(&x, |xs| {
+            with_labels(&labels, |l| kernels::ce_sums(xs, l, n, c, s))
+        });
         out(v, vec![n])
     }
 
@@ -342,8 +344,9 @@ impl FusedLossGrads for Flex {
     fn fused_ce_sums_grad(x: FlexTensor, labels: FlexTensor, g: FlexTensor) -> FlexTensor {
         let (n, c, s) = dims3(&x);
         let g = f32_vec(&g);
-        let l = labels_i64(&labels);
-        let v = with_f32(&x, |xs| kernels::ce_backward(xs, &l, &g, n, c, s));
+        let v = with_f32(&x, |xs| {
+            with_labels(&labels, |l| kernels::ce_backward(xs, l, &g, n, c, s))
+        });
         out(v, vec![n, c, s])
     }
 
