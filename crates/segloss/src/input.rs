@@ -404,9 +404,23 @@ pub fn value_checks() -> bool {
     VALUE_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// (min, max) of a float tensor: one fused pass on the CPU, two reductions elsewhere.
+fn min_max<const D: usize>(t: &Tensor<D>) -> (f64, f64) {
+    match crate::fused::float_summary(t) {
+        Some((true, lo, hi)) => (lo, hi),
+        _ => (
+            t.clone().min().into_scalar::<f64>(),
+            t.clone().max().into_scalar::<f64>(),
+        ),
+    }
+}
+
 /// Checks that every value of a float tensor is finite.
 pub(crate) fn check_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<(), LossError> {
-    let all_finite: bool = t.clone().is_finite().all().into_scalar::<bool>();
+    let all_finite: bool = match crate::fused::float_summary(t) {
+        Some((finite, _, _)) => finite,
+        None => t.clone().is_finite().all().into_scalar::<bool>(),
+    };
     if all_finite {
         Ok(())
     } else {
@@ -498,8 +512,7 @@ pub(crate) fn prepare(
     let is_labels = target.is_labels();
     let activation = resolve_activation(rules, is_labels, c)?;
     if checks && activation == Activation::None {
-        let lo = x.clone().min().into_scalar::<f64>();
-        let hi = x.clone().max().into_scalar::<f64>();
+        let (lo, hi) = min_max(&x);
         if lo < 0.0 || hi > 1.0 {
             let v = if lo < 0.0 { lo } else { hi };
             return Err(LossError::param(
@@ -543,14 +556,7 @@ pub(crate) fn prepare(
                 }
                 None => (t3, None, None, n * s, n * c * s),
             };
-            let (lo, hi) = if checks {
-                (
-                    y.clone().min().into_scalar::<f64>(),
-                    y.clone().max().into_scalar::<f64>(),
-                )
-            } else {
-                (0.0, 1.0)
-            };
+            let (lo, hi) = if checks { min_max(&y) } else { (0.0, 1.0) };
             if lo < 0.0 || hi > 1.0 {
                 return Err(LossError::TargetOutOfRange {
                     value: if lo < 0.0 { lo } else { hi },
@@ -602,13 +608,15 @@ pub(crate) fn prepare(
                 }
                 None => (l2, None, n * s),
             };
-            let (lo, hi) = if checks {
-                (
+            let in_range = |lo: f64, hi: f64| lo >= 0.0 && hi < c as f64;
+            let (lo, hi) = match (checks, crate::fused::int_range(&x, &l2)) {
+                (false, _) => (0, 0),
+                (true, Some((lo, hi))) if in_range(lo, hi) => (0, 0),
+                // Exact values for the message (or no fused path).
+                (true, _) => (
                     l2.clone().min().into_scalar::<i64>(),
                     l2.clone().max().into_scalar::<i64>(),
-                )
-            } else {
-                (0, 0)
+                ),
             };
             if lo < 0 || hi >= c as i64 {
                 return Err(LossError::LabelOutOfRange {

@@ -219,3 +219,57 @@ fn fused_kernels_match_the_composed_path() {
     set_fused_kernels(true);
     close("dice+ce no autodiff", "value", &a, &b, 2e-5, 1e-6);
 }
+
+/// The fused value checks (one pass for finite/min/max) report what the composed ones do.
+#[test]
+fn fused_value_checks_report_bad_values() {
+    let device = Device::flex();
+    let loss = LossSpec::parse("dice").unwrap().build().unwrap();
+    let mut vals = vec![0.5f32; 2 * 3 * 40];
+    let mask = Tensor::<3>::zeros([2, 3, 40], &device);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        vals[77] = bad;
+        let x = Tensor::<3>::from_data(TensorData::new(vals.clone(), [2, 3, 40]), &device);
+        let e = loss
+            .try_forward(x, mask.clone(), None, LossReduction::Mean)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("non-finite value in prediction"),
+            "{e}"
+        );
+    }
+    vals[77] = 0.5;
+    let x = Tensor::<3>::from_data(TensorData::new(vals, [2, 3, 40]), &device);
+    let e = loss
+        .try_forward(
+            x.clone(),
+            mask.clone().add_scalar(1.5),
+            None,
+            LossReduction::Mean,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("target value 1.5 out of range"),
+        "{e}"
+    );
+    let probs = LossSpec::parse("dice(activation=none)")
+        .unwrap()
+        .build()
+        .unwrap();
+    let e = probs
+        .try_forward(x.clone().mul_scalar(3.0), mask, None, LossReduction::Mean)
+        .unwrap_err();
+    assert!(e.to_string().contains("the prediction has 1.5"), "{e}");
+    let ce = LossSpec::parse("ce").unwrap().build().unwrap();
+    let mut labels = vec![1i64; 2 * 40];
+    labels[5] = 7;
+    let l = Tensor::<2, Int>::from_data(TensorData::new(labels.clone(), [2, 40]), &device);
+    let e = ce
+        .try_forward(x.clone(), l, None, LossReduction::Mean)
+        .unwrap_err();
+    assert!(e.to_string().contains("label 7 out of range"), "{e}");
+    labels[5] = -2;
+    let l = Tensor::<2, Int>::from_data(TensorData::new(labels, [2, 40]), &device);
+    let e = ce.try_forward(x, l, None, LossReduction::Mean).unwrap_err();
+    assert!(e.to_string().contains("label -2 out of range"), "{e}");
+}

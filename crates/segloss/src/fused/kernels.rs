@@ -450,11 +450,14 @@ pub(crate) fn region_sums_backward(
     s: usize,
     act: Act,
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; n * nc * s];
+    // Every element is written by exactly one task (all rows of each (sample, block)).
+    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
     let out = Out(dx.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
         region_backward_task_mv(x, t, g, nc, s, act, i, s0, s1, out);
     });
+    // SAFETY: the tasks above initialised all n·C·S elements.
+    unsafe { dx.set_len(n * nc * s) };
     dx
 }
 
@@ -664,11 +667,14 @@ pub(crate) fn ce_backward(
     nc: usize,
     s: usize,
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; n * nc * s];
+    // Every element is written by exactly one task (all rows of each (sample, block)).
+    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
     let out = Out(dx.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
         ce_backward_task_mv(x, labels, g, nc, s, i, s0, s1, out);
     });
+    // SAFETY: the tasks above initialised all n·C·S elements.
+    unsafe { dx.set_len(n * nc * s) };
     dx
 }
 
@@ -933,11 +939,14 @@ pub(crate) fn focal_softmax_backward(
     s: usize,
     gamma: f32,
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; n * nc * s];
+    // Every element is written by exactly one task (all rows of each (sample, block)).
+    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
     let out = Out(dx.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
         focal_soft_backward_task_mv(x, t, g, nc, s, gamma, i, s0, s1, out);
     });
+    // SAFETY: the tasks above initialised all n·C·S elements.
+    unsafe { dx.set_len(n * nc * s) };
     dx
 }
 
@@ -1125,10 +1134,65 @@ pub(crate) fn wsq_backward(
     s: usize,
     act: Act,
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; n * nc * s];
+    // Every element is written by exactly one task (all rows of each (sample, block)).
+    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
     let out = Out(dx.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
         wsq_backward_task_mv(x, y, w, g, nc, s, act, i, s0, s1, out);
     });
+    // SAFETY: the tasks above initialised all n·C·S elements.
+    unsafe { dx.set_len(n * nc * s) };
     dx
+}
+
+/// (1 if every value is finite else 0, min, max of the finite values) in one pass.
+pub(crate) fn float_summary(x: &[f32]) -> [f32; 3] {
+    x.par_chunks(1 << 16).map(float_summary_block).reduce(
+        || [1.0, f32::INFINITY, f32::NEG_INFINITY],
+        |a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2])],
+    )
+}
+
+#[inline(always)]
+fn float_summary_block(x: &[f32]) -> [f32; 3] {
+    let mut lo = [f32::INFINITY; L];
+    let mut hi = [f32::NEG_INFINITY; L];
+    let mut bad = [0u32; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for k in chunks {
+        for l in 0..L {
+            let v = k[l];
+            // NaN and ±∞ fail `abs < ∞`.
+            bad[l] |= (v.abs() < f32::INFINITY) as u32 ^ 1;
+            lo[l] = if v < lo[l] { v } else { lo[l] };
+            hi[l] = if v > hi[l] { v } else { hi[l] };
+        }
+    }
+    let mut out = [1.0, f32::INFINITY, f32::NEG_INFINITY];
+    for l in 0..L {
+        if bad[l] != 0 {
+            out[0] = 0.0;
+        }
+        out[1] = out[1].min(lo[l]);
+        out[2] = out[2].max(hi[l]);
+    }
+    for &v in rest {
+        if !v.is_finite() {
+            out[0] = 0.0;
+        }
+        out[1] = out[1].min(v);
+        out[2] = out[2].max(v);
+    }
+    out
+}
+
+/// (min, max) of integer labels.
+pub(crate) fn int_range(l: &[i64]) -> (i64, i64) {
+    l.par_chunks(1 << 16)
+        .map(|c| {
+            c.iter()
+                .fold((i64::MAX, i64::MIN), |(a, b), &v| (a.min(v), b.max(v)))
+        })
+        .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)))
 }

@@ -27,7 +27,8 @@ use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{
-    backend_extension, Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata,
+    backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex,
+    TensorMetadata,
 };
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
@@ -73,6 +74,18 @@ pub(crate) fn applies<const D: usize>(x: &Tensor<D>) -> bool {
     flex
 }
 
+/// [`applies`] without counting a fused call (for the value checks).
+fn applies_quiet<const D: usize>(x: &Tensor<D>) -> bool {
+    fused_kernels()
+        && x.dtype() == DType::F32
+        && match x.device().as_dispatch() {
+            DispatchDevice::Flex(_) => true,
+            DispatchDevice::Autodiff(a) => matches!(**a, DispatchDevice::Flex(_)),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+}
+
 /// The extension: forward kernels, routed by burn's dispatch to Flex or to the autodiff wrapper
 /// below (which records the backward).
 #[backend_extension(Autodiff, Flex)]
@@ -108,6 +121,10 @@ pub trait FusedLossOps: Backend {
         y: FloatTensor<Self>,
         gamma: f32,
     ) -> FloatTensor<Self>;
+    /// Any float tensor → `[3]`: (1 if every value is finite else 0, min, max) of the finite values.
+    fn fused_float_summary(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Any integer tensor → `[2]` (as floats): min, max.
+    fn fused_int_range(x: IntTensor<Self>) -> FloatTensor<Self>;
     /// `[N, C, S]` predictions, mask and weights → `[N, C]` sums of `w·(act(x) − y)²`.
     fn fused_wsq_sums(
         x: FloatTensor<Self>,
@@ -237,6 +254,16 @@ fn flex_region(x: FlexTensor, t: TgtPrim<Flex>, act: u32) -> FlexTensor {
 }
 
 impl FusedLossOps for Flex {
+    fn fused_float_summary(x: FlexTensor) -> FlexTensor {
+        let v = with_f32(&x, kernels::float_summary);
+        out(v.to_vec(), vec![3])
+    }
+
+    fn fused_int_range(x: FlexTensor) -> FlexTensor {
+        let (lo, hi) = with_labels(&x, kernels::int_range);
+        out(vec![lo as f32, hi as f32], vec![2])
+    }
+
     fn fused_region_sums(x: FlexTensor, y: FlexTensor, act: u32) -> FlexTensor {
         flex_region(x, TgtPrim::Mask(y), act)
     }
@@ -559,6 +586,14 @@ where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
 {
+    fn fused_float_summary(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_float_summary(x.into_primitive()))
+    }
+
+    fn fused_int_range(x: IntTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_int_range(x))
+    }
+
     fn fused_region_sums(
         x: FloatTensor<Self>,
         y: FloatTensor<Self>,
@@ -768,4 +803,33 @@ pub(crate) fn wsq_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>, act: Act) ->
         act.code(),
     );
     Some(Tensor::from_dispatch(o))
+}
+
+/// `(all finite, min, max)` of a float tensor in one fused pass; `None` where the fused path does
+/// not apply. Used by the value checks.
+pub(crate) fn float_summary<const D: usize>(x: &Tensor<D>) -> Option<(bool, f64, f64)> {
+    if !applies_quiet(x) {
+        return None;
+    }
+    let o: Tensor<1> = Tensor::from_dispatch(<Dispatch as FusedLossOps>::fused_float_summary(
+        x.clone().into_dispatch(),
+    ));
+    let v = o.into_data().convert::<f64>().try_into_vec::<f64>().ok()?;
+    Some((v[0] == 1.0, v[1], v[2]))
+}
+
+/// `(min, max)` of integer labels in one fused pass (exact for |label| < 2^24, enough to decide
+/// `0 ≤ label < C`); `None` where the fused path does not apply.
+pub(crate) fn int_range<const D: usize>(
+    like: &Tensor<3>,
+    l: &Tensor<D, Int>,
+) -> Option<(f64, f64)> {
+    if !applies_quiet(like) {
+        return None;
+    }
+    let o: Tensor<1> = Tensor::from_dispatch(<Dispatch as FusedLossOps>::fused_int_range(
+        l.clone().into_dispatch(),
+    ));
+    let v = o.into_data().convert::<f64>().try_into_vec::<f64>().ok()?;
+    Some((v[0], v[1]))
 }
