@@ -45,11 +45,44 @@ impl Act {
     }
 }
 
+/// Class labels `[N, S]`, borrowed in the integer type the backend stores.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Labels<'a> {
+    I64(&'a [i64]),
+    I32(&'a [i32]),
+}
+
+impl Labels<'_> {
+    /// Calls `f` with `(i, label)` for `i` in `start..start + len`.
+    #[inline(always)]
+    fn for_each(self, start: usize, len: usize, mut f: impl FnMut(usize, i64)) {
+        match self {
+            Labels::I64(l) => {
+                for (i, &v) in l[start..start + len].iter().enumerate() {
+                    f(i, v);
+                }
+            }
+            Labels::I32(l) => {
+                for (i, &v) in l[start..start + len].iter().enumerate() {
+                    f(i, v as i64);
+                }
+            }
+        }
+    }
+
+    /// The labels `start..start + len` as indices (scratch `out`).
+    #[inline(always)]
+    fn indices(self, start: usize, out: &mut [usize]) {
+        let len = out.len();
+        self.for_each(start, len, |i, v| out[i] = v as usize);
+    }
+}
+
 /// The target: a float mask `[N, C, S]` or class labels `[N, S]` (one-hot inside the kernel).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Tgt<'a> {
     Mask(&'a [f32]),
-    Labels(&'a [i64]),
+    Labels(Labels<'a>),
 }
 
 impl Tgt<'_> {
@@ -62,12 +95,9 @@ impl Tgt<'_> {
                 out.copy_from_slice(&y[base..base + out.len()]);
             }
             Tgt::Labels(l) => {
-                let base = n * s + s0;
                 let c = c as i64;
                 let len = out.len();
-                for (o, &v) in out.iter_mut().zip(&l[base..base + len]) {
-                    *o = (v == c) as u32 as f32;
-                }
+                l.for_each(n * s + s0, len, |i, v| out[i] = (v == c) as u32 as f32);
             }
         }
     }
@@ -564,15 +594,24 @@ pub(crate) fn bce_backward(
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn ce_task(x: &[f32], labels: &[i64], nc: usize, s: usize, n: usize, s0: usize, s1: usize) -> f64 {
+fn ce_task(
+    x: &[f32],
+    labels: Labels<'_>,
+    nc: usize,
+    s: usize,
+    n: usize,
+    s0: usize,
+    s1: usize,
+) -> f64 {
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; len];
     block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
-    let lab = &labels[n * s + s0..][..len];
+    let mut lab = vec![0usize; len];
+    labels.indices(n * s + s0, &mut lab);
     let lse = &lse[..len];
-    lane_sum(len, |i| lse[i] - x[(n * nc + lab[i] as usize) * s + s0 + i])
+    lane_sum(len, |i| lse[i] - x[(n * nc + lab[i]) * s + s0 + i])
 }
 
 /// Log-sum-exp over the channels of one block (`p`, `q` as scratch).
@@ -594,12 +633,12 @@ fn block_lse(
 
 multiversion!(
     ce_task_mv,
-    fn(x: &[f32], labels: &[i64], nc: usize, s: usize, n: usize, s0: usize, s1: usize) -> f64,
+    fn(x: &[f32], labels: Labels<'_>, nc: usize, s: usize, n: usize, s0: usize, s1: usize) -> f64,
     ce_task
 );
 
 /// Σ over pixels of −ln softmax(x)[label] per sample: `[N]`.
-pub(crate) fn ce_sums(x: &[f32], labels: &[i64], n: usize, nc: usize, s: usize) -> Vec<f32> {
+pub(crate) fn ce_sums(x: &[f32], labels: Labels<'_>, n: usize, nc: usize, s: usize) -> Vec<f32> {
     let parts: Vec<(usize, f64)> = tasks(n, s)
         .into_par_iter()
         .map(|(i, s0, s1)| (i, ce_task_mv(x, labels, nc, s, i, s0, s1)))
@@ -615,7 +654,7 @@ pub(crate) fn ce_sums(x: &[f32], labels: &[i64], n: usize, nc: usize, s: usize) 
 #[inline(always)]
 fn ce_backward_task(
     x: &[f32],
-    labels: &[i64],
+    labels: Labels<'_>,
     g: &[f32],
     nc: usize,
     s: usize,
@@ -629,13 +668,13 @@ fn ce_backward_task(
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; len];
     block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
-    let lab = &labels[n * s + s0..][..len];
+    let mut lab = vec![0usize; len];
+    labels.indices(n * s + s0, &mut lab);
     let gn = g[n];
     for c in 0..nc {
-        let ci = c as i64;
         let row = &mut p[c * len..][..len];
-        for (v, &k) in row.iter_mut().zip(lab) {
-            *v = gn * (*v - (k == ci) as u32 as f32);
+        for (v, &k) in row.iter_mut().zip(&lab) {
+            *v = gn * (*v - (k == c) as u32 as f32);
         }
         // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
         unsafe { out.write((n * nc + c) * s + s0, row) };
@@ -646,7 +685,7 @@ multiversion!(
     ce_backward_task_mv,
     fn(
         x: &[f32],
-        labels: &[i64],
+        labels: Labels<'_>,
         g: &[f32],
         nc: usize,
         s: usize,
@@ -661,7 +700,7 @@ multiversion!(
 /// Gradient `[N, C, S]` of `Σ g[n]·ce_sums[n]`.
 pub(crate) fn ce_backward(
     x: &[f32],
-    labels: &[i64],
+    labels: Labels<'_>,
     g: &[f32],
     n: usize,
     nc: usize,
@@ -1188,11 +1227,19 @@ fn float_summary_block(x: &[f32]) -> [f32; 3] {
 }
 
 /// (min, max) of integer labels.
-pub(crate) fn int_range(l: &[i64]) -> (i64, i64) {
-    l.par_chunks(1 << 16)
-        .map(|c| {
-            c.iter()
-                .fold((i64::MAX, i64::MIN), |(a, b), &v| (a.min(v), b.max(v)))
-        })
-        .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)))
+pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {
+    fn range<T: Copy + Into<i64> + Sync>(l: &[T]) -> (i64, i64) {
+        l.par_chunks(1 << 16)
+            .map(|c| {
+                c.iter().fold((i64::MAX, i64::MIN), |(a, b), &v| {
+                    let v: i64 = v.into();
+                    (a.min(v), b.max(v))
+                })
+            })
+            .reduce(|| (i64::MAX, i64::MIN), |a, b| (a.0.min(b.0), a.1.max(b.1)))
+    }
+    match l {
+        Labels::I64(l) => range(l),
+        Labels::I32(l) => range(l),
+    }
 }

@@ -33,7 +33,7 @@ use burn::backend::{
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
 pub(crate) use kernels::Act;
-use kernels::{Tgt, NSTATS};
+use kernels::{Labels, Tgt, NSTATS};
 
 static FUSED: AtomicBool = AtomicBool::new(true);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -218,13 +218,18 @@ fn with_f32<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     }
 }
 
-/// Runs `f` on the labels as `i64` (borrowed when they are `i64` and contiguous, else converted).
-fn with_labels<R>(t: &FlexTensor, f: impl FnOnce(&[i64]) -> R) -> R {
+/// Runs `f` on the labels, borrowed when they are contiguous `i64` or `i32` (else converted).
+fn with_labels<R>(t: &FlexTensor, f: impl FnOnce(Labels<'_>) -> R) -> R {
     if let Some(s) = t.as_slice::<i64>() {
-        return f(s);
+        return f(Labels::I64(s));
+    }
+    if let Some(s) = t.as_slice::<i32>() {
+        return f(Labels::I32(s));
     }
     let data = t.clone().into_data().convert::<i64>();
-    f(&data.try_into_vec::<i64>().expect("integer labels"))
+    f(Labels::I64(
+        &data.try_into_vec::<i64>().expect("integer labels"),
+    ))
 }
 
 fn dims3(t: &FlexTensor) -> (usize, usize, usize) {
