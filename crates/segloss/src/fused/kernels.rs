@@ -1196,21 +1196,22 @@ pub(crate) fn float_summary(x: &[f32]) -> [f32; 3] {
 fn float_summary_block(x: &[f32]) -> [f32; 3] {
     let mut lo = [f32::INFINITY; L];
     let mut hi = [f32::NEG_INFINITY; L];
-    let mut bad = [0u32; L];
+    // v − v is 0 for a finite v and NaN otherwise: the sum is NaN iff a value is not finite.
+    let mut nan = [0f32; L];
     let chunks = x.chunks_exact(L);
     let rest = chunks.remainder();
     for k in chunks {
+        let k: &[f32; L] = k.try_into().unwrap();
         for l in 0..L {
             let v = k[l];
-            // NaN and ±∞ fail `abs < ∞`.
-            bad[l] |= (v.abs() < f32::INFINITY) as u32 ^ 1;
+            nan[l] += v - v;
             lo[l] = if v < lo[l] { v } else { lo[l] };
             hi[l] = if v > hi[l] { v } else { hi[l] };
         }
     }
     let mut out = [1.0, f32::INFINITY, f32::NEG_INFINITY];
     for l in 0..L {
-        if bad[l] != 0 {
+        if nan[l] != 0.0 {
             out[0] = 0.0;
         }
         out[1] = out[1].min(lo[l]);
@@ -1225,6 +1226,12 @@ fn float_summary_block(x: &[f32]) -> [f32; 3] {
     }
     out
 }
+
+multiversion!(
+    float_summary_block_mv,
+    fn(x: &[f32]) -> [f32; 3],
+    float_summary_block
+);
 
 /// (min, max) of integer labels.
 pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {
