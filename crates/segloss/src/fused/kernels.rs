@@ -136,10 +136,12 @@ fn tasks(n: usize, s: usize) -> Vec<(usize, usize, usize)> {
 /// baseline, choosing at run time.
 macro_rules! multiversion {
     ($name:ident, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty, $imp:ident) => {
+        #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) -> $ret {
                     $imp($($arg),*)
                 }
@@ -1186,7 +1188,7 @@ pub(crate) fn wsq_backward(
 
 /// (1 if every value is finite else 0, min, max of the finite values) in one pass.
 pub(crate) fn float_summary(x: &[f32]) -> [f32; 3] {
-    x.par_chunks(1 << 16).map(float_summary_block).reduce(
+    x.par_chunks(1 << 16).map(float_summary_block_mv).reduce(
         || [1.0, f32::INFINITY, f32::NEG_INFINITY],
         |a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2])],
     )
@@ -1204,7 +1206,10 @@ fn float_summary_block(x: &[f32]) -> [f32; 3] {
         let k: &[f32; L] = k.try_into().unwrap();
         for l in 0..L {
             let v = k[l];
-            nan[l] += v - v;
+            #[allow(clippy::eq_op)]
+            {
+                nan[l] += v - v;
+            }
             lo[l] = if v < lo[l] { v } else { lo[l] };
             hi[l] = if v > hi[l] { v } else { hi[l] };
         }

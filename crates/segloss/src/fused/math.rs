@@ -16,7 +16,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let p = p * r2 + r + 1.0;
     // 2^n without a float→int conversion (which does not vectorise): adding 1.5·2^23 puts the
     // integer n (|n| ≤ 127) in the low mantissa bits.
