@@ -12,6 +12,13 @@
 //!   `[N, 1, *spatial]` / `[N, *spatial]` (`Tensor<_, Int>`), see [`Target`];
 //! - the activation defaults to softmax for label maps with C ≥ 2, else sigmoid.
 //!
+//! Speed: on burn's Flex (CPU) backend in `f32`, the hot losses (bce, ce, focal, dice, jaccard,
+//! tversky, generalized_dice, their sums, hausdorff_dt) run fused kernels: one pass over the logits
+//! for the forward statistics and one for the gradient, registered with burn's autodiff through a
+//! backend extension. Elsewhere (GPU backends, `f64`, options the kernels do not cover) the same
+//! formulas are composed from burn tensor operations; [`set_fused_kernels`] switches the kernels
+//! off to compare. Both paths are tested against the same PyTorch/MONAI fixtures.
+//!
 //! Each loss is a burn-style `XxxLossConfig` / `XxxLoss` pair with `forward(…, Reduction)`,
 //! `forward_no_reduction` and a fallible `try_forward`; [`LossSpec`] builds any loss or weighted
 //! sum of losses from a string such as `"0.5*focal(gamma=3) + 0.5*bce(pos_weight=2)"`.

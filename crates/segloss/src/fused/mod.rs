@@ -9,6 +9,14 @@
 //! - [`bce_sums`]: Σ over pixels of BCE-with-logits per (sample, channel).
 //! - [`ce_sums`]: Σ over pixels of softmax cross-entropy with label targets, per sample.
 //!
+//! - [`focal_sums`]: sigmoid and softmax focal loss (MONAI) per (sample, channel).
+//! - [`wsq_sums`]: Σ w·(p − y)² per (sample, channel), the Hausdorff-DT loss with its fields.
+//! - [`float_summary`], [`int_range`]: the value checks (finite, [0, 1], 0 ≤ label < C) in one pass.
+//!
+//! Not covered (composed instead): pixels actually ignored through `ignore_index`, `reduction =
+//! none`, `soft_label`, Dice `power` other than 1 or 2, class weights or label smoothing in `ce`,
+//! `activation = none` in bce/focal.
+//!
 //! Each returns `None` where the fused path does not apply (another device, `f64`, or fused
 //! kernels switched off with [`set_fused_kernels`](crate::set_fused_kernels)); the caller then
 //! composes the same formula from burn operations, which also runs on every other backend. Both
