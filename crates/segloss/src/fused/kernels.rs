@@ -639,7 +639,7 @@ multiversion!(
     ce_task
 );
 
-/// Σ over pixels of −ln softmax(x)[label] per sample: `[N]`.
+/// Σ over pixels of −ln softmax(x)_label per sample: `[N]`.
 pub(crate) fn ce_sums(x: &[f32], labels: Labels<'_>, n: usize, nc: usize, s: usize) -> Vec<f32> {
     let parts: Vec<(usize, f64)> = tasks(n, s)
         .into_par_iter()

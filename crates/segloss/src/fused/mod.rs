@@ -18,7 +18,7 @@
 //! `activation = none` in bce/focal.
 //!
 //! Each returns `None` where the fused path does not apply (another device, `f64`, or fused
-//! kernels switched off with [`set_fused_kernels`](crate::set_fused_kernels)); the caller then
+//! kernels switched off with [`set_fused_kernels`]); the caller then
 //! composes the same formula from burn operations, which also runs on every other backend. Both
 //! paths are tested against the same fixtures and against each other. Targets are constants: no
 //! gradient flows into them, as with every segloss loss.

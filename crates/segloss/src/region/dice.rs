@@ -190,7 +190,7 @@ impl DiceLoss {
 
     /// The unweighted loss matrix `[R, C']`. Value from the cancellation-free forms
     /// dice `(E + s_dr − s_nr)/(P + Y + s_dr)`, jaccard `(2E + s_dr − s_nr)/(P + Y + E + s_dr)`
-    /// (`E = P + Y − 2·TP`, see [`dice_stats`]); gradient from the ratios of the type's
+    /// (`E = P + Y − 2·TP`, see [`dice_stats_of`]); gradient from the ratios of the type's
     /// documentation (see [`value_with_grad_of`]).
     pub(crate) fn matrix(&self, p: &Prepared) -> Tensor<2> {
         let (py, e, tp) = dice_stats_of(
