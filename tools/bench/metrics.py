@@ -19,6 +19,10 @@ One command, from the repository root (the venvs live outside the repo):
 - segloss: `segloss eval --pred P.npy --target T.npy --classes 1 --timing` with RAYON_NUM_THREADS=2.
   "whole command" is the wall time of the process (start, reading both .npy files, all nine metrics,
   JSON out); "in-process" is the metric computation it reports on stderr (`--timing`).
+- `--core`: instead of the CLI (whose build needs the burn crates), segloss-core's own runner,
+  `cargo test --release -p segloss-core --test bench_metrics -- --ignored` (`label_metrics` for
+  class 1, all nine metrics, the same call `segloss eval` makes; best of K calls in one process after
+  one warm-up call), with RAYON_NUM_THREADS=2 and 1. There is no "whole command" time then.
 
 Every time is the best of K runs after one warm-up (the best, not the median: on a shared machine the
 other processes only ever add time). The four distance values of the three are
@@ -157,11 +161,36 @@ def segloss_run(exe, p, t, repeats, threads=THREADS):
     return min(walls), min(inproc), report["per_class"][0]
 
 
+def core_run(p, t, repeats, threads=THREADS, exe=None):
+    """segloss-core's label_metrics in-process (tests/bench_metrics.rs), best of `repeats`; `exe`: an
+    already built runner (e.g. of an older commit) instead of `cargo test`."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "out.json")
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads), SEGLOSS_BENCH_PRED=p,
+                   SEGLOSS_BENCH_TARGET=t, SEGLOSS_BENCH_REPEATS=str(repeats),
+                   SEGLOSS_BENCH_TOL=str(TOL), SEGLOSS_BENCH_OUT=out)
+        cmd = ["cargo", "test", "--release", "-q", "-p", "segloss-core", "--test", "bench_metrics",
+               "--", "--ignored"]
+        if exe:
+            cmd = [exe, "--ignored"]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            sys.exit(f"bench_metrics failed: {r.stderr.strip()[-2000:]}")
+        with open(out) as f:
+            res = json.load(f)
+    return res["ms"], res["values"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--segloss", default="target/release/segloss")
     ap.add_argument("--edt-python", default="/work/venv-maps/bin/python")
+    ap.add_argument("--core", action="store_true",
+                    help="time segloss-core's label_metrics (cargo test runner) instead of segloss eval")
+    ap.add_argument("--core-bin", action="append", default=[],
+                    help="with --core: also time this prebuilt bench_metrics runner (repeatable), "
+                         "e.g. one built from an older commit, in the same run")
     ap.add_argument("--edt-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--pred", help=argparse.SUPPRESS)
     ap.add_argument("--target", help=argparse.SUPPRESS)
@@ -169,13 +198,25 @@ def main():
     if args.edt_worker:
         return edt_worker(args)
 
+    load = lambda: open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else "?"
+    load_before = load()
     pred, target = blobs()
     with tempfile.TemporaryDirectory() as d:
         p, t = os.path.join(d, "pred.npy"), os.path.join(d, "target.npy")
         np.save(p, pred)
         np.save(t, target)
-        wall, inproc, ours = segloss_run(args.segloss, p, t, args.repeats)
-        wall1, inproc1, _ = segloss_run(args.segloss, p, t, args.repeats, threads=1)
+        extra = []
+        if args.core:
+            inproc, ours = core_run(p, t, args.repeats)
+            inproc1, _ = core_run(p, t, args.repeats, threads=1)
+            wall = wall1 = float("nan")
+            for exe in args.core_bin:
+                ms2, _ = core_run(p, t, args.repeats, exe=exe)
+                ms1, _ = core_run(p, t, args.repeats, threads=1, exe=exe)
+                extra.append((exe, ms2, ms1))
+        else:
+            wall, inproc, ours = segloss_run(args.segloss, p, t, args.repeats)
+            wall1, inproc1, _ = segloss_run(args.segloss, p, t, args.repeats, threads=1)
         r = subprocess.run(
             [args.edt_python, __file__, "--edt-worker", "--pred", p, "--target", t,
              "--repeats", str(args.repeats)],
@@ -196,14 +237,22 @@ def main():
     print("|---|---:|---:|---:|---|")
     for name, (ms, _, _) in monai.items():
         print(f"| MONAI {name} | {ms:.1f} | | | |")
+    x = lambda v: "n/a" if v != v else f"{v:.3f}x"  # noqa: E731 (NaN: no whole-command time)
     print(f"| **MONAI, four calls** | {monai_total:.1f} | {inproc / monai_total:.3f}x "
-          f"| {wall / monai_total:.3f}x | <= 0.15x |")
+          f"| {x(wall / monai_total)} | <= 0.15x |")
     print(f"| **edt-based combined pass** | {edt_ms:.1f} | {inproc / edt_ms:.3f}x "
-          f"| {wall / edt_ms:.3f}x | <= 0.5x |")
-    print(f"| segloss eval, in-process (all 9 metrics, --timing) | {inproc:.1f} | | | |")
-    print(f"| segloss eval, whole command (start, read 2 x .npy, JSON) | {wall:.1f} | | | |")
-    print(f"| segloss eval, 1 thread: in-process / whole command | {inproc1:.1f} / {wall1:.1f} "
-          f"| | | |")
+          f"| {x(wall / edt_ms)} | <= 0.5x |")
+    what = "segloss-core label_metrics (--core)" if args.core else "segloss eval, in-process"
+    print(f"| {what} (all 9 metrics) | {inproc:.1f} | | | |")
+    for exe, ms2, ms1 in extra:
+        print(f"| {exe} (2 threads / 1 thread) | {ms2:.1f} / {ms1:.1f} | {ms2 / edt_ms:.3f}x vs edt | | |")
+    if args.core:
+        print(f"| segloss-core label_metrics, 1 thread | {inproc1:.1f} | | | |")
+    else:
+        print(f"| segloss eval, whole command (start, read 2 x .npy, JSON) | {wall:.1f} | | | |")
+        print(f"| segloss eval, 1 thread: in-process / whole command | {inproc1:.1f} / {wall1:.1f} "
+              f"| | | |")
+    print(f"\nload average before / after: {' '.join(load_before)} / {' '.join(load())}")
     print("\n| metric | MONAI | edt pass | segloss |")
     print("|---|---:|---:|---:|")
     for _, (_, key, v) in monai.items():

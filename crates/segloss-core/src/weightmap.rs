@@ -327,8 +327,11 @@ fn weight_map_buffer<F: Float, T: Voxel>(
                   row_len: usize,
                   dirty: &[[u32; 2]]| {
         let mask = &mask[start..start + out.len()];
+        out.fill(MaybeUninit::new(f_bg));
         for (o, v) in out.iter_mut().zip(mask) {
-            *o = MaybeUninit::new(if v.is_foreground() { f_fg } else { f_bg });
+            if v.is_foreground() {
+                *o = MaybeUninit::new(f_fg);
+            }
         }
         for (r, &[lo, hi]) in dirty.iter().enumerate() {
             let (lo, hi) = (r * row_len + lo as usize, r * row_len + hi as usize);

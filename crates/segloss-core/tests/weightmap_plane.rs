@@ -282,3 +282,22 @@ fn weight_map_3d_is_unchanged_by_the_plane_path() {
         );
     }
 }
+
+#[test]
+fn weight_map_2d_is_the_same_on_any_number_of_threads() {
+    // The stripes (a few per worker) only split the work: every voxel sees the same candidates.
+    let ids = scene(300, 260, 120, 40, 7);
+    let mask = ids.mapv(|l| u8::from(l != 0));
+    let config = WeightMapConfig::default();
+    let run = |t: usize| -> Array2<f32> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .unwrap()
+            .install(|| unet_weight_map(&mask, Some(&[1.0, 0.8]), &config).unwrap())
+    };
+    let one = run(1);
+    for t in [2, 3, 7] {
+        assert_eq!(run(t), one, "{t} threads");
+    }
+}

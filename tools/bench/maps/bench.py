@@ -101,8 +101,16 @@ def weight_crops(mask):
     return w
 
 
+def loadavg():
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def main():
     binary = sys.argv[1]
+    print(f"load average before: {loadavg()}", flush=True)
     keep = os.environ.get("BENCH_KEEP")  # a folder to keep the inputs in (for profiling the Rust side)
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = keep or tmpd
@@ -137,6 +145,16 @@ def main():
         rs1 = json.loads(res1.stdout.strip().splitlines()[-1])
         print(f"segloss weight map max |diff| vs (b): {rs['weightmap_max_abs_err']:.2e} "
               f"(rayon threads: {rs['threads']})")
+        # Optional: another build (e.g. of an older commit) on the same inputs, in the same run.
+        other = os.environ.get("OTHER_BINARY")
+        if other:
+            ro = json.loads(subprocess.run([other, tmp, "10"], env=env, check=True, capture_output=True,
+                                           text=True).stdout.strip().splitlines()[-1])
+            ro1 = json.loads(subprocess.run([other, tmp, "10"], env=env1, check=True, capture_output=True,
+                                            text=True).stdout.strip().splitlines()[-1])
+            print(f"OTHER_BINARY {other}: " + ", ".join(
+                f"{k} {ro[k]:.2f} ms ({ro1[k]:.2f} ms 1 thread)" for k in ("edt2d", "edt3d", "labels2d", "weightmap")))
+            print(f"OTHER_BINARY weight map vs (a): {t_wa / ro['weightmap']:.1f}x")
 
     rows = [
         ("binary EDT 2D 1024^2", rs["edt2d"], [("scipy", t_sc2, 5.0), ("edt.edt(parallel=2)", t_ed2, 1.0)]),
@@ -154,6 +172,7 @@ def main():
                   f"{'yes' if ratio >= target else 'NO'}")
             case = ""
     print()
+    print(f"load average after: {loadavg()}")
     print("segloss with 1 thread (ms): " + ", ".join(f"{k} {rs1[k]:.2f}" for k in
                                                      ("edt2d", "edt3d", "labels2d", "weightmap")))
 

@@ -100,9 +100,10 @@ pub(super) fn label_runs<T: Voxel>(mask: &[T], g: &Grid, conn: Connectivity) -> 
         while j < n2 {
             // Skip background, 16 voxels at a time where possible.
             while j + 16 <= n2
-                && !row[j..j + 16]
+                && row[j..j + 16]
                     .iter()
-                    .fold(false, |a, v| a | v.is_foreground())
+                    .fold(0u8, |a, v| a | u8::from(v.is_foreground()))
+                    == 0
             {
                 j += 16;
             }
@@ -357,10 +358,12 @@ pub(super) fn plane_nearest_two<F: Float>(
         .collect();
     let total: f64 = spans.iter().map(|s| s.2).sum();
     let threads = rayon::current_num_threads().max(1);
-    let stripes = if total < (1 << 15) as f64 {
+    // A few stripes per worker, so that a worker that falls behind (a busy machine) is helped out by
+    // the others; an instance across a stripe border redoes only its column distances.
+    let stripes = if total < (1 << 15) as f64 || threads == 1 {
         1
     } else {
-        threads.min(n1)
+        (4 * threads).min(n1 / 16).max(threads.min(n1))
     };
     let mut cuts = vec![0usize];
     split_rows(&spans, n2, 0, n1, stripes, &mut cuts);
@@ -379,6 +382,7 @@ pub(super) fn plane_nearest_two<F: Float>(
         let mut dirty = vec![[u32::MAX, 0u32]; r1 - r0];
         let mut sc = PlaneScratch::default();
         let mut win: Vec<(f64, f64)> = Vec::new();
+        let mut cols: Vec<(usize, usize)> = Vec::new();
         for (i, bi) in boxes.iter().enumerate() {
             let (lo, hi) = rows[i];
             let (lo, hi) = (lo.max(r0), hi.min(r1));
@@ -409,6 +413,8 @@ pub(super) fn plane_nearest_two<F: Float>(
                     win.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
                 }
                 let at = (r - r0) * n2;
+                // Merge into disjoint column windows [ea, eb).
+                cols.clear();
                 let mut k = 0;
                 while k < win.len() {
                     let (a, mut b) = win[k];
@@ -419,12 +425,14 @@ pub(super) fn plane_nearest_two<F: Float>(
                     }
                     let ea = (-floor_i64(-(a - 1e-9))).max(0) as usize;
                     let eb = ((floor_i64(b + 1e-9) + 1).max(0) as usize).min(n2);
-                    if ea >= eb {
-                        continue;
+                    if ea < eb {
+                        cols.push((ea, eb));
                     }
-                    if !sc.envelope(r, bi, cap, s2) {
-                        break;
-                    }
+                }
+                if cols.is_empty() || !sc.envelope(r, bi, cap, s2) {
+                    continue;
+                }
+                for &(ea, eb) in &cols {
                     let dr = &mut dirty[r - r0];
                     let (ea32, eb32) = (ea as u32, eb as u32);
                     if dr[0] >= dr[1] {
@@ -469,7 +477,7 @@ pub(super) fn plane_nearest_two<F: Float>(
 }
 
 /// Largest pair of distance buffers (voxels each) a worker thread keeps for the next call.
-const KEEP: usize = 1 << 22;
+const KEEP: usize = 1 << 20;
 
 thread_local! {
     /// The distance buffers of [`plane_nearest_two`] kept by each thread (their contents are stale).
@@ -489,11 +497,10 @@ struct PlaneScratch {
     s1s: f32,
     /// One row of squared row distances outside the box.
     grow: Vec<f32>,
-    /// The envelope of row `row`: its sites' positions and `f + x²`, and their values.
+    /// The current row's envelope: its sites' positions and `f + x²`, their values, and their number.
     zxh: Vec<[f64; 2]>,
     zf: Vec<f64>,
     m: usize,
-    row: usize,
 }
 
 impl Default for PlaneScratch {
@@ -507,7 +514,6 @@ impl Default for PlaneScratch {
             zxh: Vec::new(),
             zf: Vec::new(),
             m: 0,
-            row: usize::MAX,
         }
     }
 }
@@ -523,7 +529,6 @@ impl PlaneScratch {
         let (c0, c1) = (b[2][0], b[2][1]);
         let (h, w) = (r1 - r0, c1 - c0);
         self.s1s = (s1 * s1) as f32;
-        self.row = usize::MAX;
         self.g.clear();
         self.g.resize(h * w, f32::INFINITY);
         self.top.clear();
@@ -564,13 +569,9 @@ impl PlaneScratch {
     }
 
     /// The lower envelope of the parabolas `(x − x_q)² + g(q)` of row `r` (x in spacing units from the
-    /// box's first column) over the instance's columns `q` with `g(q) ≤ cap`; kept for further windows
-    /// of the same row. `false` when there is no such column.
+    /// box's first column) over the instance's columns `q` with `g(q) ≤ cap`, for
+    /// [`PlaneScratch::offer`]. `false` when there is no such column.
     fn envelope(&mut self, r: usize, b: &BBox, cap: f64, s2: f64) -> bool {
-        if self.row == r {
-            return self.m > 0;
-        }
-        self.row = r;
         self.m = 0;
         let (r0, r1) = (b[1][0], b[1][1]);
         let w = b[2][1] - b[2][0];
@@ -596,13 +597,12 @@ impl PlaneScratch {
         self.zf.resize(w, 0.0);
         let (zxh, zf) = (&mut self.zxh[..w], &mut self.zf[..w]);
         let mut m = 0usize;
-        let mut xq = -s2;
-        for &f in grow {
-            xq += s2;
+        for (q, &f) in grow.iter().enumerate() {
             if f > capf {
                 continue;
             }
             let fq = f as f64;
+            let xq = (q as u32) as f64 * s2;
             let hq = fq + xq * xq;
             // Pop the last site b while the one before it (a) and q hide it.
             while m >= 2 {
