@@ -178,7 +178,7 @@ def core_run(p, t, repeats, threads=THREADS, exe=None):
             sys.exit(f"bench_metrics failed: {r.stderr.strip()[-2000:]}")
         with open(out) as f:
             res = json.load(f)
-    return res["ms"], res["values"]
+    return res["ms"], res["values"], res["first_ms"]
 
 
 def main():
@@ -207,12 +207,12 @@ def main():
         np.save(t, target)
         extra = []
         if args.core:
-            inproc, ours = core_run(p, t, args.repeats)
-            inproc1, _ = core_run(p, t, args.repeats, threads=1)
+            inproc, ours, first = core_run(p, t, args.repeats)
+            inproc1, _, _ = core_run(p, t, args.repeats, threads=1)
             wall = wall1 = float("nan")
             for exe in args.core_bin:
-                ms2, _ = core_run(p, t, args.repeats, exe=exe)
-                ms1, _ = core_run(p, t, args.repeats, threads=1, exe=exe)
+                ms2, _, _ = core_run(p, t, args.repeats, exe=exe)
+                ms1, _, _ = core_run(p, t, args.repeats, threads=1, exe=exe)
                 extra.append((exe, ms2, ms1))
         else:
             wall, inproc, ours = segloss_run(args.segloss, p, t, args.repeats)
@@ -247,6 +247,7 @@ def main():
     for exe, ms2, ms1 in extra:
         print(f"| {exe} (2 threads / 1 thread) | {ms2:.1f} / {ms1:.1f} | {ms2 / edt_ms:.3f}x vs edt | | |")
     if args.core:
+        print(f"| segloss-core label_metrics, first call of the process (cold) | {first:.1f} | | | |")
         print(f"| segloss-core label_metrics, 1 thread | {inproc1:.1f} | | | |")
     else:
         print(f"| segloss eval, whole command (start, read 2 x .npy, JSON) | {wall:.1f} | | | |")
