@@ -53,28 +53,40 @@ pub(crate) enum Labels<'a> {
 }
 
 impl Labels<'_> {
-    /// Calls `f` with `(i, label)` for `i` in `start..start + len`.
+    /// Writes `label == c` for the labels `start..start + out.len()` into `out`.
     #[inline(always)]
-    fn for_each(self, start: usize, len: usize, mut f: impl FnMut(usize, i64)) {
+    fn one_hot_row(self, start: usize, c: usize, out: &mut [f32]) {
+        let len = out.len();
         match self {
             Labels::I64(l) => {
-                for (i, &v) in l[start..start + len].iter().enumerate() {
-                    f(i, v);
+                for (o, &v) in out.iter_mut().zip(&l[start..start + len]) {
+                    *o = (v == c as i64) as u32 as f32;
                 }
             }
             Labels::I32(l) => {
-                for (i, &v) in l[start..start + len].iter().enumerate() {
-                    f(i, v as i64);
+                for (o, &v) in out.iter_mut().zip(&l[start..start + len]) {
+                    *o = (v as i64 == c as i64) as u32 as f32;
                 }
             }
         }
     }
 
-    /// The labels `start..start + len` as indices (scratch `out`).
+    /// The labels `start..start + out.len()` as indices.
     #[inline(always)]
     fn indices(self, start: usize, out: &mut [usize]) {
         let len = out.len();
-        self.for_each(start, len, |i, v| out[i] = v as usize);
+        match self {
+            Labels::I64(l) => {
+                for (o, &v) in out.iter_mut().zip(&l[start..start + len]) {
+                    *o = v as usize;
+                }
+            }
+            Labels::I32(l) => {
+                for (o, &v) in out.iter_mut().zip(&l[start..start + len]) {
+                    *o = v as usize;
+                }
+            }
+        }
     }
 }
 
@@ -94,11 +106,7 @@ impl Tgt<'_> {
                 let base = (n * nc + c) * s + s0;
                 out.copy_from_slice(&y[base..base + out.len()]);
             }
-            Tgt::Labels(l) => {
-                let c = c as i64;
-                let len = out.len();
-                l.for_each(n * s + s0, len, |i, v| out[i] = (v == c) as u32 as f32);
-            }
+            Tgt::Labels(l) => l.one_hot_row(n * s + s0, c, out),
         }
     }
 }
@@ -244,25 +252,38 @@ fn block_probs(
     }
 }
 
-/// Σ_{i < len} f(i) with 8 f32 lanes (vectorisable) and an f64 total.
-#[inline(always)]
-fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
-    let mut acc = [0f32; L];
-    let chunks = len / L;
-    for k in 0..chunks {
-        let mut v = [0f32; L];
-        for (l, vl) in v.iter_mut().enumerate() {
-            *vl = f(k * L + l);
+/// `Σ body` over the elements of equally long `f32` slices, zipped (`slice => value` binds each
+/// element), with 8 f32 lanes and an f64 total. A macro, not a function taking a closure (a closure
+/// is its own function, without the caller's AVX2 features), and over fixed-size chunks so that no
+/// bounds check stops the vectoriser.
+macro_rules! lane_sum {
+    ($first:ident => $fv:ident $(, $s:ident => $v:ident)* ; $body:expr) => {{
+        let len = $first.len();
+        let $first = &$first[..len];
+        $( let $s = &$s[..len]; )*
+        let mut acc = [0f32; L];
+        let chunks = len / L;
+        for k in 0..chunks {
+            let $first: &[f32; L] = $first[k * L..k * L + L].try_into().unwrap();
+            $( let $s: &[f32; L] = $s[k * L..k * L + L].try_into().unwrap(); )*
+            let mut v = [0f32; L];
+            for l in 0..L {
+                let $fv = $first[l];
+                $( let $v = $s[l]; )*
+                v[l] = $body;
+            }
+            for l in 0..L {
+                acc[l] += v[l];
+            }
         }
-        for l in 0..L {
-            acc[l] += v[l];
+        let mut tail = 0f64;
+        for i in chunks * L..len {
+            let $fv = $first[i];
+            $( let $v = $s[i]; )*
+            tail += ($body) as f64;
         }
-    }
-    let mut tail = 0f64;
-    for i in chunks * L..len {
-        tail += f(i) as f64;
-    }
-    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+        acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+    }};
 }
 
 /// The 8 statistics of one row: Σp, Σp², Σy, Σy², Σp·y, Σp·(1−y), Σq·y, Σ((1−y)·p − y·q)².
@@ -497,8 +518,8 @@ pub(crate) fn region_sums_backward(
 #[inline(always)]
 fn bce_row(x: &[f32], y: &[f32], beta: f32, eps: f32) -> f64 {
     let y = &y[..x.len()];
-    lane_sum(x.len(), |i| {
-        let (xi, yi) = (x[i], y[i] * (1.0 - 2.0 * eps) + eps);
+    lane_sum!(x => xi, y => yr; {
+        let yi = yr * (1.0 - 2.0 * eps) + eps;
         let (_, _, l1p) = sigmoid_pair(xi);
         let sp_neg = (-xi).max(0.0) + l1p;
         let sp_pos = xi.max(0.0) + l1p;
@@ -613,7 +634,12 @@ fn ce_task(
     let mut lab = vec![0usize; len];
     labels.indices(n * s + s0, &mut lab);
     let lse = &lse[..len];
-    lane_sum(len, |i| lse[i] - x[(n * nc + lab[i]) * s + s0 + i])
+    let xl: Vec<f32> = lab
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| x[(n * nc + k) * s + s0 + i])
+        .collect();
+    lane_sum!(lse => m, xl => v; m - v)
 }
 
 /// Log-sum-exp over the channels of one block (`p`, `q` as scratch).
@@ -741,7 +767,7 @@ fn focal_sig_elem(xi: f32, yi: f32, gamma: f32, alpha: f32) -> (f32, f32) {
 #[inline(always)]
 fn focal_sig_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64 {
     let y = &y[..x.len()];
-    lane_sum(x.len(), |i| focal_sig_elem(x[i], y[i], gamma, alpha).0)
+    lane_sum!(x => xi, y => yi; focal_sig_elem(xi, yi, gamma, alpha).0)
 }
 
 multiversion!(
@@ -862,9 +888,9 @@ fn focal_soft_task(
         let row = &x[(n * nc + c) * s + s0..][..len];
         let pc = &p[c * len..][..len];
         let (lse, y) = (&lse[..len], &y[..len]);
-        out[c] = lane_sum(len, |i| {
-            focal_soft_elem(row[i] - lse[i], pc[i], y[i], gamma).0
-        });
+        let yv = &y[..];
+        out[c] = lane_sum!(row => xi, lse => m, pc => pi, yv => yi;
+            focal_soft_elem(xi - m, pi, yi, gamma).0);
     }
     out
 }
@@ -1015,9 +1041,9 @@ fn wsq_task(
         let base = (n * nc + c) * s + s0;
         let (yr, wr) = (&y[base..][..len], &w[base..][..len]);
         let (pc, qc) = (&p[c * len..][..len], &q[c * len..][..len]);
-        out[c] = lane_sum(len, |i| {
-            let r = (1.0 - yr[i]) * pc[i] - yr[i] * qc[i];
-            wr[i] * r * r
+        out[c] = lane_sum!(pc => pi, qc => qi, yr => yi, wr => wi; {
+            let r = (1.0 - yi) * pi - yi * qi;
+            wi * r * r
         });
     }
     out
