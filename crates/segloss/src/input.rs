@@ -406,7 +406,7 @@ pub fn value_checks() -> bool {
 
 /// (min, max) of a float tensor: one fused pass on the CPU, two reductions elsewhere.
 fn min_max<const D: usize>(t: &Tensor<D>) -> (f64, f64) {
-    match crate::fused::float_summary(t) {
+    match crate::fused::float_summary(t, true) {
         Some((true, lo, hi)) => (lo, hi),
         _ => (
             t.clone().min().into_scalar::<f64>(),
@@ -417,7 +417,7 @@ fn min_max<const D: usize>(t: &Tensor<D>) -> (f64, f64) {
 
 /// Checks that every value of a float tensor is finite.
 pub(crate) fn check_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<(), LossError> {
-    let all_finite: bool = match crate::fused::float_summary(t) {
+    let all_finite: bool = match crate::fused::float_summary(t, false) {
         Some((finite, _, _)) => finite,
         None => t.clone().is_finite().all().into_scalar::<bool>(),
     };
@@ -533,8 +533,18 @@ pub(crate) fn prepare(
                     got: tshape,
                 });
             }
+            // Without an ignore value, one fused pass gives finiteness and the [0, 1] range.
+            let mut range = None;
             if checks {
-                check_finite(&t, "target")?;
+                match (rules.ignore_index, crate::fused::float_summary(&t, true)) {
+                    (None, Some((false, _, _))) => {
+                        return Err(LossError::NonFinite {
+                            what: "target".into(),
+                        })
+                    }
+                    (None, Some((true, lo, hi))) => range = Some((lo, hi)),
+                    _ => check_finite(&t, "target")?,
+                }
             }
             let t3: Tensor<3> = t.reshape([n, c, s]);
             let (y, valid, valid_px, n_valid, n_valid_el) = match rules.ignore_index {
@@ -556,7 +566,11 @@ pub(crate) fn prepare(
                 }
                 None => (t3, None, None, n * s, n * c * s),
             };
-            let (lo, hi) = if checks { min_max(&y) } else { (0.0, 1.0) };
+            let (lo, hi) = match (checks, range) {
+                (false, _) => (0.0, 1.0),
+                (true, Some(r)) => r,
+                (true, None) => min_max(&y),
+            };
             if lo < 0.0 || hi > 1.0 {
                 return Err(LossError::TargetOutOfRange {
                     value: if lo < 0.0 { lo } else { hi },

@@ -1212,20 +1212,29 @@ pub(crate) fn wsq_backward(
     dx
 }
 
-/// (1 if every value is finite else 0, min, max of the finite values) in one pass.
-pub(crate) fn float_summary(x: &[f32]) -> [f32; 3] {
-    x.par_chunks(1 << 16).map(float_summary_block_mv).reduce(
-        || [1.0, f32::INFINITY, f32::NEG_INFINITY],
-        |a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2])],
-    )
+/// (1 if every value is finite else 0, min, max) in one pass; with `range = false` only the
+/// finiteness is computed (min and max are then ±∞).
+pub(crate) fn float_summary(x: &[f32], range: bool) -> [f32; 3] {
+    x.par_chunks(1 << 16)
+        .map(|c| {
+            let finite = finite_block_mv(c);
+            let (lo, hi) = if range {
+                range_block_mv(c)
+            } else {
+                (f32::INFINITY, f32::NEG_INFINITY)
+            };
+            [finite as u32 as f32, lo, hi]
+        })
+        .reduce(
+            || [1.0, f32::INFINITY, f32::NEG_INFINITY],
+            |a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2])],
+        )
 }
 
+/// Whether every value is finite: Σ (v − v) is 0 for finite values and NaN otherwise.
 #[inline(always)]
-fn float_summary_block(x: &[f32]) -> [f32; 3] {
-    let mut lo = [f32::INFINITY; L];
-    let mut hi = [f32::NEG_INFINITY; L];
-    // v − v is 0 for a finite v and NaN otherwise: the sum is NaN iff a value is not finite.
-    let mut nan = [0f32; L];
+fn finite_block(x: &[f32]) -> bool {
+    let mut acc = [0f32; L];
     let chunks = x.chunks_exact(L);
     let rest = chunks.remainder();
     for k in chunks {
@@ -1234,35 +1243,42 @@ fn float_summary_block(x: &[f32]) -> [f32; 3] {
             let v = k[l];
             #[allow(clippy::eq_op)]
             {
-                nan[l] += v - v;
+                acc[l] += v - v;
             }
-            lo[l] = if v < lo[l] { v } else { lo[l] };
-            hi[l] = if v > hi[l] { v } else { hi[l] };
         }
     }
-    let mut out = [1.0, f32::INFINITY, f32::NEG_INFINITY];
-    for l in 0..L {
-        if nan[l] != 0.0 {
-            out[0] = 0.0;
+    acc.iter().all(|&a| a == 0.0) && rest.iter().all(|v| v.is_finite())
+}
+
+multiversion!(finite_block_mv, fn(x: &[f32]) -> bool, finite_block);
+
+/// (min, max) of finite values.
+#[inline(always)]
+fn range_block(x: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; L];
+    let mut hi = [f32::NEG_INFINITY; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for k in chunks {
+        let k: &[f32; L] = k.try_into().unwrap();
+        for l in 0..L {
+            lo[l] = lo[l].min(k[l]);
         }
-        out[1] = out[1].min(lo[l]);
-        out[2] = out[2].max(hi[l]);
+        for l in 0..L {
+            hi[l] = hi[l].max(k[l]);
+        }
+    }
+    let mut out = (f32::INFINITY, f32::NEG_INFINITY);
+    for l in 0..L {
+        out = (out.0.min(lo[l]), out.1.max(hi[l]));
     }
     for &v in rest {
-        if !v.is_finite() {
-            out[0] = 0.0;
-        }
-        out[1] = out[1].min(v);
-        out[2] = out[2].max(v);
+        out = (out.0.min(v), out.1.max(v));
     }
     out
 }
 
-multiversion!(
-    float_summary_block_mv,
-    fn(x: &[f32]) -> [f32; 3],
-    float_summary_block
-);
+multiversion!(range_block_mv, fn(x: &[f32]) -> (f32, f32), range_block);
 
 /// (min, max) of integer labels.
 pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {

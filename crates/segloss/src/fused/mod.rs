@@ -129,8 +129,9 @@ pub trait FusedLossOps: Backend {
         y: FloatTensor<Self>,
         gamma: f32,
     ) -> FloatTensor<Self>;
-    /// Any float tensor → `[3]`: (1 if every value is finite else 0, min, max) of the finite values.
-    fn fused_float_summary(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Any float tensor → `[3]`: (1 if every value is finite else 0, min, max); with
+    /// `range = false` min and max are not computed (±∞).
+    fn fused_float_summary(x: FloatTensor<Self>, range: bool) -> FloatTensor<Self>;
     /// Any integer tensor → `[2]` (as floats): min, max.
     fn fused_int_range(x: IntTensor<Self>) -> FloatTensor<Self>;
     /// `[N, C, S]` predictions, mask and weights → `[N, C]` sums of `w·(act(x) − y)²`.
@@ -267,8 +268,8 @@ fn flex_region(x: FlexTensor, t: TgtPrim<Flex>, act: u32) -> FlexTensor {
 }
 
 impl FusedLossOps for Flex {
-    fn fused_float_summary(x: FlexTensor) -> FlexTensor {
-        let v = with_f32(&x, kernels::float_summary);
+    fn fused_float_summary(x: FlexTensor, range: bool) -> FlexTensor {
+        let v = with_f32(&x, |x| kernels::float_summary(x, range));
         out(v.to_vec(), vec![3])
     }
 
@@ -599,8 +600,8 @@ where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
 {
-    fn fused_float_summary(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        <Self as AutodiffBackend>::from_inner(B::fused_float_summary(x.into_primitive()))
+    fn fused_float_summary(x: FloatTensor<Self>, range: bool) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_float_summary(x.into_primitive(), range))
     }
 
     fn fused_int_range(x: IntTensor<Self>) -> FloatTensor<Self> {
@@ -818,14 +819,18 @@ pub(crate) fn wsq_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>, act: Act) ->
     Some(Tensor::from_dispatch(o))
 }
 
-/// `(all finite, min, max)` of a float tensor in one fused pass; `None` where the fused path does
-/// not apply. Used by the value checks.
-pub(crate) fn float_summary<const D: usize>(x: &Tensor<D>) -> Option<(bool, f64, f64)> {
+/// `(all finite, min, max)` of a float tensor in one fused pass (min/max only with `range`);
+/// `None` where the fused path does not apply. Used by the value checks.
+pub(crate) fn float_summary<const D: usize>(
+    x: &Tensor<D>,
+    range: bool,
+) -> Option<(bool, f64, f64)> {
     if !applies_quiet(x) {
         return None;
     }
     let o: Tensor<1> = Tensor::from_dispatch(<Dispatch as FusedLossOps>::fused_float_summary(
         x.clone().into_dispatch(),
+        range,
     ));
     let v = o.into_data().convert::<f64>().try_into_vec::<f64>().ok()?;
     Some((v[0] == 1.0, v[1], v[2]))
