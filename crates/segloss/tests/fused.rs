@@ -79,6 +79,8 @@ fn fused_kernels_match_the_composed_path() {
         "focal(gamma=3,include_background=false)",
         "hausdorff_dt",
         "hausdorff_dt(alpha=1,batch=true)",
+        "shape_aware",
+        "shape_aware(w0=5,sigma=2,class_weight=none)",
     ];
     let label_specs = [
         "ce",

@@ -173,6 +173,15 @@ pub(crate) fn weighted_ce_prepared(
         let denom = crate::input::const_tensor(&p.x, vec![p.n_valid as f64], [1]);
         reduce_pixel_map(p, map * w, denom, reduction)
     } else {
+        if p.activation == Activation::Sigmoid
+            && p.valid.is_none()
+            && reduction != LossReduction::None
+        {
+            if let Some(sums) = crate::fused::wbce_sums(&p.x, &p.y(), &w) {
+                let count = p.valid_elements_from(0);
+                return crate::input::reduce_sums(p, sums.sum(), count, reduction);
+            }
+        }
         let (lp, l1mp) = p.log_p_and_log_1mp();
         let y = p.y();
         let bce = (y.clone() * lp + y.neg().add_scalar(1.0) * l1mp).neg();

@@ -1297,3 +1297,66 @@ pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {
         Labels::I32(l) => range(l),
     }
 }
+
+/// Weighted BCE with logits of one row: Σ w·[y·softplus(−x) + (1 − y)·softplus(x)].
+#[inline(always)]
+fn wbce_row(x: &[f32], y: &[f32], w: &[f32]) -> f64 {
+    lane_sum!(x => xi, y => yi, w => wi; {
+        let (_, _, l1p) = sigmoid_pair(xi);
+        wi * (yi * ((-xi).max(0.0) + l1p) + (1.0 - yi) * (xi.max(0.0) + l1p))
+    })
+}
+
+multiversion!(
+    wbce_row_mv,
+    fn(x: &[f32], y: &[f32], w: &[f32]) -> f64,
+    wbce_row
+);
+
+/// Σ over pixels of the weighted BCE-with-logits per (sample, channel) row: `[N·C]`.
+pub(crate) fn wbce_sums(x: &[f32], y: &[f32], w: &[f32], rows: usize, s: usize) -> Vec<f32> {
+    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
+        .into_par_iter()
+        .map(|(r, s0, s1)| {
+            let (a, b) = (r * s + s0, r * s + s1);
+            (r, wbce_row_mv(&x[a..b], &y[a..b], &w[a..b]))
+        })
+        .collect();
+    let mut out = vec![0f64; rows];
+    for (r, v) in parts {
+        out[r] += v;
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+#[inline(always)]
+fn wbce_backward_row(x: &[f32], y: &[f32], w: &[f32], g: f32, dx: &mut [f32]) {
+    for (((d, &xi), &yi), &wi) in dx.iter_mut().zip(x).zip(y).zip(w) {
+        let (p, q, _) = sigmoid_pair(xi);
+        *d = g * wi * ((1.0 - yi) * p - yi * q);
+    }
+}
+
+multiversion!(
+    wbce_backward_row_mv,
+    fn(x: &[f32], y: &[f32], w: &[f32], g: f32, dx: &mut [f32]) -> (),
+    wbce_backward_row
+);
+
+/// Gradient `[N, C, S]` of `Σ g[row]·wbce_sums[row]`.
+pub(crate) fn wbce_backward(x: &[f32], y: &[f32], w: &[f32], g: &[f32], s: usize) -> Vec<f32> {
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
+        let start = k * BLOCK;
+        let mut i = 0;
+        while i < d.len() {
+            let pos = start + i;
+            let r = pos / s;
+            let end = ((r + 1) * s - start).min(d.len());
+            let (a, b) = (pos, start + end);
+            wbce_backward_row_mv(&x[a..b], &y[a..b], &w[a..b], g[r], &mut d[i..end]);
+            i = end;
+        }
+    });
+    dx
+}

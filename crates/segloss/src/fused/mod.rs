@@ -134,6 +134,12 @@ pub trait FusedLossOps: Backend {
     fn fused_float_summary(x: FloatTensor<Self>, range: bool) -> FloatTensor<Self>;
     /// Any integer tensor → `[2]` (as floats): min, max.
     fn fused_int_range(x: IntTensor<Self>) -> FloatTensor<Self>;
+    /// `[N, C, S]` logits, mask and weights → `[N, C]` weighted BCE sums.
+    fn fused_wbce_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
     /// `[N, C, S]` predictions, mask and weights → `[N, C]` sums of `w·(act(x) − y)²`.
     fn fused_wsq_sums(
         x: FloatTensor<Self>,
@@ -178,6 +184,13 @@ pub trait FusedLossGrads: Backend {
         y: FloatTensor<Self>,
         gamma: f32,
         alpha: f32,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// Gradient of `Σ g·wbce_sums`.
+    fn fused_wbce_grad(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        w: FloatTensor<Self>,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
     /// Gradient of `Σ g·wsq_sums`.
@@ -268,6 +281,16 @@ fn flex_region(x: FlexTensor, t: TgtPrim<Flex>, act: u32) -> FlexTensor {
 }
 
 impl FusedLossOps for Flex {
+    fn fused_wbce_sums(x: FlexTensor, y: FlexTensor, w: FlexTensor) -> FlexTensor {
+        let (n, c, s) = dims3(&x);
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                with_f32(&w, |ws| kernels::wbce_sums(xs, ys, ws, n * c, s))
+            })
+        });
+        out(v, vec![n, c])
+    }
+
     fn fused_float_summary(x: FlexTensor, range: bool) -> FlexTensor {
         let v = with_f32(&x, |x| kernels::float_summary(x, range));
         out(v.to_vec(), vec![3])
@@ -351,6 +374,17 @@ fn flex_focal_softmax(x: FlexTensor, t: TgtPrim<Flex>, gamma: f32) -> FlexTensor
 }
 
 impl FusedLossGrads for Flex {
+    fn fused_wbce_grad(x: FlexTensor, y: FlexTensor, w: FlexTensor, g: FlexTensor) -> FlexTensor {
+        let (n, c, s) = dims3(&x);
+        let g = f32_vec(&g);
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                with_f32(&w, |ws| kernels::wbce_backward(xs, ys, ws, &g, s))
+            })
+        });
+        out(v, vec![n, c, s])
+    }
+
     fn fused_region_sums_grad(
         x: FlexTensor,
         t: TgtPrim<Flex>,
@@ -504,6 +538,20 @@ impl<B: FusedLossGrads> Backward<B, 1> for FocalSigmoidBackward {
 }
 
 #[derive(Debug)]
+struct WbceBackward;
+
+impl<B: FusedLossGrads> Backward<B, 1> for WbceBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, y, w) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::fused_wbce_grad(x, y, w, g)
+        });
+    }
+}
+
+#[derive(Debug)]
 struct WsqBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for WsqBackward {
@@ -600,6 +648,22 @@ where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
 {
+    fn fused_wbce_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (y, w) = (y.into_primitive(), w.into_primitive());
+        let (xp, node) = x.into_parts();
+        match WbceBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let o = B::fused_wbce_sums(xp.clone(), y.clone(), w.clone());
+                prep.finish((xp, y, w), o)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_wbce_sums(xp, y, w)),
+        }
+    }
+
     fn fused_float_summary(x: FloatTensor<Self>, range: bool) -> FloatTensor<Self> {
         <Self as AutodiffBackend>::from_inner(B::fused_float_summary(x.into_primitive(), range))
     }
@@ -850,4 +914,18 @@ pub(crate) fn int_range<const D: usize>(
     ));
     let v = o.into_data().convert::<f64>().try_into_vec::<f64>().ok()?;
     Some((v[0], v[1]))
+}
+
+/// Σ over pixels of `w·BCE-with-logits` per (sample, channel), `[N, C]` (`w` a constant weight map
+/// of the logits' shape); `None` where the fused path does not apply.
+pub(crate) fn wbce_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>) -> Option<Tensor<2>> {
+    if !applies(x) || y.dtype() != DType::F32 || w.dtype() != DType::F32 || w.dims() != x.dims() {
+        return None;
+    }
+    let o = <Dispatch as FusedLossOps>::fused_wbce_sums(
+        x.clone().into_dispatch(),
+        y.clone().into_dispatch(),
+        w.clone().into_dispatch(),
+    );
+    Some(Tensor::from_dispatch(o))
 }
