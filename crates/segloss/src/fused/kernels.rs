@@ -1301,10 +1301,13 @@ pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {
 /// Weighted BCE with logits of one row: Σ w·[y·softplus(−x) + (1 − y)·softplus(x)].
 #[inline(always)]
 fn wbce_row(x: &[f32], y: &[f32], w: &[f32]) -> f64 {
-    lane_sum!(x => xi, y => yi, w => wi; {
+    // An element-wise loop (which the loop vectoriser handles) into a scratch row, then the sum.
+    let mut b = vec![0f32; x.len()];
+    for (((o, &xi), &yi), &wi) in b.iter_mut().zip(x).zip(y).zip(w) {
         let (_, _, l1p) = sigmoid_pair(xi);
-        wi * (yi * ((-xi).max(0.0) + l1p) + (1.0 - yi) * (xi.max(0.0) + l1p))
-    })
+        *o = wi * (yi * ((-xi).max(0.0) + l1p) + (1.0 - yi) * (xi.max(0.0) + l1p));
+    }
+    lane_sum!(b => v; v)
 }
 
 multiversion!(
