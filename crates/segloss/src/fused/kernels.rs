@@ -210,7 +210,10 @@ fn block_probs(
             }
         }
         Act::Softmax => {
-            let lse = &mut lse[..len];
+            // lse[..len] = the max m over the channels, lse[len..2·len] = ln Σ e^(x − m): kept
+            // apart so that ln p = (x − m) − ln Σ has no cancellation at large logits.
+            let (lse, lsum) = lse.split_at_mut(len);
+            let lsum = &mut lsum[..len];
             lse.copy_from_slice(&x[n * nc * s + s0..][..len]);
             for c in 1..nc {
                 let row = &x[(n * nc + c) * s + s0..][..len];
@@ -233,8 +236,8 @@ fn block_probs(
                     *si += e;
                 }
             }
-            for (m, &sm) in lse.iter_mut().zip(sum.iter()) {
-                *m += ln(sm);
+            for (l, &sm) in lsum.iter_mut().zip(sum.iter()) {
+                *l = ln(sm);
             }
             let inv: Vec<f32> = sum.iter().map(|&v| 1.0 / v).collect();
             for c in 0..nc {
@@ -350,7 +353,7 @@ fn region_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     let mut y = vec![0f32; len];
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
     let mut out = vec![0f64; nc * NSTATS];
@@ -421,7 +424,7 @@ fn region_backward_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     let mut y = vec![0f32; len];
     let mut a = vec![0f32; nc * len];
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
@@ -629,17 +632,17 @@ fn ce_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
     let mut lab = vec![0usize; len];
     labels.indices(n * s + s0, &mut lab);
-    let lse = &lse[..len];
+    let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
     let xl: Vec<f32> = lab
         .iter()
         .enumerate()
         .map(|(i, &k)| x[(n * nc + k) * s + s0 + i])
         .collect();
-    lane_sum!(lse => m, xl => v; m - v)
+    lane_sum!(mx => m, xl => v, lsum => ls; (m - v) + ls)
 }
 
 /// Log-sum-exp over the channels of one block (`p`, `q` as scratch).
@@ -694,7 +697,7 @@ fn ce_backward_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
     let mut lab = vec![0usize; len];
     labels.indices(n * s + s0, &mut lab);
@@ -850,7 +853,7 @@ pub(crate) fn focal_sigmoid_backward(
     dx
 }
 
-/// Softmax focal loss of one element (MONAI): `−y·(1 − p)^γ·ln p`, `ln p = x − lse`, with
+/// Softmax focal loss of one element (MONAI): `−y·(1 − p)^γ·ln p`, `ln p = (x − m) − ln Σ`, with
 /// `(1 − p)` clamped at 1e−30 as the composed path; returns (loss, p·d loss/dp).
 #[inline(always)]
 fn focal_soft_elem(lp: f32, p: f32, yi: f32, gamma: f32) -> (f32, f32) {
@@ -879,7 +882,7 @@ fn focal_soft_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     let mut y = vec![0f32; len];
     block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
     let mut out = vec![0f64; nc];
@@ -887,10 +890,10 @@ fn focal_soft_task(
         t.row(n, c, nc, s, s0, &mut y);
         let row = &x[(n * nc + c) * s + s0..][..len];
         let pc = &p[c * len..][..len];
-        let (lse, y) = (&lse[..len], &y[..len]);
+        let (mx, lsum, y) = (&lse[..len], &lse[len..2 * len], &y[..len]);
         let yv = &y[..];
-        out[c] = lane_sum!(row => xi, lse => m, pc => pi, yv => yi;
-            focal_soft_elem(xi - m, pi, yi, gamma).0);
+        out[c] = lane_sum!(row => xi, mx => m, lsum => ls, pc => pi, yv => yi;
+            focal_soft_elem((xi - m) - ls, pi, yi, gamma).0);
     }
     out
 }
@@ -949,7 +952,7 @@ fn focal_soft_backward_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     let mut y = vec![0f32; len];
     block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
     // q now holds b_c = g[n, c]·p_c·d loss_c/dp_c; dx_j = b_j − p_j·Σ_c b_c.
@@ -958,14 +961,15 @@ fn focal_soft_backward_task(
         t.row(n, c, nc, s, s0, &mut y);
         let gc = g[n * nc + c];
         let row = &x[(n * nc + c) * s + s0..][..len];
-        for ((((b, &xi), &m), &pi), (&yi, tt)) in q[c * len..][..len]
+        let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
+        for ((((b, &xi), (&m, &ls)), &pi), (&yi, tt)) in q[c * len..][..len]
             .iter_mut()
             .zip(row)
-            .zip(lse.iter())
+            .zip(mx.iter().zip(lsum))
             .zip(&p[c * len..][..len])
             .zip(y.iter().zip(tot.iter_mut()))
         {
-            *b = gc * focal_soft_elem(xi - m, pi, yi, gamma).1;
+            *b = gc * focal_soft_elem((xi - m) - ls, pi, yi, gamma).1;
             *tt += *b;
         }
     }
@@ -1034,7 +1038,7 @@ fn wsq_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
     let mut out = vec![0f64; nc];
     for c in 0..nc {
@@ -1106,7 +1110,7 @@ fn wsq_backward_task(
     let len = s1 - s0;
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; len];
+    let mut lse = vec![0f32; 2 * len];
     let mut a = vec![0f32; nc * len];
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
     for c in 0..nc {
