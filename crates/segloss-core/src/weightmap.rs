@@ -306,7 +306,13 @@ fn weight_map_buffer<F: Float, T: Voxel>(
             (w(n_bg), w(n_fg))
         }
     };
-    let band = config.band();
+    // d1 + d2 never exceeds twice the image's diagonal: a larger band (a huge σ) changes nothing
+    // but would overflow the index arithmetic and size tables by the band.
+    let diagonal = (0..3)
+        .map(|a| (g.shape[a] as f64 * g.spacing[a]).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let band = config.band().min(2.0 * diagonal + 1.0);
     if k < 2 || band <= 0.0 || n_bg == 0 {
         return mask
             .iter()

@@ -301,3 +301,17 @@ fn weight_map_2d_is_the_same_on_any_number_of_threads() {
         assert_eq!(run(t), one, "{t} threads");
     }
 }
+
+/// Found by the spec fuzzer (`shape_aware(w0=10,sigma=8000000000002002)`): a huge σ made the
+/// lens tables as long as the band in rows (an allocation of 2^58 bytes); they now stop at the
+/// image, and the map still matches the brute force (every pair of instances interacts).
+#[test]
+fn weight_map_with_a_huge_sigma_stays_small_and_exact() {
+    for sigma in [8e15, 1e300] {
+        let config = WeightMapConfig {
+            sigma,
+            ..WeightMapConfig::default()
+        };
+        run_2d(24, 31, 5, 3, 11, [1.0, 1.0], config);
+    }
+}

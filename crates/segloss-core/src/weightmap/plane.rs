@@ -183,7 +183,8 @@ fn neighbours(boxes: &[BBox], g: &Grid, band: f64) -> Vec<Vec<u32>> {
     let k = boxes.len();
     let mut nb: Vec<Vec<u32>> = vec![Vec::new(); k];
     let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
-    let reach = (band / g.spacing[ax]).ceil() as usize;
+    // Capped at the image: a huge band (σ large) must not overflow the sums below.
+    let reach = ((band / g.spacing[ax]).ceil() as usize).min(g.shape[ax]);
     let mut order: Vec<usize> = (0..k)
         .filter(|&i| boxes[i][0][0] < boxes[i][0][1])
         .collect();
@@ -246,8 +247,10 @@ struct Lens {
 }
 
 impl Lens {
-    fn new(band: f64, s1: f64, s2: f64) -> Lens {
-        let kmax = (band / s1).floor() as usize;
+    /// `max_gap`: the largest sum of two row gaps that can occur (twice the number of rows); the
+    /// tables stop there, so a huge band (σ large) costs no more than the image.
+    fn new(band: f64, s1: f64, s2: f64, max_gap: usize) -> Lens {
+        let kmax = ((band / s1).floor() as usize).min(max_gap);
         let root = |x: f64| x.max(0.0).sqrt() / s2;
         let pair = (0..=kmax)
             .map(|t| root(band * band - (t as f64 * s1).powi(2)))
@@ -368,7 +371,7 @@ pub(super) fn plane_nearest_two<F: Float>(
     let mut cuts = vec![0usize];
     split_rows(&spans, n2, 0, n1, stripes, &mut cuts);
     cuts.dedup();
-    let lens = Lens::new(band, s1, s2);
+    let lens = Lens::new(band, s1, s2, 2 * n1);
     let cap = band * band;
     let work = |(si, o): (usize, &mut [MaybeUninit<F>])| {
         let (r0, r1) = (cuts[si], cuts[si + 1]);

@@ -891,8 +891,7 @@ fn focal_soft_task(
         let row = &x[(n * nc + c) * s + s0..][..len];
         let pc = &p[c * len..][..len];
         let (mx, lsum, y) = (&lse[..len], &lse[len..2 * len], &y[..len]);
-        let yv = &y[..];
-        out[c] = lane_sum!(row => xi, mx => m, lsum => ls, pc => pi, yv => yi;
+        out[c] = lane_sum!(row => xi, mx => m, lsum => ls, pc => pi, y => yi;
             focal_soft_elem((xi - m) - ls, pi, yi, gamma).0);
     }
     out
