@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             .then(|| Tensor::<4>::ones([1, c, h, w], &device));
         match loss.try_forward(pred, target, weights, LossReduction::Mean) {
             Ok(v) => {
-                let vals: Vec<f32> = v.values.into_data().convert::<f32>().to_vec().unwrap();
+                let vals: Vec<f32> = v.values.into_data().convert::<f32>().try_into_vec().unwrap();
                 assert!(vals.iter().all(|x| !x.is_nan()), "{s}: NaN loss {vals:?}");
             }
             Err(e) => assert!(!e.to_string().contains('\n'), "multi-line error: {e}"),

@@ -163,7 +163,8 @@ impl<'a> Parser<'a> {
 
     fn found(&self) -> String {
         match self.s[self.i..].chars().next() {
-            Some(c) => format!("'{c}'"),
+            // Escaped, so that the message stays on one line (a newline or a tab in the spec).
+            Some(c) => format!("'{}'", c.escape_debug()),
             None => "the end of the spec".to_string(),
         }
     }

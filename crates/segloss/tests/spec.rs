@@ -78,6 +78,25 @@ fn spec_err(s: &str) -> (usize, String) {
     (e.pos, e.to_string())
 }
 
+/// Found by the spec fuzzer: a newline in the spec came back raw in "found '…'", so the CLI's
+/// one-line error spanned several lines. Control characters are now escaped.
+#[test]
+fn errors_are_one_line_for_specs_with_newlines_and_tabs() {
+    for s in [
+        "\n\nlovcee(ae=[1e32805\n\ndis)",
+        "dice(\tgamma=1)",
+        "dice\r\n+ bcx\n",
+    ] {
+        let (_, msg) = spec_err(s);
+        assert!(
+            !msg.contains('\n') && !msg.contains('\r') && !msg.contains('\t'),
+            "{msg:?}"
+        );
+    }
+    let (_, msg) = spec_err("\n\nlovcee(ae=[1e32805\n\ndis)");
+    assert!(msg.contains("found '\\n'"), "{msg}");
+}
+
 #[test]
 fn errors_point_at_the_offending_character_and_list_what_is_allowed() {
     let (pos, msg) = spec_err("0.5*dcie + bce");
@@ -132,7 +151,10 @@ proptest! {
     #[test]
     fn parser_never_panics(s in "\\PC{0,40}") {
         match LossSpec::parse(&s) {
-            Err(e) => prop_assert!(e.pos <= s.len()),
+            Err(e) => {
+                prop_assert!(e.pos <= s.len());
+                prop_assert!(!e.to_string().contains('\n'));
+            }
             Ok(spec) => {
                 if let Err(LossError::Spec(e)) = spec.build() {
                     prop_assert!(e.pos <= s.len());
