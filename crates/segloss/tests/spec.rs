@@ -178,3 +178,27 @@ proptest! {
         }
     }
 }
+
+/// Found by the spec fuzzer: `jaccard(smooth_nr=1e54)` overflowed f32 into a NaN loss. Smoothing
+/// terms are now bounded (≤ 1e12); the largest allowed one still gives a finite loss.
+#[test]
+fn huge_smoothing_is_rejected_and_the_largest_allowed_is_finite() {
+    let (_, msg) = spec_err("jaccard(smooth_nr=1e54,smooth_dr=1e-5)");
+    assert!(
+        msg.contains("smooth_nr") && msg.contains("[0, 1e12]"),
+        "{msg}"
+    );
+    let device = burn::tensor::Device::flex();
+    let x = burn::tensor::Tensor::<4>::from_floats([[[[2.0, -1.0], [0.5, 3.0]]]], &device);
+    let y = burn::tensor::Tensor::<4>::from_floats([[[[1.0, 0.0], [0.0, 1.0]]]], &device);
+    for spec in [
+        "jaccard(smooth_nr=1e12,smooth_dr=1e-5)",
+        "dice(smooth_nr=1e-5,smooth_dr=1e12)",
+    ] {
+        let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+        let v = loss
+            .forward(x.clone(), y.clone(), None)
+            .into_scalar::<f32>();
+        assert!(v.is_finite(), "{spec}: {v}");
+    }
+}
