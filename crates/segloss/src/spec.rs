@@ -492,6 +492,11 @@ impl<'a> Args<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(a) => match a.value {
+                // Every numeric parameter stays within ±1e12: larger ones overflow f32 arithmetic
+                // into NaN losses (the spec fuzzer found tversky(alpha=1e128), jaccard(smooth_nr=1e54)).
+                SpecValue::Number(v) if v.abs() > 1e12 => {
+                    Err(self.bad(a, &format!("{expected} (and at most 1e12 in magnitude)")))
+                }
                 SpecValue::Number(v) if ok(v) => Ok(Some(v)),
                 _ => Err(self.bad(a, expected)),
             },
