@@ -536,6 +536,42 @@ multiversion!(
     bce_row
 );
 
+/// Σ over each row of an `[R, S]` array, `row(start..end)` giving the sum of one block of a row
+/// (blocks of at most `BLOCK`, in parallel), accumulated in f64: `[R]`.
+fn row_sums(rows: usize, s: usize, row: impl Fn(std::ops::Range<usize>) -> f64 + Sync) -> Vec<f32> {
+    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
+        .into_par_iter()
+        .map(|(r, s0, s1)| (r, row(r * s + s0..r * s + s1)))
+        .collect();
+    let mut out = vec![0f64; rows];
+    for (r, v) in parts {
+        out[r] += v;
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+/// A gradient of `len` elements of an `[R, S]` array, written in parallel blocks:
+/// `row(start..end, r, dx)` fills the part `start..end` (within row `r`).
+fn rows_backward(
+    len: usize,
+    s: usize,
+    row: impl Fn(std::ops::Range<usize>, usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut dx = vec![0f32; len];
+    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
+        let start = k * BLOCK;
+        // A block may span two rows when S is not a multiple of BLOCK.
+        let mut i = 0;
+        while i < d.len() {
+            let r = (start + i) / s;
+            let end = ((r + 1) * s - start).min(d.len());
+            row(start + i..start + end, r, &mut d[i..end]);
+            i = end;
+        }
+    });
+    dx
+}
+
 /// Row blocks `(row, s0, s1)` of an `[R, S]` array.
 fn row_tasks(rows: usize, s: usize) -> Vec<(usize, usize, usize)> {
     tasks(rows, s)
@@ -550,25 +586,7 @@ pub(crate) fn bce_sums(
     beta: f32,
     eps: f32,
 ) -> Vec<f32> {
-    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
-        .into_par_iter()
-        .map(|(r, s0, s1)| {
-            (
-                r,
-                bce_row_mv(
-                    &x[r * s + s0..r * s + s1],
-                    &y[r * s + s0..r * s + s1],
-                    beta,
-                    eps,
-                ),
-            )
-        })
-        .collect();
-    let mut out = vec![0f64; rows];
-    for (r, v) in parts {
-        out[r] += v;
-    }
-    out.into_iter().map(|v| v as f32).collect()
+    row_sums(rows, s, |r| bce_row_mv(&x[r.clone()], &y[r], beta, eps))
 }
 
 #[inline(always)]
@@ -595,27 +613,9 @@ pub(crate) fn bce_backward(
     beta: f32,
     eps: f32,
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
-        let start = k * BLOCK;
-        // A block may span two rows when S is not a multiple of BLOCK.
-        let mut i = 0;
-        while i < d.len() {
-            let pos = start + i;
-            let r = pos / s;
-            let end = ((r + 1) * s - start).min(d.len());
-            bce_backward_row_mv(
-                &x[pos..start + end],
-                &y[pos..start + end],
-                beta,
-                eps,
-                g[r],
-                &mut d[i..end],
-            );
-            i = end;
-        }
-    });
-    dx
+    rows_backward(x.len(), s, |i, r, d| {
+        bce_backward_row_mv(&x[i.clone()], &y[i], beta, eps, g[r], d)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -788,25 +788,9 @@ pub(crate) fn focal_sigmoid_sums(
     gamma: f32,
     alpha: f32,
 ) -> Vec<f32> {
-    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
-        .into_par_iter()
-        .map(|(r, s0, s1)| {
-            (
-                r,
-                focal_sig_row_mv(
-                    &x[r * s + s0..r * s + s1],
-                    &y[r * s + s0..r * s + s1],
-                    gamma,
-                    alpha,
-                ),
-            )
-        })
-        .collect();
-    let mut out = vec![0f64; rows];
-    for (r, v) in parts {
-        out[r] += v;
-    }
-    out.into_iter().map(|v| v as f32).collect()
+    row_sums(rows, s, |r| {
+        focal_sig_row_mv(&x[r.clone()], &y[r], gamma, alpha)
+    })
 }
 
 #[inline(always)]
@@ -831,26 +815,9 @@ pub(crate) fn focal_sigmoid_backward(
     gamma: f32,
     alpha: f32,
 ) -> Vec<f32> {
-    let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
-        let start = k * BLOCK;
-        let mut i = 0;
-        while i < d.len() {
-            let pos = start + i;
-            let r = pos / s;
-            let end = ((r + 1) * s - start).min(d.len());
-            focal_sig_backward_row_mv(
-                &x[pos..start + end],
-                &y[pos..start + end],
-                gamma,
-                alpha,
-                g[r],
-                &mut d[i..end],
-            );
-            i = end;
-        }
-    });
-    dx
+    rows_backward(x.len(), s, |i, r, d| {
+        focal_sig_backward_row_mv(&x[i.clone()], &y[i], gamma, alpha, g[r], d)
+    })
 }
 
 /// Softmax focal loss of one element (MONAI): `−y·(1 − p)^γ·ln p`, `ln p = (x − m) − ln Σ`, with
@@ -1321,18 +1288,9 @@ multiversion!(
 
 /// Σ over pixels of the weighted BCE-with-logits per (sample, channel) row: `[N·C]`.
 pub(crate) fn wbce_sums(x: &[f32], y: &[f32], w: &[f32], rows: usize, s: usize) -> Vec<f32> {
-    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
-        .into_par_iter()
-        .map(|(r, s0, s1)| {
-            let (a, b) = (r * s + s0, r * s + s1);
-            (r, wbce_row_mv(&x[a..b], &y[a..b], &w[a..b]))
-        })
-        .collect();
-    let mut out = vec![0f64; rows];
-    for (r, v) in parts {
-        out[r] += v;
-    }
-    out.into_iter().map(|v| v as f32).collect()
+    row_sums(rows, s, |r| {
+        wbce_row_mv(&x[r.clone()], &y[r.clone()], &w[r])
+    })
 }
 
 #[inline(always)]
@@ -1351,18 +1309,7 @@ multiversion!(
 
 /// Gradient `[N, C, S]` of `Σ g[row]·wbce_sums[row]`.
 pub(crate) fn wbce_backward(x: &[f32], y: &[f32], w: &[f32], g: &[f32], s: usize) -> Vec<f32> {
-    let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
-        let start = k * BLOCK;
-        let mut i = 0;
-        while i < d.len() {
-            let pos = start + i;
-            let r = pos / s;
-            let end = ((r + 1) * s - start).min(d.len());
-            let (a, b) = (pos, start + end);
-            wbce_backward_row_mv(&x[a..b], &y[a..b], &w[a..b], g[r], &mut d[i..end]);
-            i = end;
-        }
-    });
-    dx
+    rows_backward(x.len(), s, |i, r, d| {
+        wbce_backward_row_mv(&x[i.clone()], &y[i.clone()], &w[i], g[r], d)
+    })
 }
