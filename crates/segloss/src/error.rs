@@ -41,6 +41,13 @@ pub enum LossError {
         /// Which tensor.
         what: String,
     },
+    /// A loss came out NaN or infinite although its inputs passed every check: a parameter is
+    /// so large that f32 arithmetic overflows.
+    #[error("the {loss} loss is not finite (NaN or infinite) although every input is finite: a parameter is too large for f32 arithmetic; expected parameters within ±1e12")]
+    NonFiniteLoss {
+        /// The loss's name in the spec grammar.
+        loss: String,
+    },
     /// A class label is outside `0..num_classes` (and is not the ignore index).
     #[error("label {label} out of range in target: expected 0..{num_classes} (C = {num_classes}){ignore}")]
     LabelOutOfRange {

@@ -22,13 +22,50 @@ pub trait SegLoss: std::fmt::Debug + Send + Sync {
     ///
     /// `reduction = None` gives the per-element map (pixel-wise losses) or the `[N, C]` matrix
     /// (region losses); the other reductions give a `[1]` value.
+    ///
+    /// This is [`compute`](Self::compute) followed by one check of the result: a loss that
+    /// comes out NaN or infinite from inputs that passed every check (finite predictions and
+    /// weights, targets in range) is returned as [`LossError::NonFiniteLoss`], never silently.
+    /// That happens only with parameters so large that f32 arithmetic overflows (for example
+    /// `TverskyLossConfig::new().with_alpha(1e128)`; the spec grammar bounds every number at
+    /// 1e12 for this reason).
     fn loss_value(
         &self,
         pred: Flat,
         target: Target,
         weights: Option<Flat>,
         reduction: LossReduction,
+    ) -> Result<LossValue, LossError> {
+        let v = self.compute(pred, target, weights, reduction)?;
+        check_finite_loss(self.name(), &v)?;
+        Ok(v)
+    }
+
+    /// The computation behind [`loss_value`](Self::loss_value), without its final finiteness
+    /// check. Implementors provide this; callers use `loss_value` (compound losses call their
+    /// terms' `compute` and check the sum once).
+    fn compute(
+        &self,
+        pred: Flat,
+        target: Target,
+        weights: Option<Flat>,
+        reduction: LossReduction,
     ) -> Result<LossValue, LossError>;
+}
+
+/// [`LossError::NonFiniteLoss`] if any value of a computed loss is NaN or infinite (one fused
+/// pass on the CPU; a `[1]` read for reduced losses). Skipped with the other value checks
+/// ([`set_value_checks`](crate::set_value_checks)).
+pub(crate) fn check_finite_loss(name: &str, v: &LossValue) -> Result<(), LossError> {
+    if !crate::value_checks() {
+        return Ok(());
+    }
+    match crate::input::check_finite(&v.values, "loss") {
+        Ok(()) => Ok(()),
+        Err(_) => Err(LossError::NonFiniteLoss {
+            loss: name.to_string(),
+        }),
+    }
 }
 
 /// `forward`, `forward_no_reduction` and `try_forward` for a pixel-wise loss without weight map.

@@ -650,7 +650,7 @@ impl SegLoss for CompositeLoss {
         CompositeLoss::needs_weights(self)
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,
@@ -682,7 +682,7 @@ impl SegLoss for CompositeLoss {
             } else {
                 None
             };
-            let v = t.loss.loss_value(pred.clone(), target.clone(), w, red)?;
+            let v = t.loss.compute(pred.clone(), target.clone(), w, red)?;
             let v = if t.weight == 1.0 {
                 v
             } else {

@@ -213,3 +213,38 @@ fn huge_numeric_parameters_are_rejected() {
         assert!(msg.contains("at most 1e12 in magnitude"), "{spec}: {msg}");
     }
 }
+
+/// The same overflow through the Config API, which has no 1e12 bound: the finiteness check on the
+/// computed loss turns it into an error instead of a silent NaN (for every reduction).
+#[test]
+fn a_loss_that_overflows_is_an_error_not_a_nan() {
+    use burn::tensor::{Device, Tensor};
+    use segloss::{LossReduction, TverskyLossConfig};
+    let d = Device::flex();
+    let x = Tensor::<4>::from_floats([[[[1.0, -1.0], [-1.0, 1.0]]]], &d);
+    let y = Tensor::<4>::from_floats([[[[1.0, 0.0], [1.0, 1.0]]]], &d);
+    let loss = TverskyLossConfig::new()
+        .with_alpha(1e128)
+        .with_beta(7.0)
+        .init();
+    for red in [LossReduction::Mean, LossReduction::Sum, LossReduction::None] {
+        let err = loss.try_forward(x.clone(), y.clone(), red).unwrap_err();
+        assert!(
+            matches!(&err, LossError::NonFiniteLoss { loss } if loss == "tversky"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("within ±1e12"), "{err}");
+    }
+    // The same loss with a sane alpha is finite (MONAI's case above: 0.3589 at α=0.3, β=0.7).
+    let ok = TverskyLossConfig::new()
+        .with_alpha(0.3)
+        .with_beta(0.7)
+        .with_smooth(1e-6)
+        .init();
+    let v = ok
+        .try_forward(x, y, LossReduction::Mean)
+        .unwrap()
+        .values
+        .into_scalar::<f32>();
+    assert!((v - 0.3589).abs() < 1e-4, "{v}");
+}

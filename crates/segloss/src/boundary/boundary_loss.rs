@@ -121,7 +121,7 @@ impl SegLoss for BoundaryLoss {
         "boundary"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

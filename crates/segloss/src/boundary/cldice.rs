@@ -193,7 +193,7 @@ impl SegLoss for ClDiceLoss {
         "cldice"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

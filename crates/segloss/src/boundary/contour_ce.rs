@@ -92,7 +92,7 @@ impl SegLoss for ContourCeLoss {
         "contour_ce"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

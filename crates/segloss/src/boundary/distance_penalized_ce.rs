@@ -53,7 +53,7 @@ impl SegLoss for DistancePenalizedCeLoss {
         "distance_penalized_ce"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

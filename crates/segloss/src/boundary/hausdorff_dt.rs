@@ -144,7 +144,7 @@ impl SegLoss for HausdorffDtLoss {
         "hausdorff_dt"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

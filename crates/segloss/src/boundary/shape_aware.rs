@@ -136,7 +136,7 @@ impl SegLoss for ShapeAwareLoss {
         "shape_aware"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

@@ -137,7 +137,7 @@ impl SegLoss for ComboLoss {
         "combo"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

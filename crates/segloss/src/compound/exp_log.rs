@@ -164,7 +164,7 @@ impl SegLoss for ExpLogLoss {
         "exp_log"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

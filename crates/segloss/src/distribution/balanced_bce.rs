@@ -50,7 +50,7 @@ impl SegLoss for BalancedBceLoss {
         "balanced_bce"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

@@ -116,7 +116,7 @@ impl SegLoss for BceLoss {
         "bce"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

@@ -177,7 +177,7 @@ impl SegLoss for CeLoss {
         "ce"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

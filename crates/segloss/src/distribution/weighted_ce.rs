@@ -130,7 +130,7 @@ impl SegLoss for WeightedCeLoss {
         true
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

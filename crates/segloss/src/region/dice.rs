@@ -242,7 +242,7 @@ impl SegLoss for DiceLoss {
         }
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

@@ -157,7 +157,7 @@ impl SegLoss for GeneralizedDiceLoss {
         "generalized_dice"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

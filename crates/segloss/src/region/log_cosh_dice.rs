@@ -83,7 +83,7 @@ impl SegLoss for LogCoshDiceLoss {
         "log_cosh_dice"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

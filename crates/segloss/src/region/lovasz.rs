@@ -207,7 +207,7 @@ impl SegLoss for LovaszLoss {
         "lovasz"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

@@ -105,7 +105,7 @@ impl SegLoss for MccLoss {
         "mcc"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

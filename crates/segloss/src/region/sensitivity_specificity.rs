@@ -129,7 +129,7 @@ impl SegLoss for SensitivitySpecificityLoss {
         "sensitivity_specificity"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,

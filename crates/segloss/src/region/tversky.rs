@@ -201,7 +201,7 @@ impl SegLoss for TverskyLoss {
         "tversky"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,
@@ -331,7 +331,7 @@ impl SegLoss for FocalTverskyLoss {
         "focal_tversky"
     }
 
-    fn loss_value(
+    fn compute(
         &self,
         pred: Flat,
         target: Target,
