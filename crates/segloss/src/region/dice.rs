@@ -7,9 +7,11 @@ use burn::tensor::Tensor;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
+use crate::region::host::{host_region_loss, DiceFormula};
 use crate::region::{
-    check_smooth, check_weights, dice_stats_of, kept_class_weights, one_minus_ratio, reduce_matrix,
-    region_loss_methods, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
+    check_smooth, check_weights, dice_stats_of, kept_class_weight_values, kept_class_weights,
+    one_minus_ratio, reduce_matrix, region_loss_methods, safe_ratio, value_with_grad_of,
+    ALL_ACTIVATIONS,
 };
 use crate::Target;
 
@@ -251,6 +253,29 @@ impl SegLoss for DiceLoss {
     ) -> Result<LossValue, LossError> {
         no_weights(self.name(), &weights)?;
         let p = prepare(pred, target, &self.rules(self.name()))?;
+        if !self.soft_label && (self.power == 1.0 || self.power == 2.0) {
+            let w = match &self.weight {
+                Some(w) => kept_class_weight_values(&p, w, self.include_background)?,
+                None => None,
+            };
+            let f = DiceFormula {
+                jaccard: self.jaccard,
+                squared: self.power == 2.0,
+                smooth_nr: self.smooth_nr,
+                smooth_dr: self.smooth_dr,
+            };
+            let host = host_region_loss(
+                &p,
+                self.include_background,
+                self.batch,
+                reduction,
+                w.as_deref(),
+                &f,
+            );
+            if let Some(v) = host {
+                return Ok(v);
+            }
+        }
         let m = self.weighted(&p, self.matrix(&p))?;
         Ok(reduce_matrix(m, reduction))
     }

@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
+use crate::region::host::{host_region_loss, GeneralizedDiceFormula};
 use crate::region::{
     check_smooth, dice_stats, fused_sums, one_minus_ratio, reduce_matrix, region_inputs,
     region_loss_methods, region_sum, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
@@ -176,6 +177,18 @@ impl SegLoss for GeneralizedDiceLoss {
                 loss: "generalized_dice",
             },
         )?;
+        if !self.soft_label {
+            let f = GeneralizedDiceFormula {
+                w_type: self.w_type,
+                smooth_nr: self.smooth_nr,
+                smooth_dr: self.smooth_dr,
+            };
+            if let Some(v) =
+                host_region_loss(&p, self.include_background, self.batch, reduction, None, &f)
+            {
+                return Ok(v);
+            }
+        }
         // Y, P + Y, E = P + Y − 2·TP (without cancellation) and TP, [R, C'].
         let fused = if self.soft_label {
             None

@@ -17,6 +17,7 @@
 
 pub mod dice;
 pub mod generalized_dice;
+mod host;
 pub mod log_cosh_dice;
 pub mod lovasz;
 pub mod mcc;
@@ -239,17 +240,7 @@ pub(crate) fn fused_sums(
     include_background: bool,
     batch: bool,
 ) -> Option<[Tensor<2>; 8]> {
-    if p.valid.is_some() {
-        return None;
-    }
-    let act = match p.activation {
-        Activation::Sigmoid => Act::Sigmoid,
-        Activation::Softmax => Act::Softmax,
-        Activation::None => Act::Identity,
-    };
-    // Label targets go to the kernel as labels: no one-hot tensor is built.
-    let mask = p.labels.is_none().then(|| p.y());
-    let sums = crate::fused::region_sums(&p.x, mask.as_ref(), p.labels.as_ref(), act)?;
+    let sums = raw_fused_sums(p)?;
     let [n, c, k] = sums.dims();
     let sums = if include_background || p.c == 1 {
         sums
@@ -261,6 +252,22 @@ pub(crate) fn fused_sums(
     Some(std::array::from_fn(|i| {
         sums.clone().slice([0..r, 0..cc, i..i + 1]).reshape([r, cc])
     }))
+}
+
+/// The fused kernel's region sums `[N, C, 8]` of all channels (see [`fused_sums`]); `None` where
+/// the fused path does not apply.
+pub(crate) fn raw_fused_sums(p: &Prepared) -> Option<Tensor<3>> {
+    if p.valid.is_some() {
+        return None;
+    }
+    let act = match p.activation {
+        Activation::Sigmoid => Act::Sigmoid,
+        Activation::Softmax => Act::Softmax,
+        Activation::None => Act::Identity,
+    };
+    // Label targets go to the kernel as labels: no one-hot tensor is built.
+    let mask = p.labels.is_none().then(|| p.y());
+    crate::fused::region_sums(&p.x, mask.as_ref(), p.labels.as_ref(), act)
 }
 
 /// [`dice_stats`] of the kept channels: from the fused kernel where it applies (hard or soft
@@ -328,6 +335,20 @@ pub(crate) fn kept_class_weights(
     weight: &[f64],
     include_background: bool,
 ) -> Result<Option<Tensor<2>>, LossError> {
+    Ok(
+        kept_class_weight_values(p, weight, include_background)?.map(|w| {
+            let k = w.len();
+            crate::input::const_tensor(&p.x, w, [1, k])
+        }),
+    )
+}
+
+/// The values of [`kept_class_weights`].
+pub(crate) fn kept_class_weight_values(
+    p: &Prepared,
+    weight: &[f64],
+    include_background: bool,
+) -> Result<Option<Vec<f64>>, LossError> {
     let drop_bg = !include_background && p.c > 1;
     let kept = if drop_bg { p.c - 1 } else { p.c };
     let w: Vec<f64> = if weight.len() == p.c {
@@ -359,7 +380,7 @@ pub(crate) fn kept_class_weights(
     if kept == 1 {
         return Ok(None);
     }
-    Ok(Some(crate::input::const_tensor(&p.x, w, [1, kept])))
+    Ok(Some(w))
 }
 
 /// Checks a smoothing term.

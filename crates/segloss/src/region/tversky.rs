@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
+use crate::region::host::{host_region_loss, TverskyFormula};
 use crate::region::{
     check_smooth, fused_sums, one_minus_ratio, reduce_matrix, region_inputs, region_loss_methods,
     region_sum, residual, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
@@ -210,6 +211,19 @@ impl SegLoss for TverskyLoss {
     ) -> Result<LossValue, LossError> {
         no_weights(self.name(), &weights)?;
         let p = prepare(pred, target, &self.rules("tversky"))?;
+        if !self.soft_label {
+            let f = TverskyFormula {
+                alpha: self.alpha,
+                beta: self.beta,
+                smooth_nr: self.smooth_nr,
+                smooth_dr: self.smooth_dr,
+            };
+            if let Some(v) =
+                host_region_loss(&p, self.include_background, self.batch, reduction, None, &f)
+            {
+                return Ok(v);
+            }
+        }
         Ok(reduce_matrix(self.matrix(&p), reduction))
     }
 }
