@@ -41,9 +41,9 @@ pub enum LossError {
         /// Which tensor.
         what: String,
     },
-    /// A loss came out NaN or infinite although its inputs passed every check: a parameter is
-    /// so large that f32 arithmetic overflows.
-    #[error("the {loss} loss is not finite (NaN or infinite) although every input is finite: a parameter is too large for f32 arithmetic; expected parameters within ±1e12")]
+    /// A loss came out NaN or infinite although its inputs passed every check: its parameters
+    /// overflow f32 arithmetic on these inputs (a huge weight, smoothing term or exponent).
+    #[error("the {loss} loss is not finite (NaN or infinite) although every input is finite: its parameters overflow f32 arithmetic on these inputs; expected smaller weights, smoothing terms or exponents")]
     NonFiniteLoss {
         /// The loss's name in the spec grammar.
         loss: String,

@@ -36,6 +36,20 @@ fn run(
     (data(v.values), data(g))
 }
 
+/// Absolute gradient tolerance: 1e-5 of the largest gradient, except for the Lovász losses. Their
+/// per-element gradient is a step `J_i − J_(i−1)` of f32 Jaccard values (as smp computes them),
+/// which carries up to an ulp of J (≤ 6e-8) whichever of two correct implementations rounds it;
+/// the host path and the composed one differ at that level (and may order tied errors
+/// differently, which moves the steps between tied elements but not the loss).
+fn grad_atol(spec: &str, gmax: f32) -> f32 {
+    let base = 1e-5 * gmax.max(1e-3);
+    if spec.contains("lovasz") {
+        base.max(2.5e-7)
+    } else {
+        base
+    }
+}
+
 fn close(spec: &str, what: &str, a: &[f32], b: &[f32], rtol: f32, atol: f32) {
     assert_eq!(a.len(), b.len(), "{spec} {what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -87,6 +101,8 @@ fn fused_kernels_match_the_composed_path() {
         "hausdorff_dt(alpha=1,batch=true)",
         "shape_aware",
         "shape_aware(w0=5,sigma=2,class_weight=none)",
+        "lovasz",
+        "lovasz(per_image=true)",
     ];
     let label_specs = [
         "ce",
@@ -104,6 +120,9 @@ fn fused_kernels_match_the_composed_path() {
         "focal(activation=softmax,include_background=false)",
         "dice(activation=softmax) + focal(activation=softmax)",
         "hausdorff_dt(activation=softmax,include_background=false)",
+        "lovasz",
+        "lovasz(per_image=true)",
+        "lovasz(activation=sigmoid,per_image=true)",
     ];
     let mut compared = 0;
     let calls_before = fused_calls();
@@ -143,7 +162,7 @@ fn fused_kernels_match_the_composed_path() {
                         &g1,
                         &g0,
                         1e-4,
-                        1e-5 * gmax.max(1e-3),
+                        grad_atol(spec, gmax),
                     );
                     compared += 1;
                 }
@@ -162,7 +181,7 @@ fn fused_kernels_match_the_composed_path() {
                         &g1,
                         &g0,
                         1e-4,
-                        1e-5 * gmax.max(1e-3),
+                        grad_atol(spec, gmax),
                     );
                     compared += 1;
                 }
