@@ -404,7 +404,8 @@ pub fn value_checks() -> bool {
     VALUE_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// (min, max) of a float tensor: one fused pass on the CPU, two reductions elsewhere.
+/// (min, max) of a float tensor for a [0, 1] range check: one fused pass on the CPU (which
+/// reports 0 and 1 when every value lies in [0, 1]), two reductions elsewhere.
 fn min_max<const D: usize>(t: &Tensor<D>) -> (f64, f64) {
     match crate::fused::float_summary(t, true) {
         Some((true, lo, hi)) => (lo, hi),

@@ -41,6 +41,13 @@ pub trait SegLoss: std::fmt::Debug + Send + Sync {
         Ok(v)
     }
 
+    /// The loss as [`Any`](std::any::Any), for the losses a composite can fuse (Dice and CE:
+    /// `dice + ce` runs as one pass); `None` by default, and implementors need not override it.
+    #[doc(hidden)]
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     /// The computation behind [`loss_value`](Self::loss_value), without its final finiteness
     /// check. Implementors provide this; callers use `loss_value` (compound losses call their
     /// terms' `compute` and check the sum once).

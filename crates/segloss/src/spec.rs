@@ -641,6 +641,66 @@ impl CompositeLoss {
     }
 }
 
+impl CompositeLoss {
+    /// `a·dice + b·ce` on softmax logits with label targets, as one fused pass on the CPU (one
+    /// value check, one softmax forward and one backward for both terms); `None` where that does
+    /// not apply (other terms or options, ignored labels, another backend, `reduction = none`),
+    /// and the terms are then computed one by one. Same value and gradient either way (tested).
+    fn fused_dice_ce(
+        &self,
+        pred: &Flat,
+        target: &Target,
+        reduction: LossReduction,
+    ) -> Result<Option<LossValue>, LossError> {
+        let [a, b] = match &self.terms[..] {
+            [a, b] => [a, b],
+            _ => return Ok(None),
+        };
+        let red = a.reduction.unwrap_or(reduction);
+        if red == LossReduction::None
+            || b.reduction.unwrap_or(reduction) != red
+            || !target.is_labels()
+            || pred.shape.len() < 3
+            || pred.shape[1] < 2
+            || !crate::fused::applies_quiet(&pred.values)
+        {
+            return Ok(None);
+        }
+        fn dice_of(t: &CompositeTerm) -> Option<&crate::DiceLoss> {
+            t.loss.as_any()?.downcast_ref()
+        }
+        fn ce_of(t: &CompositeTerm) -> Option<&crate::CeLoss> {
+            t.loss.as_any()?.downcast_ref()
+        }
+        let ((dice, wd), (ce, wc)) = match (dice_of(a), ce_of(b), dice_of(b), ce_of(a)) {
+            (Some(d), Some(c), _, _) => ((d, a.weight), (c, b.weight)),
+            (_, _, Some(d), Some(c)) => ((d, b.weight), (c, a.weight)),
+            _ => return Ok(None),
+        };
+        if ce.weight.is_some()
+            || ce.label_smoothing != 0.0
+            || ce.ignore_index.is_some()
+            || dice.ignore_index.is_some()
+            || !matches!(dice.activation, None | Some(crate::Activation::Softmax))
+        {
+            return Ok(None);
+        }
+        let p = crate::input::prepare(pred.clone(), target.clone(), &dice.rules("dice"))?;
+        let w = match &dice.weight {
+            Some(w) => crate::region::kept_class_weight_values(&p, w, dice.include_background)?,
+            None => None,
+        };
+        Ok(crate::region::host_dice_ce(
+            &p,
+            dice,
+            wd,
+            wc,
+            red,
+            w.as_deref(),
+        ))
+    }
+}
+
 impl SegLoss for CompositeLoss {
     fn name(&self) -> &'static str {
         "composite"
@@ -666,6 +726,9 @@ impl SegLoss for CompositeLoss {
                     self.spec
                 ),
             ));
+        }
+        if let Some(v) = self.fused_dice_ce(&pred, &target, reduction)? {
+            return Ok(v);
         }
         let mut total: Option<LossValue> = None;
         for t in &self.terms {

@@ -173,6 +173,10 @@ pub(crate) fn reduce_pixel_map(
 }
 
 impl SegLoss for CeLoss {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "ce"
     }

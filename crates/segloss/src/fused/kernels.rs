@@ -37,13 +37,17 @@ impl Act {
     }
 
     pub(crate) fn from_code(c: u32) -> Act {
-        match c {
+        match c & !CE_FLAG {
             0 => Act::Identity,
             1 => Act::Sigmoid,
             _ => Act::Softmax,
         }
     }
 }
+
+/// Added to an activation code: the region kernels also compute the cross-entropy (softmax,
+/// label targets; see [`region_sums`]).
+pub(crate) const CE_FLAG: u32 = 0x100;
 
 /// Class labels `[N, S]`, borrowed in the integer type the backend stores.
 #[derive(Debug, Clone, Copy)]
@@ -343,6 +347,7 @@ fn region_task(
     nc: usize,
     s: usize,
     act: Act,
+    ce: bool,
     n: usize,
     s0: usize,
     s1: usize,
@@ -353,7 +358,7 @@ fn region_task(
     let mut lse = vec![0f32; 2 * len];
     let mut y = vec![0f32; len];
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
-    let mut out = vec![0f64; nc * NSTATS];
+    let mut out = vec![0f64; (nc + usize::from(ce)) * NSTATS];
     for c in 0..nc {
         t.row(n, c, nc, s, s0, &mut y);
         row_stats(
@@ -362,6 +367,19 @@ fn region_task(
             &y,
             &mut out[c * NSTATS..][..NSTATS],
         );
+    }
+    if let (true, Tgt::Labels(labels)) = (ce, t) {
+        // The cross-entropy Σ −ln p_label = Σ (max − x_label) + ln Σ e^(x − max), from the
+        // softmax's own max and log-sum (as the CE kernel).
+        let mut lab = vec![0usize; len];
+        labels.indices(n * s + s0, &mut lab);
+        let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
+        let xl: Vec<f32> = lab
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| x[(n * nc + k) * s + s0 + i])
+            .collect();
+        out[nc * NSTATS] = lane_sum!(mx => m, xl => v, lsum => ls; (m - v) + ls);
     }
     out
 }
@@ -374,6 +392,7 @@ multiversion!(
         nc: usize,
         s: usize,
         act: Act,
+        ce: bool,
         n: usize,
         s0: usize,
         s1: usize,
@@ -382,7 +401,9 @@ multiversion!(
 );
 
 /// Region statistics `[N, C, 8]` (see [`row_stats`]) of `p = act(x)`, `q = 1 − p` (computed
-/// without cancellation for the sigmoid) and the target, summed over the pixels.
+/// without cancellation for the sigmoid) and the target, summed over the pixels. With `ce`
+/// (softmax, label targets: Dice + CE in one pass) `[N, C + 1, 8]`, the extra row holding the
+/// cross-entropy sum Σ −ln p_label in its first slot (zeros after).
 pub(crate) fn region_sums(
     x: &[f32],
     t: Tgt<'_>,
@@ -390,14 +411,19 @@ pub(crate) fn region_sums(
     nc: usize,
     s: usize,
     act: Act,
+    ce: bool,
 ) -> Vec<f32> {
+    let rows = nc + usize::from(ce);
     let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
         .into_par_iter()
-        .map(|(i, s0, s1)| (i, region_task_mv(x, t, nc, s, act, i, s0, s1)))
+        .map(|(i, s0, s1)| (i, region_task_mv(x, t, nc, s, act, ce, i, s0, s1)))
         .collect();
-    let mut out = vec![0f64; n * nc * NSTATS];
+    let mut out = vec![0f64; n * rows * NSTATS];
     for (i, part) in parts {
-        for (o, v) in out[i * nc * NSTATS..][..nc * NSTATS].iter_mut().zip(part) {
+        for (o, v) in out[i * rows * NSTATS..][..rows * NSTATS]
+            .iter_mut()
+            .zip(part)
+        {
             *o += v;
         }
     }
@@ -413,12 +439,14 @@ fn region_backward_task(
     nc: usize,
     s: usize,
     act: Act,
+    ce: bool,
     n: usize,
     s0: usize,
     s1: usize,
     out: Out,
 ) {
     let len = s1 - s0;
+    let rows = nc + usize::from(ce);
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
@@ -427,7 +455,7 @@ fn region_backward_task(
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
     for c in 0..nc {
         t.row(n, c, nc, s, s0, &mut y);
-        let gc = &g[(n * nc + c) * NSTATS..][..NSTATS];
+        let gc = &g[(n * rows + c) * NSTATS..][..NSTATS];
         let (g0, g1, g4, g5, g6, g7) = (gc[0], 2.0 * gc[1], gc[4], gc[5], gc[6], 2.0 * gc[7]);
         for (((ai, &pi), &qi), &yi) in a[c * len..][..len]
             .iter_mut()
@@ -468,6 +496,20 @@ fn region_backward_task(
                     *ai = pi * (*ai - d);
                 }
             }
+            if ce {
+                // + g_ce · (p − onehot(label)), the cross-entropy's gradient on the logits.
+                let gce = g[(n * rows + nc) * NSTATS];
+                for c in 0..nc {
+                    t.row(n, c, nc, s, s0, &mut y);
+                    for ((ai, &pi), &yi) in a[c * len..][..len]
+                        .iter_mut()
+                        .zip(&p[c * len..][..len])
+                        .zip(&y)
+                    {
+                        *ai += gce * (pi - yi);
+                    }
+                }
+            }
         }
     }
     for c in 0..nc {
@@ -485,6 +527,7 @@ multiversion!(
         nc: usize,
         s: usize,
         act: Act,
+        ce: bool,
         n: usize,
         s0: usize,
         s1: usize,
@@ -493,7 +536,9 @@ multiversion!(
     region_backward_task
 );
 
-/// Gradient `[N, C, S]` of `Σ g·stats` (g `[N, C, 8]`) with respect to the logits.
+/// Gradient `[N, C, S]` of `Σ g·stats` (g `[N, C, 8]`, or `[N, C + 1, 8]` with `ce`) with
+/// respect to the logits.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn region_sums_backward(
     x: &[f32],
     t: Tgt<'_>,
@@ -502,12 +547,13 @@ pub(crate) fn region_sums_backward(
     nc: usize,
     s: usize,
     act: Act,
+    ce: bool,
 ) -> Vec<f32> {
     // Every element is written by exactly one task (all rows of each (sample, block)).
     let mut dx = Vec::<f32>::with_capacity(n * nc * s);
     let out = Out(dx.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        region_backward_task_mv(x, t, g, nc, s, act, i, s0, s1, out);
+        region_backward_task_mv(x, t, g, nc, s, act, ce, i, s0, s1, out);
     });
     // SAFETY: the tasks above initialised all n·C·S elements.
     unsafe { dx.set_len(n * nc * s) };
@@ -1179,18 +1225,28 @@ pub(crate) fn wsq_backward(
     dx
 }
 
-/// (1 if every value is finite else 0, min, max) in one pass; with `range = false` only the
-/// finiteness is computed (min and max are then ±∞).
+/// `[1 if every value is finite else 0, lo, hi]`; with `range = false` only the finiteness is
+/// computed (`lo`, `hi` are then ±∞); with `range`, `lo`/`hi` are the exact extremes when some value lies
+/// outside [0, 1] and the bounds 0 and 1 otherwise (enough for the range checks, the only use).
 pub(crate) fn float_summary(x: &[f32], range: bool) -> [f32; 3] {
     x.par_chunks(1 << 16)
         .map(|c| {
-            let finite = finite_block_mv(c);
-            let (lo, hi) = if range {
-                range_block_mv(c)
+            if range {
+                // Nearly always every value lies in [0, 1]: one cheap pass says so, and the
+                // bounds stand for the extremes (all the callers compare them with 0 and 1).
+                // Otherwise the exact finiteness and extremes, for the error message.
+                if unit_block_mv(c) {
+                    return [1.0, 0.0, 1.0];
+                }
+                let (finite, lo, hi) = summary_block_mv(c);
+                [finite as u32 as f32, lo, hi]
             } else {
-                (f32::INFINITY, f32::NEG_INFINITY)
-            };
-            [finite as u32 as f32, lo, hi]
+                [
+                    finite_block_mv(c) as u32 as f32,
+                    f32::INFINITY,
+                    f32::NEG_INFINITY,
+                ]
+            }
         })
         .reduce(
             || [1.0, f32::INFINITY, f32::NEG_INFINITY],
@@ -1219,9 +1275,12 @@ fn finite_block(x: &[f32]) -> bool {
 
 multiversion!(finite_block_mv, fn(x: &[f32]) -> bool, finite_block);
 
-/// (min, max) of finite values.
+/// (every value finite, min, max of the non-NaN values) in one pass: Σ (v − v) for finiteness
+/// and comparison-select extremes (plain `vminps`/`vmaxps`; `f32::min`'s NaN handling costs a
+/// compare and a blend more per vector).
 #[inline(always)]
-fn range_block(x: &[f32]) -> (f32, f32) {
+fn summary_block(x: &[f32]) -> (bool, f32, f32) {
+    let mut acc = [0f32; L];
     let mut lo = [f32::INFINITY; L];
     let mut hi = [f32::NEG_INFINITY; L];
     let chunks = x.chunks_exact(L);
@@ -1229,23 +1288,56 @@ fn range_block(x: &[f32]) -> (f32, f32) {
     for k in chunks {
         let k: &[f32; L] = k.try_into().unwrap();
         for l in 0..L {
-            lo[l] = lo[l].min(k[l]);
-        }
-        for l in 0..L {
-            hi[l] = hi[l].max(k[l]);
+            let v = k[l];
+            #[allow(clippy::eq_op)]
+            {
+                acc[l] += v - v;
+            }
+            lo[l] = if v < lo[l] { v } else { lo[l] };
+            hi[l] = if v > hi[l] { v } else { hi[l] };
         }
     }
-    let mut out = (f32::INFINITY, f32::NEG_INFINITY);
+    let mut out = (
+        acc.iter().all(|&a| a == 0.0),
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    );
     for l in 0..L {
-        out = (out.0.min(lo[l]), out.1.max(hi[l]));
+        out = (out.0, out.1.min(lo[l]), out.2.max(hi[l]));
     }
     for &v in rest {
-        out = (out.0.min(v), out.1.max(v));
+        out = (out.0 && v.is_finite(), out.1.min(v), out.2.max(v));
     }
     out
 }
 
-multiversion!(range_block_mv, fn(x: &[f32]) -> (f32, f32), range_block);
+multiversion!(
+    summary_block_mv,
+    fn(x: &[f32]) -> (bool, f32, f32),
+    summary_block
+);
+
+/// Whether every value lies in [0, 1] (NaN does not).
+#[inline(always)]
+fn unit_block(x: &[f32]) -> bool {
+    let mut bad = [0u32; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for k in chunks {
+        let k: &[f32; L] = k.try_into().unwrap();
+        for l in 0..L {
+            let v = k[l];
+            // Non-short-circuit `&`: two compares and a mask, branch-free (NaN fails both).
+            #[allow(clippy::manual_range_contains)]
+            {
+                bad[l] |= u32::from(!((v >= 0.0) & (v <= 1.0)));
+            }
+        }
+    }
+    bad.iter().all(|&b| b == 0) && rest.iter().all(|&v| (0.0..=1.0).contains(&v))
+}
+
+multiversion!(unit_block_mv, fn(x: &[f32]) -> bool, unit_block);
 
 /// (min, max) of integer labels.
 pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {

@@ -41,7 +41,7 @@ use burn::backend::{
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
 pub(crate) use kernels::Act;
-use kernels::{Labels, Tgt, NSTATS};
+use kernels::{Labels, Tgt, CE_FLAG, NSTATS};
 
 static FUSED: AtomicBool = AtomicBool::new(true);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -83,7 +83,7 @@ pub(crate) fn applies<const D: usize>(x: &Tensor<D>) -> bool {
 }
 
 /// [`applies`] without counting a fused call (for the value checks).
-fn applies_quiet<const D: usize>(x: &Tensor<D>) -> bool {
+pub(crate) fn applies_quiet<const D: usize>(x: &Tensor<D>) -> bool {
     fused_kernels()
         && x.dtype() == DType::F32
         && match x.device().as_dispatch() {
@@ -272,12 +272,13 @@ fn with_tgt<R>(t: &TgtPrim<Flex>, f: impl FnOnce(Tgt<'_>) -> R) -> R {
 
 fn flex_region(x: FlexTensor, t: TgtPrim<Flex>, act: u32) -> FlexTensor {
     let (n, c, s) = dims3(&x);
+    let ce = act & CE_FLAG != 0;
     let v = with_f32(&x, |xs| {
         with_tgt(&t, |t| {
-            kernels::region_sums(xs, t, n, c, s, Act::from_code(act))
+            kernels::region_sums(xs, t, n, c, s, Act::from_code(act), ce)
         })
     });
-    out(v, vec![n, c, NSTATS])
+    out(v, vec![n, c + usize::from(ce), NSTATS])
 }
 
 impl FusedLossOps for Flex {
@@ -395,7 +396,16 @@ impl FusedLossGrads for Flex {
         let g = f32_vec(&g);
         let v = with_f32(&x, |xs| {
             with_tgt(&t, |t| {
-                kernels::region_sums_backward(xs, t, &g, n, c, s, Act::from_code(act))
+                kernels::region_sums_backward(
+                    xs,
+                    t,
+                    &g,
+                    n,
+                    c,
+                    s,
+                    Act::from_code(act),
+                    act & CE_FLAG != 0,
+                )
             })
         });
         out(v, vec![n, c, s])
@@ -802,6 +812,20 @@ pub(crate) fn region_sums(
     Some(Tensor::from_dispatch(o))
 }
 
+/// Region sums and the cross-entropy in one pass (softmax, label targets): `[N, C + 1, 8]`, the
+/// last row `[Σ −ln p_label, 0, …]` per sample; `None` where the fused path does not apply.
+pub(crate) fn region_ce_sums(x: &Tensor<3>, labels: &Tensor<2, Int>) -> Option<Tensor<3>> {
+    if !applies(x) {
+        return None;
+    }
+    let o = <Dispatch as FusedLossOps>::fused_region_sums_labels(
+        x.clone().into_dispatch(),
+        labels.clone().into_dispatch(),
+        Act::Softmax.code() | CE_FLAG,
+    );
+    Some(Tensor::from_dispatch(o))
+}
+
 /// Σ over pixels of BCE-with-logits (`pos_weight` β, label smoothing ε) per (sample, channel):
 /// `[N, C]`; `None` where the fused path does not apply.
 pub(crate) fn bce_sums(x: &Tensor<3>, y: &Tensor<3>, beta: f64, eps: f64) -> Option<Tensor<2>> {
@@ -883,8 +907,9 @@ pub(crate) fn wsq_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>, act: Act) ->
     Some(Tensor::from_dispatch(o))
 }
 
-/// `(all finite, min, max)` of a float tensor in one fused pass (min/max only with `range`);
-/// `None` where the fused path does not apply. Used by the value checks.
+/// `(all finite, min, max)` of a float tensor in one fused pass (min/max only with `range`, and
+/// reported as 0 and 1 when every value lies in [0, 1]: the range checks compare them with those
+/// bounds); `None` where the fused path does not apply. Used by the value checks.
 pub(crate) fn float_summary<const D: usize>(
     x: &Tensor<D>,
     range: bool,

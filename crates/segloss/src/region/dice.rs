@@ -236,6 +236,10 @@ impl DiceLoss {
 }
 
 impl SegLoss for DiceLoss {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         if self.jaccard {
             "jaccard"

@@ -65,14 +65,54 @@ pub(crate) fn host_region_loss(
         return None;
     }
     let s = raw_fused_sums(p)?;
-    let [n, c, k8] = s.dims();
-    debug_assert_eq!(k8, 8);
-    let raw: Vec<f32> = s
-        .clone()
+    let raw = host_sums(&s)?;
+    let step = host_step(
+        &raw,
+        p.n,
+        p.c,
+        p.c,
+        include_background,
+        batch,
+        reduction,
+        output_weights,
+        f,
+    );
+    Some(finish(s, step.0, step.1))
+}
+
+/// A host copy of fused sums.
+fn host_sums(s: &Tensor<3>) -> Option<Vec<f32>> {
+    s.clone()
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .ok()?;
+        .ok()
+}
+
+/// The loss `value` with gradient `g` with respect to the sums `s`: `lin − detach(lin) + value`,
+/// `lin = Σ s ⊙ g`.
+fn finish(s: Tensor<3>, value: f64, g: Vec<f64>) -> LossValue {
+    let g: Tensor<3> = const_tensor(&s, g, s.dims());
+    let lin = (s * g).sum();
+    let value: Tensor<1> = const_tensor(&lin, vec![value], [1]);
+    LossValue::scalar(lin.clone() - lin.detach() + value)
+}
+
+/// The reduced value of a region formula on host sums `raw` (`[N, rows, 8]`, the first `c` rows
+/// the channels' statistics) and its derivative with respect to every sum (zero on the rows past
+/// `c` and on a dropped background).
+#[allow(clippy::too_many_arguments)]
+fn host_step(
+    raw: &[f32],
+    n: usize,
+    c: usize,
+    rows: usize,
+    include_background: bool,
+    batch: bool,
+    reduction: LossReduction,
+    output_weights: Option<&[f64]>,
+    f: &impl RowFormula,
+) -> (f64, Vec<f64>) {
     let from = usize::from(!(include_background || c == 1));
     let k = c - from;
     let r = if batch { 1 } else { n };
@@ -81,7 +121,7 @@ pub(crate) fn host_region_loss(
     for i in 0..n {
         let ri = if batch { 0 } else { i };
         for kk in 0..k {
-            let src = &raw[(i * c + kk + from) * 8..][..8];
+            let src = &raw[(i * rows + kk + from) * 8..][..8];
             let dst = &mut a[ri * k + kk];
             for j in 0..8 {
                 dst[j] += f64::from(src[j]);
@@ -96,7 +136,7 @@ pub(crate) fn host_region_loss(
         LossReduction::Mean => 1.0 / (r * m) as f64,
         LossReduction::Sum => 1.0,
         LossReduction::BatchMean => 1.0 / r as f64,
-        LossReduction::None => unreachable!(),
+        LossReduction::None => unreachable!("the host step serves reduced losses"),
     };
     let mut total = 0.0f64;
     let mut ga = vec![[0.0f64; 8]; r * k];
@@ -118,17 +158,71 @@ pub(crate) fn host_region_loss(
         }
     }
     // ∂loss/∂S: each sample's cell takes its row's derivative; a dropped background gets 0.
-    let mut gs = vec![0.0f64; n * c * 8];
+    let mut gs = vec![0.0f64; n * rows * 8];
     for i in 0..n {
         let ri = if batch { 0 } else { i };
         for kk in 0..k {
-            gs[(i * c + kk + from) * 8..][..8].copy_from_slice(&ga[ri * k + kk]);
+            gs[(i * rows + kk + from) * 8..][..8].copy_from_slice(&ga[ri * k + kk]);
         }
     }
-    let g: Tensor<3> = const_tensor(&s, gs, [n, c, 8]);
-    let lin = (s * g).sum();
-    let value: Tensor<1> = const_tensor(&lin, vec![total], [1]);
-    Some(LossValue::scalar(lin.clone() - lin.detach() + value))
+    (total, gs)
+}
+
+/// `w_dice · dice + w_ce · ce` (MONAI's `DiceCELoss`) in one fused pass over softmax logits with
+/// label targets: the region kernel with the cross-entropy row (see
+/// [`crate::fused::region_ce_sums`]), the Dice formula on the host, the CE sum reduced as the CE
+/// loss does (mean over the N·S pixels, sum, or sum/N). `None` where it does not apply.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn host_dice_ce(
+    p: &Prepared,
+    dice: &crate::DiceLoss,
+    w_dice: f64,
+    w_ce: f64,
+    reduction: LossReduction,
+    output_weights: Option<&[f64]>,
+) -> Option<LossValue> {
+    if reduction == LossReduction::None
+        || p.valid.is_some()
+        || p.activation != crate::Activation::Softmax
+        || dice.soft_label
+        || !(dice.power == 1.0 || dice.power == 2.0)
+    {
+        return None;
+    }
+    let labels = p.labels.as_ref()?;
+    let s = crate::fused::region_ce_sums(&p.x, labels)?;
+    let raw = host_sums(&s)?;
+    let (n, c) = (p.n, p.c);
+    let f = DiceFormula {
+        jaccard: dice.jaccard,
+        squared: dice.power == 2.0,
+        smooth_nr: dice.smooth_nr,
+        smooth_dr: dice.smooth_dr,
+    };
+    let (dv, mut g) = host_step(
+        &raw,
+        n,
+        c,
+        c + 1,
+        dice.include_background,
+        dice.batch,
+        reduction,
+        output_weights,
+        &f,
+    );
+    g.iter_mut().for_each(|v| *v *= w_dice);
+    let ce_scale = match reduction {
+        LossReduction::Mean => 1.0 / (n * p.s()).max(1) as f64,
+        LossReduction::BatchMean => 1.0 / n as f64,
+        _ => 1.0,
+    };
+    let mut ce = 0.0f64;
+    for i in 0..n {
+        let at = (i * (c + 1) + c) * 8;
+        ce += f64::from(raw[at]);
+        g[at] = w_ce * ce_scale;
+    }
+    Some(finish(s, w_dice * dv + w_ce * ce * ce_scale, g))
 }
 
 /// `1 − num/den` with its derivatives `(∂/∂num, ∂/∂den)`, and 0 (no gradient) where `den` is
