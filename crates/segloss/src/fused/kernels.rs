@@ -102,6 +102,26 @@ pub(crate) enum Tgt<'a> {
 }
 
 impl Tgt<'_> {
+    /// `y[n, c, s0..s0 + buf.len()]`: borrowed from a mask, written into `buf` from labels.
+    #[inline(always)]
+    fn row_ref<'b>(
+        &'b self,
+        n: usize,
+        c: usize,
+        nc: usize,
+        s: usize,
+        s0: usize,
+        buf: &'b mut [f32],
+    ) -> &'b [f32] {
+        match self {
+            Tgt::Mask(y) => &y[(n * nc + c) * s + s0..][..buf.len()],
+            Tgt::Labels(l) => {
+                l.one_hot_row(n * s + s0, c, buf);
+                buf
+            }
+        }
+    }
+
     /// Writes `y[n, c, s0..s0 + out.len()]` into `out`.
     #[inline(always)]
     fn row(&self, n: usize, c: usize, nc: usize, s: usize, s0: usize, out: &mut [f32]) {
@@ -129,6 +149,30 @@ impl Out {
     unsafe fn write(self, start: usize, src: &[f32]) {
         std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(start), src.len());
     }
+}
+
+thread_local! {
+    /// Per-thread scratch of the region kernels' tasks, reused from task to task.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// At least `len` floats of the thread's scratch (stale contents, not zeroed: every caller
+/// writes each buffer in full before reading it), to hand back with [`give_scratch`]. Not a
+/// closure-taking helper: a closure would not be compiled inside the `multiversion!` kernels
+/// (it lost AVX2 and became 4× slower).
+#[inline(always)]
+fn take_scratch(len: usize) -> Vec<f32> {
+    let mut v = SCRATCH.with(|cell| cell.take());
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    v
+}
+
+/// Returns a buffer from [`take_scratch`] to the thread.
+#[inline(always)]
+fn give_scratch(v: Vec<f32>) {
+    SCRATCH.with(|cell| cell.replace(v));
 }
 
 fn tasks(n: usize, s: usize) -> Vec<(usize, usize, usize)> {
@@ -353,35 +397,54 @@ fn region_task(
     s1: usize,
 ) -> Vec<f64> {
     let len = s1 - s0;
-    let mut p = vec![0f32; nc * len];
-    let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; 2 * len];
-    let mut y = vec![0f32; len];
-    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
     let mut out = vec![0f64; (nc + usize::from(ce)) * NSTATS];
-    for c in 0..nc {
-        t.row(n, c, nc, s, s0, &mut y);
-        row_stats(
-            &p[c * len..][..len],
-            &q[c * len..][..len],
-            &y,
-            &mut out[c * NSTATS..][..NSTATS],
-        );
+    let mut scratch = take_scratch((2 * nc + 3) * len);
+    {
+        let (p, buf) = scratch[..(2 * nc + 3) * len].split_at_mut(nc * len);
+        let (q, buf) = buf.split_at_mut(nc * len);
+        let (lse, y) = buf.split_at_mut(2 * len);
+        block_probs(x, n, nc, s, s0, len, act, p, q, lse);
+        for c in 0..nc {
+            // A copy, not `row_ref`: with a borrowed mask row LLVM stopped vectorising
+            // `row_stats` (scalar lanes on the stack, 2.5× slower; checked with perf).
+            t.row(n, c, nc, s, s0, y);
+            row_stats(
+                &p[c * len..][..len],
+                &q[c * len..][..len],
+                y,
+                &mut out[c * NSTATS..][..NSTATS],
+            );
+        }
+        if let (true, Tgt::Labels(labels)) = (ce, t) {
+            out[nc * NSTATS] = ce_block(x, labels, n, nc, s, s0, lse);
+        }
     }
-    if let (true, Tgt::Labels(labels)) = (ce, t) {
-        // The cross-entropy Σ −ln p_label = Σ (max − x_label) + ln Σ e^(x − max), from the
-        // softmax's own max and log-sum (as the CE kernel).
-        let mut lab = vec![0usize; len];
-        labels.indices(n * s + s0, &mut lab);
-        let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
-        let xl: Vec<f32> = lab
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| x[(n * nc + k) * s + s0 + i])
-            .collect();
-        out[nc * NSTATS] = lane_sum!(mx => m, xl => v, lsum => ls; (m - v) + ls);
-    }
+    give_scratch(scratch);
     out
+}
+
+/// Σ −ln p_label over one block, from the softmax's own max (`lse[..len]`) and log-sum
+/// (`lse[len..]`): Σ (max − x_label) + ln Σ e^(x − max), as the CE kernel.
+#[inline(always)]
+fn ce_block(
+    x: &[f32],
+    labels: Labels<'_>,
+    n: usize,
+    nc: usize,
+    s: usize,
+    s0: usize,
+    lse: &[f32],
+) -> f64 {
+    let len = lse.len() / 2;
+    let mut lab = vec![0usize; len];
+    labels.indices(n * s + s0, &mut lab);
+    let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
+    let xl: Vec<f32> = lab
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| x[(n * nc + k) * s + s0 + i])
+        .collect();
+    lane_sum!(mx => m, xl => v, lsum => ls; (m - v) + ls)
 }
 
 multiversion!(
@@ -447,75 +510,78 @@ fn region_backward_task(
 ) {
     let len = s1 - s0;
     let rows = nc + usize::from(ce);
-    let mut p = vec![0f32; nc * len];
-    let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; 2 * len];
-    let mut y = vec![0f32; len];
-    let mut a = vec![0f32; nc * len];
-    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
-    for c in 0..nc {
-        t.row(n, c, nc, s, s0, &mut y);
-        let gc = &g[(n * rows + c) * NSTATS..][..NSTATS];
-        let (g0, g1, g4, g5, g6, g7) = (gc[0], 2.0 * gc[1], gc[4], gc[5], gc[6], 2.0 * gc[7]);
-        for (((ai, &pi), &qi), &yi) in a[c * len..][..len]
-            .iter_mut()
-            .zip(&p[c * len..][..len])
-            .zip(&q[c * len..][..len])
-            .zip(&y)
-        {
-            let ny = 1.0 - yi;
-            let r = ny * pi - yi * qi;
-            *ai = g0 + g1 * pi + g4 * yi + g5 * ny - g6 * yi + g7 * r;
-        }
-    }
-    match act {
-        Act::Identity => {}
-        Act::Sigmoid => {
-            for ((ai, &pi), &qi) in a.iter_mut().zip(&p).zip(&q) {
-                *ai *= pi * qi;
+    let mut scratch = take_scratch((3 * nc + 3) * len);
+    {
+        let (p, buf) = scratch[..(3 * nc + 3) * len].split_at_mut(nc * len);
+        let (q, buf) = buf.split_at_mut(nc * len);
+        let (a, buf) = buf.split_at_mut(nc * len);
+        let (lse, y) = buf.split_at_mut(2 * len);
+        block_probs(x, n, nc, s, s0, len, act, p, q, lse);
+        for c in 0..nc {
+            let yr = t.row_ref(n, c, nc, s, s0, y);
+            let gc = &g[(n * rows + c) * NSTATS..][..NSTATS];
+            let (g0, g1, g4, g5, g6, g7) = (gc[0], 2.0 * gc[1], gc[4], gc[5], gc[6], 2.0 * gc[7]);
+            for (((ai, &pi), &qi), &yi) in a[c * len..][..len]
+                .iter_mut()
+                .zip(&p[c * len..][..len])
+                .zip(&q[c * len..][..len])
+                .zip(yr)
+            {
+                let ny = 1.0 - yi;
+                let r = ny * pi - yi * qi;
+                *ai = g0 + g1 * pi + g4 * yi + g5 * ny - g6 * yi + g7 * r;
             }
         }
-        Act::Softmax => {
-            let dot = &mut lse[..len];
-            dot.fill(0.0);
-            for c in 0..nc {
-                for ((d, &ai), &pi) in dot
-                    .iter_mut()
-                    .zip(&a[c * len..][..len])
-                    .zip(&p[c * len..][..len])
-                {
-                    *d += ai * pi;
+        match act {
+            Act::Identity => {}
+            Act::Sigmoid => {
+                for ((ai, &pi), &qi) in a.iter_mut().zip(&*p).zip(&*q) {
+                    *ai *= pi * qi;
                 }
             }
-            for c in 0..nc {
-                for ((ai, &pi), &d) in a[c * len..][..len]
-                    .iter_mut()
-                    .zip(&p[c * len..][..len])
-                    .zip(dot.iter())
-                {
-                    *ai = pi * (*ai - d);
-                }
-            }
-            if ce {
-                // + g_ce · (p − onehot(label)), the cross-entropy's gradient on the logits.
-                let gce = g[(n * rows + nc) * NSTATS];
+            Act::Softmax => {
+                let dot = &mut lse[..len];
+                dot.fill(0.0);
                 for c in 0..nc {
-                    t.row(n, c, nc, s, s0, &mut y);
-                    for ((ai, &pi), &yi) in a[c * len..][..len]
+                    for ((d, &ai), &pi) in dot
+                        .iter_mut()
+                        .zip(&a[c * len..][..len])
+                        .zip(&p[c * len..][..len])
+                    {
+                        *d += ai * pi;
+                    }
+                }
+                for c in 0..nc {
+                    for ((ai, &pi), &d) in a[c * len..][..len]
                         .iter_mut()
                         .zip(&p[c * len..][..len])
-                        .zip(&y)
+                        .zip(dot.iter())
                     {
-                        *ai += gce * (pi - yi);
+                        *ai = pi * (*ai - d);
+                    }
+                }
+                if ce {
+                    // + g_ce · (p − onehot(label)), the cross-entropy's gradient on the logits.
+                    let gce = g[(n * rows + nc) * NSTATS];
+                    for c in 0..nc {
+                        let yr = t.row_ref(n, c, nc, s, s0, y);
+                        for ((ai, &pi), &yi) in a[c * len..][..len]
+                            .iter_mut()
+                            .zip(&p[c * len..][..len])
+                            .zip(yr)
+                        {
+                            *ai += gce * (pi - yi);
+                        }
                     }
                 }
             }
         }
+        for c in 0..nc {
+            // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+            unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
+        }
     }
-    for c in 0..nc {
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
-        unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
-    }
+    give_scratch(scratch);
 }
 
 multiversion!(
