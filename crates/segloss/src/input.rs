@@ -374,6 +374,16 @@ impl Prepared {
     }
 }
 
+/// A detached host copy of a float tensor as `f32` (`None` if the data cannot be read).
+pub(crate) fn host_f32<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
+    t.clone()
+        .detach()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .ok()
+}
+
 /// A constant tensor on `like`'s device with `like`'s float dtype.
 pub(crate) fn const_tensor<const D: usize, const D2: usize>(
     like: &Tensor<D2>,

@@ -532,47 +532,18 @@ fn region_backward_task(
                 *ai = g0 + g1 * pi + g4 * yi + g5 * ny - g6 * yi + g7 * r;
             }
         }
-        match act {
-            Act::Identity => {}
-            Act::Sigmoid => {
-                for ((ai, &pi), &qi) in a.iter_mut().zip(&*p).zip(&*q) {
-                    *ai *= pi * qi;
-                }
-            }
-            Act::Softmax => {
-                let dot = &mut lse[..len];
-                dot.fill(0.0);
-                for c in 0..nc {
-                    for ((d, &ai), &pi) in dot
-                        .iter_mut()
-                        .zip(&a[c * len..][..len])
-                        .zip(&p[c * len..][..len])
-                    {
-                        *d += ai * pi;
-                    }
-                }
-                for c in 0..nc {
-                    for ((ai, &pi), &d) in a[c * len..][..len]
-                        .iter_mut()
-                        .zip(&p[c * len..][..len])
-                        .zip(dot.iter())
-                    {
-                        *ai = pi * (*ai - d);
-                    }
-                }
-                if ce {
-                    // + g_ce · (p − onehot(label)), the cross-entropy's gradient on the logits.
-                    let gce = g[(n * rows + nc) * NSTATS];
-                    for c in 0..nc {
-                        let yr = t.row_ref(n, c, nc, s, s0, y);
-                        for ((ai, &pi), &yi) in a[c * len..][..len]
-                            .iter_mut()
-                            .zip(&p[c * len..][..len])
-                            .zip(yr)
-                        {
-                            *ai += gce * (pi - yi);
-                        }
-                    }
+        act_jacobian(a, p, q, lse, nc, len, act);
+        if ce && matches!(act, Act::Softmax) {
+            // + g_ce · (p − onehot(label)), the cross-entropy's gradient on the logits.
+            let gce = g[(n * rows + nc) * NSTATS];
+            for c in 0..nc {
+                let yr = t.row_ref(n, c, nc, s, s0, y);
+                for ((ai, &pi), &yi) in a[c * len..][..len]
+                    .iter_mut()
+                    .zip(&p[c * len..][..len])
+                    .zip(yr)
+                {
+                    *ai += gce * (pi - yi);
                 }
             }
         }

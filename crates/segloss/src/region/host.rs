@@ -18,7 +18,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::input::{const_tensor, LossReduction, LossValue, Prepared};
+use crate::input::{const_tensor, host_f32, LossReduction, LossValue, Prepared};
 use crate::region::raw_fused_sums;
 
 /// One cell's region sums: `[Σp, Σp², Σy, Σy², TP = Σp·y, FP = Σp·(1−y), FN = Σq·y,
@@ -65,7 +65,7 @@ pub(crate) fn host_region_loss(
         return None;
     }
     let s = raw_fused_sums(p)?;
-    let raw = host_sums(&s)?;
+    let raw = host_f32(&s)?;
     let step = host_step(
         &raw,
         p.n,
@@ -78,15 +78,6 @@ pub(crate) fn host_region_loss(
         f,
     );
     Some(finish(s, step.0, step.1))
-}
-
-/// A host copy of fused sums.
-fn host_sums(s: &Tensor<3>) -> Option<Vec<f32>> {
-    s.clone()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .ok()
 }
 
 /// The loss `value` with gradient `g` with respect to the sums `s`: `lin − detach(lin) + value`,
@@ -191,7 +182,7 @@ pub(crate) fn host_dice_ce(
     }
     let labels = p.labels.as_ref()?;
     let s = crate::fused::region_ce_sums(&p.x, labels)?;
-    let raw = host_sums(&s)?;
+    let raw = host_f32(&s)?;
     let (n, c) = (p.n, p.c);
     let f = DiceFormula {
         jaccard: dice.jaccard,

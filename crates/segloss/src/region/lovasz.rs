@@ -5,7 +5,9 @@ use burn::module::Module;
 use burn::tensor::{activation, Tensor};
 
 use crate::error::LossError;
-use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
+use crate::input::{
+    host_f32, prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared,
+};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods, ALL_ACTIVATIONS};
 use crate::Target;
@@ -325,16 +327,6 @@ fn unkey(p: u64) -> f32 {
     } else {
         !asc
     })
-}
-
-/// Host copy of a float tensor as f32.
-fn host_f32<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
-    t.clone()
-        .detach()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .ok()
 }
 
 /// One Lovász problem on the host: its elements are the blocks `(n, c)` of `[N, C, S]` (each `S`
