@@ -495,10 +495,10 @@ impl FusedLossGrads for Flex {
 struct RegionBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for RegionBackward {
-    type State = (FloatTensor<B>, TgtPrim<B>, u32);
+    type State = (FloatTensor<B>, (TgtPrim<B>, u32));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, t, act) = ops.state;
+        let (x, (t, act)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_region_sums_grad(x, t, act, g)
         });
@@ -509,10 +509,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for RegionBackward {
 struct BceBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for BceBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, f32, f32);
+    type State = (FloatTensor<B>, (FloatTensor<B>, f32, f32));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, y, beta, eps) = ops.state;
+        let (x, (y, beta, eps)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_bce_sums_grad(x, y, beta, eps, g)
         });
@@ -537,10 +537,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for CeBackward {
 struct FocalSigmoidBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for FocalSigmoidBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, f32, f32);
+    type State = (FloatTensor<B>, (FloatTensor<B>, f32, f32));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, y, gamma, alpha) = ops.state;
+        let (x, (y, gamma, alpha)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_focal_sigmoid_grad(x, y, gamma, alpha, g)
         });
@@ -551,10 +551,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for FocalSigmoidBackward {
 struct WbceBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for WbceBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+    type State = (FloatTensor<B>, (FloatTensor<B>, FloatTensor<B>));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, y, w) = ops.state;
+        let (x, (y, w)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_wbce_grad(x, y, w, g)
         });
@@ -565,10 +565,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for WbceBackward {
 struct WsqBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for WsqBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, u32);
+    type State = (FloatTensor<B>, (FloatTensor<B>, FloatTensor<B>, u32));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, y, w, act) = ops.state;
+        let (x, (y, w, act)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_wsq_grad(x, y, w, act, g)
         });
@@ -579,10 +579,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for WsqBackward {
 struct FocalSoftmaxBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for FocalSoftmaxBackward {
-    type State = (FloatTensor<B>, TgtPrim<B>, f32);
+    type State = (FloatTensor<B>, (TgtPrim<B>, f32));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, t, gamma) = ops.state;
+        let (x, (t, gamma)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::fused_focal_softmax_grad(x, t, gamma, g)
         });
@@ -600,29 +600,6 @@ fn focal_softmax_forward<B: FusedLossOps>(
     }
 }
 
-fn ad_focal_softmax<B, C>(
-    x: FloatTensor<Autodiff<B, C>>,
-    t: TgtPrim<B>,
-    gamma: f32,
-) -> FloatTensor<Autodiff<B, C>>
-where
-    B: FusedLossOps + FusedLossGrads,
-    C: CheckpointStrategy,
-{
-    let (xp, node) = x.into_parts();
-    match FocalSoftmaxBackward
-        .prepare::<C>([node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let o = focal_softmax_forward::<B>(xp.clone(), t.clone(), gamma);
-            prep.finish((xp, t, gamma), o)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(focal_softmax_forward::<B>(xp, t, gamma)),
-    }
-}
-
 fn region_forward<B: FusedLossOps>(x: FloatTensor<B>, t: TgtPrim<B>, act: u32) -> FloatTensor<B> {
     match t {
         TgtPrim::Mask(y) => B::fused_region_sums(x, y, act),
@@ -630,26 +607,28 @@ fn region_forward<B: FusedLossOps>(x: FloatTensor<B>, t: TgtPrim<B>, act: u32) -
     }
 }
 
-fn ad_region<B, C>(
+/// Runs `forward(x, extra)` on the inner backend and, when `x` is tracked, records `op`'s
+/// backward with the state `(x, extra)`: the one autodiff wrapper every fused kernel goes
+/// through.
+fn ad_op<B, C, O, E>(
+    op: O,
     x: FloatTensor<Autodiff<B, C>>,
-    t: TgtPrim<B>,
-    act: u32,
+    extra: E,
+    forward: impl Fn(FloatTensor<B>, E) -> FloatTensor<B>,
 ) -> FloatTensor<Autodiff<B, C>>
 where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
+    O: Backward<B, 1, State = (FloatTensor<B>, E)>,
+    E: Clone + Send + std::fmt::Debug + 'static,
 {
     let (xp, node) = x.into_parts();
-    match RegionBackward
-        .prepare::<C>([node])
-        .compute_bound()
-        .stateful()
-    {
+    match op.prepare::<C>([node]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let o = region_forward::<B>(xp.clone(), t.clone(), act);
-            prep.finish((xp, t, act), o)
+            let o = forward(xp.clone(), extra.clone());
+            prep.finish((xp, extra), o)
         }
-        OpsKind::UnTracked(prep) => prep.finish(region_forward::<B>(xp, t, act)),
+        OpsKind::UnTracked(prep) => prep.finish(forward(xp, extra)),
     }
 }
 
@@ -664,14 +643,9 @@ where
         w: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (y, w) = (y.into_primitive(), w.into_primitive());
-        let (xp, node) = x.into_parts();
-        match WbceBackward.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let o = B::fused_wbce_sums(xp.clone(), y.clone(), w.clone());
-                prep.finish((xp, y, w), o)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_wbce_sums(xp, y, w)),
-        }
+        ad_op::<B, C, _, _>(WbceBackward, x, (y, w), |x, (y, w)| {
+            B::fused_wbce_sums(x, y, w)
+        })
     }
 
     fn fused_float_summary(x: FloatTensor<Self>, range: bool) -> FloatTensor<Self> {
@@ -687,7 +661,10 @@ where
         y: FloatTensor<Self>,
         act: u32,
     ) -> FloatTensor<Self> {
-        ad_region::<B, C>(x, TgtPrim::Mask(y.into_primitive()), act)
+        let t = TgtPrim::Mask(y.into_primitive());
+        ad_op::<B, C, _, _>(RegionBackward, x, (t, act), |x, (t, act)| {
+            region_forward::<B>(x, t, act)
+        })
     }
 
     fn fused_region_sums_labels(
@@ -695,7 +672,12 @@ where
         labels: IntTensor<Self>,
         act: u32,
     ) -> FloatTensor<Self> {
-        ad_region::<B, C>(x, TgtPrim::Labels(labels), act)
+        ad_op::<B, C, _, _>(
+            RegionBackward,
+            x,
+            (TgtPrim::Labels(labels), act),
+            |x, (t, act)| region_forward::<B>(x, t, act),
+        )
     }
 
     fn fused_bce_sums(
@@ -705,25 +687,15 @@ where
         eps: f32,
     ) -> FloatTensor<Self> {
         let y = y.into_primitive();
-        let (xp, node) = x.into_parts();
-        match BceBackward.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let o = B::fused_bce_sums(xp.clone(), y.clone(), beta, eps);
-                prep.finish((xp, y, beta, eps), o)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_bce_sums(xp, y, beta, eps)),
-        }
+        ad_op::<B, C, _, _>(BceBackward, x, (y, beta, eps), |x, (y, beta, eps)| {
+            B::fused_bce_sums(x, y, beta, eps)
+        })
     }
 
     fn fused_ce_sums(x: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
-        let (xp, node) = x.into_parts();
-        match CeBackward.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let o = B::fused_ce_sums(xp.clone(), labels.clone());
-                prep.finish((xp, labels), o)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_ce_sums(xp, labels)),
-        }
+        ad_op::<B, C, _, _>(CeBackward, x, labels, |x, labels| {
+            B::fused_ce_sums(x, labels)
+        })
     }
 
     fn fused_focal_sigmoid_sums(
@@ -733,20 +705,12 @@ where
         alpha: f32,
     ) -> FloatTensor<Self> {
         let y = y.into_primitive();
-        let (xp, node) = x.into_parts();
-        match FocalSigmoidBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let o = B::fused_focal_sigmoid_sums(xp.clone(), y.clone(), gamma, alpha);
-                prep.finish((xp, y, gamma, alpha), o)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::fused_focal_sigmoid_sums(xp, y, gamma, alpha))
-            }
-        }
+        ad_op::<B, C, _, _>(
+            FocalSigmoidBackward,
+            x,
+            (y, gamma, alpha),
+            |x, (y, gamma, alpha)| B::fused_focal_sigmoid_sums(x, y, gamma, alpha),
+        )
     }
 
     fn fused_wsq_sums(
@@ -756,14 +720,9 @@ where
         act: u32,
     ) -> FloatTensor<Self> {
         let (y, w) = (y.into_primitive(), w.into_primitive());
-        let (xp, node) = x.into_parts();
-        match WsqBackward.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let o = B::fused_wsq_sums(xp.clone(), y.clone(), w.clone(), act);
-                prep.finish((xp, y, w, act), o)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fused_wsq_sums(xp, y, w, act)),
-        }
+        ad_op::<B, C, _, _>(WsqBackward, x, (y, w, act), |x, (y, w, act)| {
+            B::fused_wsq_sums(x, y, w, act)
+        })
     }
 
     fn fused_focal_softmax_sums(
@@ -771,7 +730,10 @@ where
         y: FloatTensor<Self>,
         gamma: f32,
     ) -> FloatTensor<Self> {
-        ad_focal_softmax::<B, C>(x, TgtPrim::Mask(y.into_primitive()), gamma)
+        let t = TgtPrim::Mask(y.into_primitive());
+        ad_op::<B, C, _, _>(FocalSoftmaxBackward, x, (t, gamma), |x, (t, gamma)| {
+            focal_softmax_forward::<B>(x, t, gamma)
+        })
     }
 
     fn fused_focal_softmax_sums_labels(
@@ -779,7 +741,12 @@ where
         labels: IntTensor<Self>,
         gamma: f32,
     ) -> FloatTensor<Self> {
-        ad_focal_softmax::<B, C>(x, TgtPrim::Labels(labels), gamma)
+        ad_op::<B, C, _, _>(
+            FocalSoftmaxBackward,
+            x,
+            (TgtPrim::Labels(labels), gamma),
+            |x, (t, gamma)| focal_softmax_forward::<B>(x, t, gamma),
+        )
     }
 }
 
