@@ -175,6 +175,29 @@ fn give_scratch(v: Vec<f32>) {
     SCRATCH.with(|cell| cell.replace(v));
 }
 
+/// Per-sample sums over the (sample, pixel block) tasks, in parallel: `task(i, s0, s1)` gives
+/// the `width` partial sums of sample `i` over pixels `s0..s1`; they are added in f64 and
+/// returned as `[N, width]` f32.
+fn sample_sums(
+    n: usize,
+    s: usize,
+    width: usize,
+    task: impl Fn(usize, usize, usize) -> Vec<f64> + Sync,
+) -> Vec<f32> {
+    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
+        .into_par_iter()
+        .map(|(i, s0, s1)| (i, task(i, s0, s1)))
+        .collect();
+    let mut out = vec![0f64; n * width];
+    for (i, part) in parts {
+        debug_assert_eq!(part.len(), width);
+        for (o, v) in out[i * width..][..width].iter_mut().zip(part) {
+            *o += v;
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
 fn tasks(n: usize, s: usize) -> Vec<(usize, usize, usize)> {
     let mut t = Vec::new();
     for i in 0..n {
@@ -477,20 +500,9 @@ pub(crate) fn region_sums(
     ce: bool,
 ) -> Vec<f32> {
     let rows = nc + usize::from(ce);
-    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
-        .into_par_iter()
-        .map(|(i, s0, s1)| (i, region_task_mv(x, t, nc, s, act, ce, i, s0, s1)))
-        .collect();
-    let mut out = vec![0f64; n * rows * NSTATS];
-    for (i, part) in parts {
-        for (o, v) in out[i * rows * NSTATS..][..rows * NSTATS]
-            .iter_mut()
-            .zip(part)
-        {
-            *o += v;
-        }
-    }
-    out.into_iter().map(|v| v as f32).collect()
+    sample_sums(n, s, rows * NSTATS, |i, s0, s1| {
+        region_task_mv(x, t, nc, s, act, ce, i, s0, s1)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -750,15 +762,9 @@ multiversion!(
 
 /// Σ over pixels of −ln softmax(x)_label per sample: `[N]`.
 pub(crate) fn ce_sums(x: &[f32], labels: Labels<'_>, n: usize, nc: usize, s: usize) -> Vec<f32> {
-    let parts: Vec<(usize, f64)> = tasks(n, s)
-        .into_par_iter()
-        .map(|(i, s0, s1)| (i, ce_task_mv(x, labels, nc, s, i, s0, s1)))
-        .collect();
-    let mut out = vec![0f64; n];
-    for (i, v) in parts {
-        out[i] += v;
-    }
-    out.into_iter().map(|v| v as f32).collect()
+    sample_sums(n, s, 1, |i, s0, s1| {
+        vec![ce_task_mv(x, labels, nc, s, i, s0, s1)]
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -968,17 +974,9 @@ pub(crate) fn focal_softmax_sums(
     s: usize,
     gamma: f32,
 ) -> Vec<f32> {
-    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
-        .into_par_iter()
-        .map(|(i, s0, s1)| (i, focal_soft_task_mv(x, t, nc, s, gamma, i, s0, s1)))
-        .collect();
-    let mut out = vec![0f64; n * nc];
-    for (i, part) in parts {
-        for (o, v) in out[i * nc..][..nc].iter_mut().zip(part) {
-            *o += v;
-        }
-    }
-    out.into_iter().map(|v| v as f32).collect()
+    sample_sums(n, s, nc, |i, s0, s1| {
+        focal_soft_task_mv(x, t, nc, s, gamma, i, s0, s1)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1125,17 +1123,9 @@ pub(crate) fn wsq_sums(
     s: usize,
     act: Act,
 ) -> Vec<f32> {
-    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
-        .into_par_iter()
-        .map(|(i, s0, s1)| (i, wsq_task_mv(x, y, w, nc, s, act, i, s0, s1)))
-        .collect();
-    let mut out = vec![0f64; n * nc];
-    for (i, part) in parts {
-        for (o, v) in out[i * nc..][..nc].iter_mut().zip(part) {
-            *o += v;
-        }
-    }
-    out.into_iter().map(|v| v as f32).collect()
+    sample_sums(n, s, nc, |i, s0, s1| {
+        wsq_task_mv(x, y, w, nc, s, act, i, s0, s1)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
