@@ -384,6 +384,19 @@ pub(crate) fn host_f32<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
         .ok()
 }
 
+/// A constant tensor on `like`'s device with `like`'s float dtype, from values of any element
+/// type (converted only if it differs from that dtype).
+pub(crate) fn const_tensor_of<E: burn::tensor::Element, const D: usize, const D2: usize>(
+    like: &Tensor<D2>,
+    data: Vec<E>,
+    shape: [usize; D],
+) -> Tensor<D> {
+    Tensor::from_data(
+        burn::tensor::TensorData::new(data, shape),
+        (&like.device(), like.dtype()),
+    )
+}
+
 /// A constant tensor on `like`'s device with `like`'s float dtype.
 pub(crate) fn const_tensor<const D: usize, const D2: usize>(
     like: &Tensor<D2>,

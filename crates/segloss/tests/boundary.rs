@@ -324,3 +324,52 @@ fn contour_ce_matches_brute_force() {
         );
     }
 }
+
+/// Softmax mode: the instances come from `label ≠ 0`, read from the labels directly; the same
+/// target given as a one-hot mask (background channel < 0.5) gives the same loss.
+#[test]
+fn shape_aware_softmax_labels_match_the_one_hot_mask() {
+    let d = Device::flex();
+    let (h, w) = (10usize, 11usize);
+    let labels: Vec<i64> = (0..2 * h * w)
+        .map(|i| {
+            let (r, c) = ((i % (h * w)) / w, i % w);
+            if (2..5).contains(&r) && (1..4).contains(&c) {
+                1
+            } else if (3..7).contains(&r) && (5..9).contains(&c) {
+                2
+            } else {
+                0
+            }
+        })
+        .collect();
+    let onehot: Vec<f32> = (0..2)
+        .flat_map(|n| {
+            let labels = &labels;
+            (0..3).flat_map(move |k| {
+                (0..h * w).map(move |i| (labels[n * h * w + i] == k) as u8 as f32)
+            })
+        })
+        .collect();
+    let x = Tensor::<4>::random(
+        [2, 3, h, w],
+        burn::tensor::Distribution::Normal(0.0, 2.0),
+        &d,
+    );
+    let lt = Tensor::<3, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(labels, [2, h, w]),
+        &d,
+    );
+    let mt = Tensor::<4>::from_data(burn::tensor::TensorData::new(onehot, [2, 3, h, w]), &d);
+    let loss = ShapeAwareLossConfig::new()
+        .with_activation(Some(segloss::Activation::Softmax))
+        .init();
+    let a = loss
+        .forward(x.clone(), lt, Reduction::Mean)
+        .into_scalar::<f32>();
+    let b = loss.forward(x, mt, Reduction::Mean).into_scalar::<f32>();
+    assert!(
+        a.is_finite() && (a - b).abs() <= 1e-6 * b.abs(),
+        "{a} vs {b}"
+    );
+}

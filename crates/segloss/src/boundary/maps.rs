@@ -20,14 +20,14 @@ pub(crate) fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
 
 /// Applies `f` to each of the `k` boolean images of `masks` (`k·S` values, C order, spatial shape
 /// `spatial`), in parallel, and returns the `k·S` results.
-pub(crate) fn map_images(
+pub(crate) fn map_images<F: segloss_core::Float>(
     masks: &[bool],
     spatial: &[usize],
     what: &str,
-    f: impl Fn(ArrayViewD<'_, bool>) -> segloss_core::Result<ArrayD<f64>> + Sync,
-) -> Result<Vec<f64>, LossError> {
+    f: impl Fn(ArrayViewD<'_, bool>) -> segloss_core::Result<ArrayD<F>> + Sync,
+) -> Result<Vec<F>, LossError> {
     let s: usize = spatial.iter().product();
-    let mut out = vec![0.0f64; masks.len()];
+    let mut out = vec![F::ZERO; masks.len()];
     out.par_chunks_mut(s)
         .zip(masks.par_chunks(s))
         .try_for_each(|(o, m)| {
@@ -58,7 +58,11 @@ pub(crate) fn channel_maps(
 
 /// The binarised target channels `y > 0.5`, `[N, C, S]` flattened.
 pub(crate) fn target_masks(p: &Prepared) -> Vec<bool> {
-    host(&p.y()).into_iter().map(|v| v > 0.5).collect()
+    crate::input::host_f32(&p.y())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v > 0.5)
+        .collect()
 }
 
 /// The inner boundary of a mask (C order, spatial shape `spatial`): foreground voxels with at

@@ -4,10 +4,13 @@ use burn::config::Config;
 use burn::module::Module;
 use segloss_core::{ClassWeight, Connectivity, WeightMapConfig};
 
-use super::maps::{host, map_images, target_masks};
+use super::maps::{map_images, target_masks};
 use crate::distribution::weighted_ce::weighted_ce_prepared;
 use crate::error::LossError;
-use crate::input::{const_tensor, prepare, Activation, Flat, InputRules, LossReduction, LossValue};
+use crate::input::{
+    const_tensor, const_tensor_of, host_f32, prepare, Activation, Flat, InputRules, LossReduction,
+    LossValue,
+};
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
 use crate::Target;
 
@@ -72,8 +75,8 @@ impl ShapeAwareLossConfig {
 ///
 /// d1, d2 are the distances to the nearest and second-nearest instance; the instances are the
 /// connected components (full connectivity) of each target channel (sigmoid) or of `label ≠ 0`
-/// (softmax); the border term applies to background pixels only and vanishes with fewer than two
-/// instances. W is computed by `segloss-core` (exact within 1e-4) on a detached copy per sample and
+/// (softmax; pixels at `ignore_index` count as background); the border term applies to background
+/// pixels only and vanishes with fewer than two instances. W is computed by `segloss-core` (exact within 1e-4) on a detached copy per sample and
 /// channel, in parallel; it is a constant of the graph. To precompute W once per sample in a data
 /// loader instead, use [`unet_weight_map`](segloss_core::unet_weight_map) and
 /// [`WeightedCeLoss`](crate::WeightedCeLoss).
@@ -150,22 +153,53 @@ impl SegLoss for ShapeAwareLoss {
             &InputRules::any_activation("shape_aware", self.activation),
         )?;
         let config = self.config();
-        let f = |m: ndarray::ArrayViewD<'_, bool>| segloss_core::unet_weight_map(&m, None, &config);
-        let w = if p.activation == Activation::Softmax {
-            // Foreground = any class but 0, per sample.
-            let y = host(&p.y());
+        let (masks, channels) = if p.activation == Activation::Softmax {
+            // Foreground = any class but 0, per sample: read from the labels (no one-hot), or
+            // from the background channel of a mask.
             let s = p.s();
-            let fg: Vec<bool> = (0..p.n * s)
-                .map(|i| {
-                    let (n, x) = (i / s, i % s);
-                    y[(n * p.c) * s + x] < 0.5
-                })
-                .collect();
-            let maps = map_images(&fg, &p.spatial, "U-Net weight map", f)?;
-            const_tensor(&p.x, maps, [p.n, 1, s])
+            let fg: Vec<bool> = match &p.labels {
+                Some(l) => l
+                    .clone()
+                    .into_data()
+                    .convert::<i64>()
+                    .try_into_vec::<i64>()
+                    .map_err(|e| LossError::Map {
+                        what: "U-Net weight map".into(),
+                        message: format!("{e:?}"),
+                    })?
+                    .into_iter()
+                    .map(|v| v != 0)
+                    .collect(),
+                None => {
+                    let y = host_f32(&p.y()).unwrap_or_default();
+                    // An ignored pixel (its zeroed channels would read as foreground) is
+                    // background, as with labels.
+                    let valid = p.valid_px.as_ref().and_then(host_f32);
+                    (0..p.n * s)
+                        .map(|i| {
+                            y[(i / s * p.c) * s + i % s] < 0.5
+                                && valid.as_ref().is_none_or(|v| v[i] > 0.5)
+                        })
+                        .collect()
+                }
+            };
+            (fg, 1)
         } else {
-            let maps = map_images(&target_masks(&p), &p.spatial, "U-Net weight map", f)?;
-            const_tensor(&p.x, maps, [p.n, p.c, p.s()])
+            (target_masks(&p), p.c)
+        };
+        // The maps in the prediction's precision (f32 maps for f32 predictions: no f64 copy and
+        // cast of the whole batch).
+        let shape = [p.n, channels, p.s()];
+        let w = if p.x.dtype() == burn::tensor::DType::F64 {
+            let maps = map_images(&masks, &p.spatial, "U-Net weight map", |m| {
+                segloss_core::unet_weight_map::<f64, _, _, _>(&m, None, &config)
+            })?;
+            const_tensor(&p.x, maps, shape)
+        } else {
+            let maps = map_images(&masks, &p.spatial, "U-Net weight map", |m| {
+                segloss_core::unet_weight_map::<f32, _, _, _>(&m, None, &config)
+            })?;
+            const_tensor_of(&p.x, maps, shape)
         };
         Ok(weighted_ce_prepared(&p, w, reduction))
     }
