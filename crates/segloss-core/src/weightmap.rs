@@ -467,22 +467,6 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox, Vec<BBox>
     let half: Vec<BBox> = boxes.iter().map(|b| dilate(b, band / 2.0, g)).collect();
     let mut crop: Vec<Option<BBox>> = vec![None; k];
     let mut parts: Vec<Vec<BBox>> = vec![Vec::new(); k];
-    // Sort and sweep along the longest axis.
-    let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
-    let reach = (band / g.spacing[ax]).ceil() as usize;
-    let mut order: Vec<usize> = (0..k).collect();
-    order.sort_unstable_by_key(|&i| boxes[i][ax][0]);
-    let gap2 = |a: &BBox, b: &BBox| -> f64 {
-        (0..3)
-            .map(|d| {
-                let gap = b[d][0]
-                    .saturating_sub(a[d][1] - 1)
-                    .max(a[d][0].saturating_sub(b[d][1] - 1));
-                let x = gap as f64 * g.spacing[d];
-                x * x
-            })
-            .sum()
-    };
     let inter = |p: &BBox, q: &BBox| -> Option<BBox> {
         let mut o = *p;
         for a in 0..3 {
@@ -503,36 +487,28 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox, Vec<BBox>
             *c = Some(h);
         }
     };
-    for (oi, &i) in order.iter().enumerate() {
-        for &j in &order[oi + 1..] {
-            if boxes[j][ax][0] > boxes[i][ax][1] - 1 + reach {
-                break;
-            }
-            if gap2(&boxes[i], &boxes[j]) > band * band {
-                continue;
-            }
-            // Per axis, d_i + d_j ≤ B needs the axis distances to the two boxes to add up to at most
-            // B: beyond the pair's span each step away adds 2, so the band reaches B/2 past the
-            // near ends and only (B − span)/2 past the far ones.
-            let mut pair = [[0usize; 2]; 3];
-            for (a, pa) in pair.iter_mut().enumerate() {
-                let (bi, bj) = (boxes[i][a], boxes[j][a]);
-                let r = band / g.spacing[a];
-                let lo = ((bi[0] + bj[0]) as f64 - r) / 2.0;
-                let hi = ((bi[1] - 1 + bj[1] - 1) as f64 + r) / 2.0;
-                *pa = [
-                    lo.ceil().max(0.0) as usize,
-                    (hi.floor() as usize + 1).min(g.shape[a]),
-                ];
-            }
-            let near_i = inter(&half[i], &grown[j]).and_then(|b| inter(&b, &pair));
-            let near_j = inter(&grown[i], &half[j]).and_then(|b| inter(&b, &pair));
-            for add in [near_i, near_j].into_iter().flatten() {
-                join(&mut crop[i], Some(add));
-                join(&mut crop[j], Some(add));
-                parts[i].push(add);
-                parts[j].push(add);
-            }
+    for (i, j) in near_pairs(boxes, g, band) {
+        // Per axis, d_i + d_j ≤ B needs the axis distances to the two boxes to add up to at most
+        // B: beyond the pair's span each step away adds 2, so the band reaches B/2 past the
+        // near ends and only (B − span)/2 past the far ones.
+        let mut pair = [[0usize; 2]; 3];
+        for (a, pa) in pair.iter_mut().enumerate() {
+            let (bi, bj) = (boxes[i][a], boxes[j][a]);
+            let r = band / g.spacing[a];
+            let lo = ((bi[0] + bj[0]) as f64 - r) / 2.0;
+            let hi = ((bi[1] - 1 + bj[1] - 1) as f64 + r) / 2.0;
+            *pa = [
+                lo.ceil().max(0.0) as usize,
+                (hi.floor() as usize + 1).min(g.shape[a]),
+            ];
+        }
+        let near_i = inter(&half[i], &grown[j]).and_then(|b| inter(&b, &pair));
+        let near_j = inter(&grown[i], &half[j]).and_then(|b| inter(&b, &pair));
+        for add in [near_i, near_j].into_iter().flatten() {
+            join(&mut crop[i], Some(add));
+            join(&mut crop[j], Some(add));
+            parts[i].push(add);
+            parts[j].push(add);
         }
     }
     crop.into_iter()
@@ -548,6 +524,43 @@ fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox, Vec<BBox>
             })
         })
         .collect()
+}
+
+/// The pairs `(i, j)` of instances whose boxes are at most `band` apart (spacing units), by a sort
+/// and sweep along the longest axis (in sweep order); empty boxes are in none. Shared by the crop
+/// path (3-D) and the plane path (1-D/2-D).
+fn near_pairs(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(usize, usize)> {
+    let k = boxes.len();
+    let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
+    // Capped at the image: a huge band (σ large) must not overflow the sums below.
+    let reach = ((band / g.spacing[ax]).ceil() as usize).min(g.shape[ax]);
+    let mut order: Vec<usize> = (0..k)
+        .filter(|&i| boxes[i][0][0] < boxes[i][0][1])
+        .collect();
+    order.sort_unstable_by_key(|&i| boxes[i][ax][0]);
+    let gap2 = |a: &BBox, b: &BBox| -> f64 {
+        (0..3)
+            .map(|d| {
+                let gap = b[d][0]
+                    .saturating_sub(a[d][1] - 1)
+                    .max(a[d][0].saturating_sub(b[d][1] - 1));
+                let x = gap as f64 * g.spacing[d];
+                x * x
+            })
+            .sum()
+    };
+    let mut pairs = Vec::new();
+    for (oi, &i) in order.iter().enumerate() {
+        for &j in &order[oi + 1..] {
+            if boxes[j][ax][0] > boxes[i][ax][1] - 1 + reach {
+                break;
+            }
+            if gap2(&boxes[i], &boxes[j]) <= band * band {
+                pairs.push((i, j));
+            }
+        }
+    }
+    pairs
 }
 
 /// For every background voxel, the two smallest squared distances to distinct instances among those

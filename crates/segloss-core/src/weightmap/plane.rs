@@ -180,36 +180,10 @@ pub(super) fn label_image_runs(labels: &[u32], k: usize, g: &Grid) -> Runs {
 /// The instances whose boxes are at most `band` apart (spacing units), as adjacency lists over the
 /// 0-based instance indices; instances without a voxel (empty boxes) have none.
 fn neighbours(boxes: &[BBox], g: &Grid, band: f64) -> Vec<Vec<u32>> {
-    let k = boxes.len();
-    let mut nb: Vec<Vec<u32>> = vec![Vec::new(); k];
-    let ax = (0..3).max_by_key(|&a| g.shape[a]).unwrap_or(2);
-    // Capped at the image: a huge band (σ large) must not overflow the sums below.
-    let reach = ((band / g.spacing[ax]).ceil() as usize).min(g.shape[ax]);
-    let mut order: Vec<usize> = (0..k)
-        .filter(|&i| boxes[i][0][0] < boxes[i][0][1])
-        .collect();
-    order.sort_unstable_by_key(|&i| boxes[i][ax][0]);
-    let gap2 = |a: &BBox, b: &BBox| -> f64 {
-        (0..3)
-            .map(|d| {
-                let gap = b[d][0]
-                    .saturating_sub(a[d][1] - 1)
-                    .max(a[d][0].saturating_sub(b[d][1] - 1));
-                let x = gap as f64 * g.spacing[d];
-                x * x
-            })
-            .sum()
-    };
-    for (oi, &i) in order.iter().enumerate() {
-        for &j in &order[oi + 1..] {
-            if boxes[j][ax][0] > boxes[i][ax][1] - 1 + reach {
-                break;
-            }
-            if gap2(&boxes[i], &boxes[j]) <= band * band {
-                nb[i].push(j as u32);
-                nb[j].push(i as u32);
-            }
-        }
+    let mut nb: Vec<Vec<u32>> = vec![Vec::new(); boxes.len()];
+    for (i, j) in super::near_pairs(boxes, g, band) {
+        nb[i].push(j as u32);
+        nb[j].push(i as u32);
     }
     nb
 }
