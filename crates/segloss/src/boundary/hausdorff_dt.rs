@@ -5,11 +5,12 @@ use burn::module::Module;
 
 use rayon::prelude::*;
 
-use super::maps::{channel_maps, host};
+use super::maps::channel_maps;
 use crate::error::LossError;
 use crate::fused::Act;
 use crate::input::{
-    const_tensor, prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared,
+    const_tensor_of, host_f32, prepare, Activation, Flat, InputRules, LossReduction, LossValue,
+    Prepared,
 };
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods};
@@ -96,30 +97,52 @@ impl HausdorffDtLoss {
             Activation::Softmax => Act::Softmax,
             Activation::None => Act::Identity,
         };
-        let probs = host(&p.probs());
-        let ys = host(&p.y());
-        let a = self.alpha;
-        let s = p.s();
-        let mut w = vec![0f64; probs.len()];
+        // f32 host copies (f32 is what the fused path runs in): the probabilities, and the
+        // target read from the labels where there are labels (no host copy of a one-hot).
+        let probs = host_f32(&p.probs()).unwrap_or_default();
+        let (a, s, c) = (self.alpha, p.s(), p.c);
+        let labels: Option<Vec<i64>> = match &p.labels {
+            Some(l) => l
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .ok(),
+            None => None,
+        };
+        let ys = match labels {
+            Some(_) => Vec::new(),
+            None => host_f32(&p.y()).unwrap_or_default(),
+        };
+        let mut w = vec![0f32; probs.len()];
         w.par_chunks_mut(s)
-            .zip(probs.par_chunks(s).zip(ys.par_chunks(s)))
-            .try_for_each(|(w, (pr, yr))| {
-                for (src, thr) in [(pr, 0.5), (yr, 0.5)] {
-                    let m: Vec<bool> = src.iter().map(|&v| v > thr).collect();
+            .zip(probs.par_chunks(s))
+            .enumerate()
+            .try_for_each(|(k, (w, pr))| {
+                let (n, ch) = (k / c, k % c);
+                let target: Vec<bool> = match &labels {
+                    Some(l) => l[n * s..(n + 1) * s]
+                        .iter()
+                        .map(|&v| v == ch as i64)
+                        .collect(),
+                    None => ys[k * s..(k + 1) * s].iter().map(|&v| v > 0.5).collect(),
+                };
+                let pred: Vec<bool> = pr.iter().map(|&v| v > 0.5).collect();
+                for m in [pred, target] {
                     let view = ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&p.spatial), &m)
                         .expect("contiguous image");
-                    let f: ndarray::ArrayD<f64> = segloss_core::two_sided_edt(&view, None)
+                    let f: ndarray::ArrayD<f32> = segloss_core::two_sided_edt(&view, None)
                         .map_err(|e| LossError::Map {
                             what: "distance field".into(),
                             message: e.to_string(),
                         })?;
                     for (wi, &fi) in w.iter_mut().zip(f.iter()) {
-                        *wi += if a == 2.0 { fi * fi } else { fi.powf(a) };
+                        *wi += if a == 2.0 { fi * fi } else { fi.powf(a as f32) };
                     }
                 }
                 Ok::<(), LossError>(())
             })?;
-        let w = const_tensor(&p.x, w, [p.n, p.c, s]);
+        let w = const_tensor_of(&p.x, w, [p.n, p.c, s]);
         let Some(sums) = crate::fused::wsq_sums(&p.x, &p.y(), &w, act) else {
             unreachable!("checked by the caller");
         };
