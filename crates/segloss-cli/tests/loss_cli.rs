@@ -324,6 +324,31 @@ fn bad_inputs_exit_2_with_one_line() {
         "takes no weight map",
     );
 
+    // A loss that overflows f32 from valid inputs (an exponent within the spec's bounds) is an
+    // error naming the loss, not a NaN printed as the value: f32 logits confidently wrong at every
+    // pixel (labels 0, 1, 2, 1), so −ln(Dice) ≈ 11 and 11^83 overflows.
+    let wrong_f32 = ArrayD::from_shape_vec(
+        vec![1, 3, 2, 2],
+        vec![
+            -30.0f32, 30.0, -30.0, 30.0, // class 0 high where the label is 1 or 2
+            30.0, -30.0, 30.0, -30.0, // class 1 high where the label is 0 or 2
+            -30.0, -30.0, -30.0, -30.0,
+        ],
+    )
+    .unwrap();
+    write(&d.join("wrong_f32.npy"), ArrayData::F32(wrong_f32));
+    assert_bad(
+        &[
+            "loss",
+            "exp_log(w_dice=0.8,w_ce=0.2,gamma=83)",
+            "--pred",
+            &p("wrong_f32.npy"),
+            "--target",
+            &lb,
+        ],
+        "not finite",
+    );
+
     // An existing --grad file is not overwritten without --force, and is left untouched.
     std::fs::write(d.join("g.npy"), b"keep").unwrap();
     assert_bad(
