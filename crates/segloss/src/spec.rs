@@ -681,6 +681,8 @@ impl CompositeLoss {
             || ce.label_smoothing != 0.0
             || ce.ignore_index.is_some()
             || dice.ignore_index.is_some()
+            || dice.soft_label
+            || !(dice.power == 1.0 || dice.power == 2.0)
             || !matches!(dice.activation, None | Some(crate::Activation::Softmax))
         {
             return Ok(None);
