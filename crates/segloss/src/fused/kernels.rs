@@ -236,8 +236,21 @@ macro_rules! multiversion {
     };
 }
 
+/// 0 for a probability at the floor of the clamped exp (e^−87 ≈ 1.6e−38: logits ~90 apart), as
+/// PyTorch's sigmoid and softmax give: with no smoothing, a class absent from both the prediction
+/// and the target must read 0/0 → Dice loss 0, not (1.6e−38)/(1.6e−38) → 1 (found by the fused
+/// test with `jaccard(smooth=0)` on saturated logits).
+#[inline(always)]
+fn flush_tiny(v: f32) -> f32 {
+    if v < 2e-38 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// Probabilities `p` and complements `q` of one block, channel-major `[C][len]`, from the logits
-/// `x` of sample `n`, pixels `s0..s0 + len`.
+/// `x` of sample `n`, pixels `s0..s0 + len` (probabilities at the exp's floor flushed to 0).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block_probs(
@@ -275,8 +288,8 @@ fn block_probs(
                     .zip(row)
                 {
                     let (a, b, _) = sigmoid_pair(xi);
-                    *pi = a;
-                    *qi = b;
+                    *pi = flush_tiny(a);
+                    *qi = flush_tiny(b);
                 }
             }
         }
@@ -313,7 +326,7 @@ fn block_probs(
             let inv: Vec<f32> = sum.iter().map(|&v| 1.0 / v).collect();
             for c in 0..nc {
                 for (pi, &iv) in p[c * len..][..len].iter_mut().zip(&inv) {
-                    *pi *= iv;
+                    *pi = flush_tiny(*pi * iv);
                 }
             }
             for c in 0..nc {
