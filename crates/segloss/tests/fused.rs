@@ -38,13 +38,15 @@ fn run(
 
 /// Absolute gradient tolerance: 1e-5 of the largest gradient, except for the Lovász losses. Their
 /// per-element gradient is a step `J_i − J_(i−1)` of f32 Jaccard values (as smp computes them),
-/// which carries up to an ulp of J (≤ 6e-8) whichever of two correct implementations rounds it;
-/// the host path and the composed one differ at that level (and may order tied errors
-/// differently, which moves the steps between tied elements but not the loss).
+/// whose rounding differs by a few ulps of J (≤ 6e-8 each) between two correct implementations;
+/// and tied errors (frequent in f32 at 2^11–2^19 elements) may come in another order, which hands
+/// tied elements each other's (adjacent, nearly equal) steps without changing the loss: both are
+/// valid subgradients. Seeds 1–40: up to 6e-7 on a step of 3.6e-4, so 2e-3 of the largest
+/// gradient (and 5e-7).
 fn grad_atol(spec: &str, gmax: f32) -> f32 {
     let base = 1e-5 * gmax.max(1e-3);
     if spec.contains("lovasz") {
-        base.max(2.5e-7)
+        base.max(5e-7).max(2e-3 * gmax)
     } else {
         base
     }
