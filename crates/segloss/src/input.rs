@@ -403,10 +403,7 @@ pub(crate) fn const_tensor<const D: usize, const D2: usize>(
     data: Vec<f64>,
     shape: [usize; D],
 ) -> Tensor<D> {
-    Tensor::from_data(
-        burn::tensor::TensorData::new(data, shape),
-        (&like.device(), like.dtype()),
-    )
+    const_tensor_of(like, data, shape)
 }
 
 static VALUE_CHECKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);

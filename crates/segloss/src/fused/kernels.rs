@@ -739,15 +739,7 @@ fn ce_task(
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
     block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
-    let mut lab = vec![0usize; len];
-    labels.indices(n * s + s0, &mut lab);
-    let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
-    let xl: Vec<f32> = lab
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| x[(n * nc + k) * s + s0 + i])
-        .collect();
-    lane_sum!(mx => m, xl => v, lsum => ls; (m - v) + ls)
+    ce_block(x, labels, n, nc, s, s0, &lse)
 }
 
 /// Log-sum-exp over the channels of one block (`p`, `q` as scratch).

@@ -84,7 +84,14 @@ pub(crate) fn host_region_loss(
 /// `lin = Σ s ⊙ g`.
 fn finish(s: Tensor<3>, value: f64, g: Vec<f64>) -> LossValue {
     let g: Tensor<3> = const_tensor(&s, g, s.dims());
-    let lin = (s * g).sum();
+    linearised(s, g, value)
+}
+
+/// A scalar loss of value `value` whose gradient with respect to `t` is the constant `g`:
+/// `lin − detach(lin) + value` with `lin = Σ t ⊙ g` (the host formula steps of the region and
+/// Lovász losses).
+pub(crate) fn linearised(t: Tensor<3>, g: Tensor<3>, value: f64) -> LossValue {
+    let lin = (t * g).sum();
     let value: Tensor<1> = const_tensor(&lin, vec![value], [1]);
     LossValue::scalar(lin.clone() - lin.detach() + value)
 }

@@ -543,13 +543,8 @@ impl LovaszLoss {
                 }
             }
         }
-        let kt: Tensor<3> = Tensor::from_data(
-            burn::tensor::TensorData::new(k, [n, c, s]),
-            (&p.x.device(), p.x.dtype()),
-        );
-        let lin = (p.x.clone() * kt).sum();
-        let v: Tensor<1> = crate::input::const_tensor(&lin, vec![value], [1]);
-        Some(LossValue::scalar(lin.clone() - lin.detach() + v))
+        let kt: Tensor<3> = crate::input::const_tensor_of(&p.x, k, [n, c, s]);
+        Some(crate::region::linearised(p.x.clone(), kt, value))
     }
 }
 

@@ -18,7 +18,7 @@
 pub mod dice;
 pub mod generalized_dice;
 mod host;
-pub(crate) use host::host_dice_ce;
+pub(crate) use host::{host_dice_ce, linearised};
 pub mod log_cosh_dice;
 pub mod lovasz;
 pub mod mcc;
