@@ -108,3 +108,30 @@ fn unet_weight_map_512_100_cells(b: Bencher) {
     let config = WeightMapConfig::default();
     b.bench(|| unet_weight_map::<f32, _, _, _>(&m, None, &config).unwrap());
 }
+
+/// Uniform noise with foreground probability `p` (a thresholded random prediction early in training).
+fn noise2(n: usize, p: f64, seed: u64) -> Array2<bool> {
+    let mut rng = Rng(seed);
+    Array2::from_shape_fn((n, n), |_| (rng.next() % 1_000_000) as f64 / 1e6 < p)
+}
+
+/// The fields of `hausdorff_dt` on one 256² image: a noisy prediction and a disk target.
+#[divan::bench(args = [0.5, 0.1])]
+fn two_sided_edt_256_noise(b: Bencher, p: f64) {
+    let m = noise2(256, p, 7);
+    b.bench(|| two_sided_edt::<f32, _, _, _>(&m, None).unwrap());
+}
+
+#[divan::bench]
+fn two_sided_edt_256_disks(b: Bencher) {
+    let m = disks2(256, 20, 6, 30, 8);
+    b.bench(|| two_sided_edt::<f32, _, _, _>(&m, None).unwrap());
+}
+
+/// The map of `shape_aware` on one image of `segloss bench --target cells` (about 50 cells).
+#[divan::bench]
+fn unet_weight_map_256_50_cells(b: Bencher) {
+    let m = disks2(256, 50, 6, 12, 9);
+    let config = WeightMapConfig::default();
+    b.bench(|| unet_weight_map::<f32, _, _, _>(&m, None, &config).unwrap());
+}

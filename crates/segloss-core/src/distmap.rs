@@ -11,11 +11,11 @@ use ndarray::{Array, ArrayBase, Data, Dimension};
 
 use crate::edt::{c_order, to_array};
 use crate::element::{Float, Voxel};
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::grid::Grid;
 use crate::kernel;
 
-/// Returns the foreground flags and `D` (see the module documentation): two binary EDTs, one per side.
+/// Returns the foreground flags and `D` (see the module documentation).
 fn two_sided<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
     mask: &ArrayBase<S, D>,
     spacing: Option<&[f64]>,
@@ -23,17 +23,71 @@ fn two_sided<F: Float, T: Voxel, S: Data<Elem = T>, D: Dimension>(
     let g = Grid::new(mask.shape(), spacing)?;
     let data = c_order(mask);
     let fg: Vec<bool> = data.iter().map(|v| v.is_foreground()).collect();
-    let mut inside = vec![F::ZERO; g.len()];
+    let mut d = vec![F::ZERO; g.len()];
+    squared_into(&fg, &g, &mut d, false);
+    for x in d.iter_mut() {
+        *x = x.sqrt();
+    }
+    Ok((fg, d))
+}
+
+/// `D²` of the C-order mask `fg` on the grid `g` into `out`: one combined transform on 1-D and 2-D
+/// grids, two binary EDTs (one per side) on 3-D ones.
+fn squared_into<F: Float>(fg: &[bool], g: &Grid, out: &mut [F], serial: bool) {
+    if g.shape[0] == 1 {
+        kernel::two_sided_squared_plane(fg, g, out, serial);
+        return;
+    }
     let mut outside = vec![F::ZERO; g.len()];
-    rayon::join(
-        || kernel::binary_edt(&mut inside, &g, |i| !fg[i], false, false),
-        || kernel::binary_edt(&mut outside, &g, |i| fg[i], false, false),
-    );
+    let (inside, outside) = (&mut *out, &mut outside);
+    if serial {
+        kernel::binary_edt(inside, g, |i| !fg[i], true, true);
+        kernel::binary_edt(outside, g, |i| fg[i], true, true);
+    } else {
+        rayon::join(
+            || kernel::binary_edt(inside, g, |i| !fg[i], true, false),
+            || kernel::binary_edt(outside, g, |i| fg[i], true, false),
+        );
+    }
     // Each voxel is 0 in one of the two maps.
-    for (a, b) in inside.iter_mut().zip(&outside) {
+    for (a, b) in inside.iter_mut().zip(outside.iter()) {
         *a = *a + *b;
     }
-    Ok((fg, inside))
+}
+
+/// The squared two-sided EDT `D²` (see [`two_sided_edt`]) of a C-order mask given as a slice, written
+/// into `out`: the allocation-free form for a loss that computes one field per sample and channel.
+/// With `serial`, the transform runs on the calling thread (for callers that already run one field per
+/// worker).
+///
+/// # Errors
+/// [`CoreError::ShapeMismatch`](crate::CoreError::ShapeMismatch) when `mask` or `out` does not hold
+/// one value per voxel of `shape`; otherwise as [`edt`](crate::edt()).
+///
+/// ```
+/// let mut d2 = [0f32; 6];
+/// segloss_core::two_sided_edt_squared_into(&[false, false, false, true, true, false], &[6], None, &mut d2, false)?;
+/// assert_eq!(d2, [9.0, 4.0, 1.0, 1.0, 1.0, 1.0]);
+/// # Ok::<(), segloss_core::CoreError>(())
+/// ```
+pub fn two_sided_edt_squared_into<F: Float>(
+    mask: &[bool],
+    shape: &[usize],
+    spacing: Option<&[f64]>,
+    out: &mut [F],
+    serial: bool,
+) -> Result<()> {
+    let g = Grid::new(shape, spacing)?;
+    for len in [mask.len(), out.len()] {
+        if len != g.len() {
+            return Err(CoreError::ShapeMismatch {
+                left: vec![len],
+                right: shape.to_vec(),
+            });
+        }
+    }
+    squared_into(mask, &g, out, serial);
+    Ok(())
 }
 
 /// Two-sided EDT: every voxel's distance to the nearest voxel of the other class, i.e.

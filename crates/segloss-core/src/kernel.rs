@@ -134,6 +134,9 @@ pub(crate) fn envelope_at(
     let want_arg = !arg.is_empty();
     // Number of sites on the envelope.
     let mut m = 0usize;
+    // The last two sites (b on top of a) live in registers: reloading the site just stored would
+    // stall on store forwarding (a 16-byte load of a freshly stored site), every site.
+    let (mut xa, mut ha, mut xb, mut hb) = (0.0, 0.0, 0.0, 0.0);
     for (q, &fq) in f.iter().enumerate() {
         if fq > cap {
             continue;
@@ -142,13 +145,11 @@ pub(crate) fn envelope_at(
         let hq = fq + xq * xq;
         // Pop the last site b while the one before it (a) and q hide it:
         // breakpoint(b, q) <= breakpoint(a, b).
-        while m >= 2 {
-            let [xa, ha, _] = z[m - 2];
-            let [xb, hb, _] = z[m - 1];
-            if (hq - hb) * (xb - xa) <= (hb - ha) * (xq - xb) {
-                m -= 1;
-            } else {
-                break;
+        while m >= 2 && (hq - hb) * (xb - xa) <= (hb - ha) * (xq - xb) {
+            m -= 1;
+            (xb, hb) = (xa, ha);
+            if m >= 2 {
+                [xa, ha, _] = z[m - 2];
             }
         }
         z[m] = [xq, hq, fq];
@@ -156,6 +157,7 @@ pub(crate) fn envelope_at(
             v[m] = (q + offset) as u32;
         }
         m += 1;
+        (xa, ha, xb, hb) = (xb, hb, xq, hq);
     }
     if m == 0 {
         if cap < f64::MAX {
@@ -919,6 +921,192 @@ pub(crate) fn binary_edt_emit<F: Float>(
                 }
                 emit(r, c0, &sc.g[c0..c1]);
             }
+        }
+    }
+}
+
+/// The column distance that stands for "no change of class in this direction": larger than any
+/// distance in voxels, finite in `f32` (so that `0 · BIG` is 0), and its square stays finite in `f64`.
+/// A column without any change of class ends up at about this value instead of infinity; the row pass
+/// treats it as a site too far to matter (every voxel of a non-uniform mask has a finite distance).
+const COLUMN_BIG: f64 = 1e30;
+
+/// One step down a column sweep of [`two_sided_squared_plane`]: `r` (this row) is 1 where the class
+/// changes from the row above, else the row above's distance `p` plus 1. A separate function, so that
+/// its slices are known not to alias and the loop vectorises.
+#[inline(never)]
+fn column_down<F: Float>(r: &mut [F], p: &[F], a: &[bool], b: &[bool], one: F) {
+    let n = r.len();
+    let (p, a, b) = (&p[..n], &a[..n], &b[..n]);
+    // Branch-free (the select of a load did not vectorise): a change of class caps the distance at 1;
+    // no change caps it at 1 + BIG, which the running distance always undercuts when finite.
+    let big = F::from_f64(COLUMN_BIG);
+    for j in 0..n {
+        let cap = one + F::from_f64((a[j] == b[j]) as u8 as f64) * big;
+        let d = p[j] + one;
+        r[j] = if d < cap { d } else { cap };
+    }
+}
+
+/// One step up a column sweep: `next` becomes the distance to the nearest change of class below
+/// this row, and `r` the smaller of the two directions.
+#[inline(never)]
+fn column_up<F: Float>(r: &mut [F], next: &mut [F], a: &[bool], b: &[bool], one: F) {
+    let n = r.len();
+    let (next, a, b) = (&mut next[..n], &a[..n], &b[..n]);
+    let big = F::from_f64(COLUMN_BIG);
+    for j in 0..n {
+        let cap = one + F::from_f64((a[j] == b[j]) as u8 as f64) * big;
+        let d = next[j] + one;
+        let d = if d < cap { d } else { cap };
+        next[j] = d;
+        r[j] = if d < r[j] { d } else { r[j] };
+    }
+}
+
+/// Segments of at most this many voxels take the brute-force minimum in [`two_sided_squared_plane`]
+/// instead of the lower envelope (noisy masks are mostly such segments, and the envelope's setup
+/// costs more than the few products).
+const SHORT_SEGMENT: usize = 16;
+
+/// The squared two-sided EDT of a 1-D or 2-D mask (`g.shape[0] == 1`) in one transform: every voxel's
+/// squared distance to the nearest voxel of the other class, written into `out` (0 everywhere when the
+/// mask is uniform).
+///
+/// A foreground voxel needs only the transform whose targets are the background, a background voxel only
+/// the other one, and along any line the two transforms are zero exactly on the other class. So one
+/// column sweep gives, for every voxel, the distance along the column to the nearest voxel of the other
+/// class (a change of class is a target of the voxel's own transform), and each row splits into segments
+/// of one class, each bounded by the zero sites of the neighbouring voxels of the other class: one lower
+/// envelope per segment, the same work as one binary EDT instead of two.
+pub(crate) fn two_sided_squared_plane<F: Float>(
+    fg: &[bool],
+    g: &Grid,
+    out: &mut [F],
+    serial: bool,
+) {
+    debug_assert_eq!(g.shape[0], 1);
+    debug_assert_eq!(fg.len(), g.len());
+    let (h, w) = (g.shape[1], g.shape[2]);
+    let (sy, sx) = (g.spacing[1], g.spacing[2]);
+    if fg.iter().all(|&v| v == fg[0]) {
+        out.fill(F::ZERO);
+        return;
+    }
+    let par = !serial && g.len() >= PAR_MIN;
+    // Column pass: the distance, in voxels, to the nearest voxel of the other class in the column.
+    let one = F::from_f64(1.0);
+    let cl = if par { sweep_chunk(w, false) } else { w };
+    let chunks = w.div_ceil(cl);
+    let op = SyncPtr(out.as_mut_ptr());
+    let column = |next: &mut Vec<F>, c: usize| {
+        let j0 = c * cl;
+        let n = cl.min(w - j0);
+        let o = op;
+        // SAFETY: task c owns the columns j0..j0 + n of every row, which no other task touches.
+        let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(o.0.add(k * w + j0), n) };
+        let cls = |k: usize| &fg[k * w + j0..k * w + j0 + n];
+        row(0).fill(F::INFINITY);
+        for k in 1..h {
+            column_down(row(k), row(k - 1), cls(k), cls(k - 1), one);
+        }
+        next.clear();
+        next.resize(n, F::INFINITY);
+        for k in (0..h.saturating_sub(1)).rev() {
+            column_up(row(k), next, cls(k), cls(k + 1), one);
+        }
+    };
+    if par && chunks > 1 {
+        (0..chunks).into_par_iter().for_each_init(Vec::new, column);
+    } else {
+        let mut next = Vec::new();
+        for c in 0..chunks {
+            column(&mut next, c);
+        }
+    }
+    // Row pass: per segment of one class, the envelope of its column distances and of the two bounding
+    // zero sites.
+    let rows = |sc: &mut Scratch, (k, row): (usize, &mut [F])| {
+        let cls = &fg[k * w..(k + 1) * w];
+        let f = &mut sc.g[..w];
+        for (d, x) in f.iter_mut().zip(row.iter()) {
+            let v = x.to_f64() * sy;
+            *d = v * v;
+        }
+        let mut a = 0usize;
+        while a < w {
+            let c = cls[a];
+            let mut b = a + 1;
+            while b < w && cls[b] == c {
+                b += 1;
+            }
+            // Sites lo..hi: the segment and its bounding zeros.
+            let lo = a.saturating_sub(1);
+            let hi = (b + 1).min(w);
+            let seg = &mut sc.seg[..hi - lo];
+            seg.copy_from_slice(&f[lo..hi]);
+            if a > 0 {
+                seg[0] = 0.0;
+            }
+            if b < w {
+                seg[hi - lo - 1] = 0.0;
+            }
+            if b - a <= SHORT_SEGMENT {
+                // Outward from p: a site r voxels away costs at least (r·sx)², so the scan stops
+                // once that reaches the best value so far (at once when a column neighbour is of
+                // the other class).
+                for p in a..b {
+                    let i = p - lo;
+                    let mut m = seg[i];
+                    let mut r = 1usize;
+                    loop {
+                        let d = r as f64 * sx;
+                        let d = d * d;
+                        if d >= m {
+                            break;
+                        }
+                        let (left, right) = (i >= r, i + r < seg.len());
+                        if !left && !right {
+                            break;
+                        }
+                        if left {
+                            m = m.min(seg[i - r] + d);
+                        }
+                        if right {
+                            m = m.min(seg[i + r] + d);
+                        }
+                        r += 1;
+                    }
+                    sc.o[p] = m;
+                }
+            } else {
+                envelope_at(
+                    seg,
+                    lo,
+                    sx,
+                    f64::MAX,
+                    &mut sc.o[..w],
+                    &mut sc.v,
+                    &mut sc.z,
+                    &mut [],
+                    (a, b),
+                );
+            }
+            a = b;
+        }
+        for (x, &d) in row.iter_mut().zip(sc.o[..w].iter()) {
+            *x = F::from_f64(d);
+        }
+    };
+    if par {
+        out.par_chunks_mut(w)
+            .enumerate()
+            .with_min_len(8)
+            .for_each_init(|| Scratch::line(w), rows);
+    } else {
+        let mut sc = Scratch::line(w);
+        for kr in out.chunks_mut(w).enumerate() {
+            rows(&mut sc, kr);
         }
     }
 }

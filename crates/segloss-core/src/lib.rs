@@ -42,7 +42,7 @@ pub mod reference;
 pub mod surface;
 pub mod weightmap;
 
-pub use distmap::{penalty_map, signed_distance_map, two_sided_edt};
+pub use distmap::{penalty_map, signed_distance_map, two_sided_edt, two_sided_edt_squared_into};
 pub use edt::{
     edt, edt_squared, feature_transform, has_background, multilabel_edt, multilabel_edt_squared,
     unravel_index,

@@ -265,3 +265,54 @@ proptest! {
         }
     }
 }
+
+/// Wide 1-D and 2-D masks with long runs of one class (the envelope path of the combined two-sided
+/// transform; the shapes of `case` mostly take its brute-force path for short segments), and 3-D ones.
+fn wide_case() -> impl Strategy<Value = (Vec<usize>, Option<Vec<f64>>, Vec<bool>)> {
+    prop_oneof![
+        (1usize..60).prop_map(|a| vec![a]),
+        (1usize..12, 1usize..48).prop_map(|(a, b)| vec![a, b]),
+        (1usize..4, 1usize..6, 1usize..20).prop_map(|(a, b, c)| vec![a, b, c]),
+    ]
+    .prop_flat_map(|s| {
+        let n: usize = s.iter().product();
+        let nd = s.len();
+        (
+            Just(s),
+            prop::option::of(prop::collection::vec(0.25f64..3.0, nd)),
+            (0.0f64..1.0).prop_flat_map(move |p| prop::collection::vec(prop::bool::weighted(p), n)),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn two_sided_squared_matches_brute_force((s, sp, v) in wide_case()) {
+        let spr = sp.as_deref();
+        let inv: Vec<bool> = v.iter().map(|&x| !x).collect();
+        let d_in = edt_reference(&v, &s, spr);
+        let d_out = edt_reference(&inv, &s, spr);
+        let want: Vec<f64> = d_in.iter().zip(&d_out).map(|(x, y)| (x + y) * (x + y)).collect();
+        for serial in [true, false] {
+            let mut got = vec![0f64; v.len()];
+            two_sided_edt_squared_into(&v, &s, spr, &mut got, serial).unwrap();
+            close(&got, &want, 1e-12)?;
+        }
+        let a = ArrayD::from_shape_vec(IxDyn(&s), v.clone()).unwrap();
+        let two: ArrayD<f64> = two_sided_edt(&a, spr).unwrap();
+        let want_two: Vec<f64> = d_in.iter().zip(&d_out).map(|(x, y)| x + y).collect();
+        close(two.as_slice().unwrap(), &want_two, 1e-12)?;
+    }
+}
+
+#[test]
+fn two_sided_squared_rejects_buffers_of_the_wrong_length() {
+    let mut out = [0f32; 5];
+    let err = two_sided_edt_squared_into(&[true; 6], &[6], None, &mut out, false).unwrap_err();
+    assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
+    let err =
+        two_sided_edt_squared_into(&[true; 5], &[6], None, &mut [0f32; 6], false).unwrap_err();
+    assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
+}

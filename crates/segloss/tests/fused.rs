@@ -126,6 +126,7 @@ fn fused_kernels_match_the_composed_path() {
         "focal(activation=softmax,include_background=false)",
         "dice(activation=softmax) + focal(activation=softmax)",
         "hausdorff_dt(activation=softmax,include_background=false)",
+        "hausdorff_dt(activation=softmax,alpha=1.5,batch=true)",
         "lovasz",
         "lovasz(per_image=true)",
         "lovasz(activation=sigmoid,per_image=true)",

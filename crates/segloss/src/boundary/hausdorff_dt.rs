@@ -88,6 +88,42 @@ pub struct HausdorffDtLoss {
 
 region_loss_methods!(HausdorffDtLoss);
 
+/// `act(x) > 0.5` for every element of the logits `[N, C, S]` (MONAI thresholds the activated
+/// prediction at 0.5), in parallel over samples; the probabilities are computed as the fused kernels
+/// compute them (`1 / (1 + e^−x)`; `e^(x_c − max) / Σ e^(x_k − max)`).
+fn predicted_masks(x: &[f32], c: usize, s: usize, act: Activation) -> Vec<bool> {
+    let mut pred = vec![false; x.len()];
+    pred.par_chunks_mut(c * s)
+        .zip(x.par_chunks(c * s))
+        .for_each(|(pm, xs)| match act {
+            Activation::None => {
+                for (m, &v) in pm.iter_mut().zip(xs) {
+                    *m = v > 0.5;
+                }
+            }
+            Activation::Sigmoid => {
+                for (m, &v) in pm.iter_mut().zip(xs) {
+                    *m = 1.0 / (1.0 + (-v).exp()) > 0.5;
+                }
+            }
+            Activation::Softmax => {
+                // Only the largest channel of a pixel can exceed 1/2.
+                for j in 0..s {
+                    let (mut best, mut mx) = (0usize, f32::NEG_INFINITY);
+                    for k in 0..c {
+                        let v = xs[k * s + j];
+                        if v > mx {
+                            (best, mx) = (k, v);
+                        }
+                    }
+                    let sum: f32 = (0..c).map(|k| (xs[k * s + j] - mx).exp()).sum();
+                    pm[best * s + j] = 1.0 / sum > 0.5;
+                }
+            }
+        });
+    pred
+}
+
 impl HausdorffDtLoss {
     /// The fused-kernel path: both fields and `w = F_p^α + F_y^α` on the host in one pass per
     /// image, then one kernel for Σ w·(p − y)² per (sample, channel) and its gradient.
@@ -97,9 +133,9 @@ impl HausdorffDtLoss {
             Activation::Softmax => Act::Softmax,
             Activation::None => Act::Identity,
         };
-        // f32 host copies (f32 is what the fused path runs in): the probabilities, and the
-        // target read from the labels where there are labels (no host copy of a one-hot).
-        let probs = host_f32(&p.probs()).unwrap_or_default();
+        // Host copies in f32 (what the fused path runs in): the logits, and the labels where
+        // there are labels (no one-hot anywhere: the kernel reads y from the sign of w).
+        let xs = host_f32(&p.x).unwrap_or_default();
         let (a, s, c) = (self.alpha, p.s(), p.c);
         let labels: Option<Vec<i64>> = match &p.labels {
             Some(l) => l
@@ -114,36 +150,64 @@ impl HausdorffDtLoss {
             Some(_) => Vec::new(),
             None => host_f32(&p.y()).unwrap_or_default(),
         };
-        let mut w = vec![0f32; probs.len()];
+        let pred = predicted_masks(&xs, c, s, p.activation);
+        drop(xs);
+        // One field per (sample, channel) and worker; the transform itself runs on the worker's
+        // thread unless there is a single field.
+        let serial = p.n * p.c > 1;
+        let mut w = vec![0f32; pred.len()];
         w.par_chunks_mut(s)
-            .zip(probs.par_chunks(s))
+            .zip(pred.par_chunks(s))
             .enumerate()
-            .try_for_each(|(k, (w, pr))| {
-                let (n, ch) = (k / c, k % c);
-                let target: Vec<bool> = match &labels {
-                    Some(l) => l[n * s..(n + 1) * s]
-                        .iter()
-                        .map(|&v| v == ch as i64)
-                        .collect(),
-                    None => ys[k * s..(k + 1) * s].iter().map(|&v| v > 0.5).collect(),
-                };
-                let pred: Vec<bool> = pr.iter().map(|&v| v > 0.5).collect();
-                for m in [pred, target] {
-                    let view = ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&p.spatial), &m)
-                        .expect("contiguous image");
-                    let f: ndarray::ArrayD<f32> = segloss_core::two_sided_edt(&view, None)
+            .try_for_each_init(
+                || (vec![false; s], vec![0f32; s]),
+                |(mask, d2), (k, (w, pr))| {
+                    let (n, ch) = (k / c, k % c);
+                    for side in 0..2 {
+                        if side == 0 {
+                            mask.copy_from_slice(pr);
+                        } else if let Some(l) = &labels {
+                            for (m, &v) in mask.iter_mut().zip(&l[n * s..(n + 1) * s]) {
+                                *m = v == ch as i64;
+                            }
+                        } else {
+                            for (m, &v) in mask.iter_mut().zip(&ys[k * s..(k + 1) * s]) {
+                                *m = v > 0.5;
+                            }
+                        }
+                        segloss_core::two_sided_edt_squared_into(
+                            mask, &p.spatial, None, d2, serial,
+                        )
                         .map_err(|e| LossError::Map {
                             what: "distance field".into(),
                             message: e.to_string(),
                         })?;
-                    for (wi, &fi) in w.iter_mut().zip(f.iter()) {
-                        *wi += if a == 2.0 { fi * fi } else { fi.powf(a as f32) };
+                        // F^α = (F²)^(α/2); α = 2 (the default) is the squared field itself.
+                        if a == 2.0 {
+                            for (wi, &q) in w.iter_mut().zip(d2.iter()) {
+                                *wi += q;
+                            }
+                        } else {
+                            let h = (a / 2.0) as f32;
+                            for (wi, &q) in w.iter_mut().zip(d2.iter()) {
+                                *wi += q.powf(h);
+                            }
+                        }
                     }
-                }
-                Ok::<(), LossError>(())
-            })?;
+                    if let Some(l) = &labels {
+                        // y = 1 where the label is this channel: carried by the sign of w.
+                        for (wi, &v) in w.iter_mut().zip(&l[n * s..(n + 1) * s]) {
+                            if v == ch as i64 {
+                                *wi = -*wi;
+                            }
+                        }
+                    }
+                    Ok::<(), LossError>(())
+                },
+            )?;
         let w = const_tensor_of(&p.x, w, [p.n, p.c, s]);
-        let Some(sums) = crate::fused::wsq_sums(&p.x, &p.y(), &w, act) else {
+        let y = labels.is_none().then(|| p.y());
+        let Some(sums) = crate::fused::wsq_sums(&p.x, y.as_ref(), &w, act) else {
             unreachable!("checked by the caller");
         };
         let sums = if self.include_background || p.c == 1 {

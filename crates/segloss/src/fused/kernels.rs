@@ -37,7 +37,7 @@ impl Act {
     }
 
     pub(crate) fn from_code(c: u32) -> Act {
-        match c & !CE_FLAG {
+        match c & !(CE_FLAG | SIGN_FLAG) {
             0 => Act::Identity,
             1 => Act::Sigmoid,
             _ => Act::Softmax,
@@ -48,6 +48,36 @@ impl Act {
 /// Added to an activation code: the region kernels also compute the cross-entropy (softmax,
 /// label targets; see [`region_sums`]).
 pub(crate) const CE_FLAG: u32 = 0x100;
+
+/// Added to an activation code of the weighted-square kernels ([`wsq_sums`]): the target is one-hot
+/// and carried by the sign of the weight (`w < 0` where `y = 1`, the weight being `|w|`), so that a
+/// label target needs no `[N, C, S]` one-hot tensor; the `y` operand is then ignored. A zero weight
+/// loses its sign, which is harmless: its term and gradient are 0 whatever `y` is.
+pub(crate) const SIGN_FLAG: u32 = 0x200;
+
+/// `y` and `w` of one row of the weighted-square kernels: borrowed, or split from a signed weight
+/// into the scratch rows `yb`, `wb` (see [`SIGN_FLAG`]).
+#[inline(always)]
+fn wsq_rows<'a>(
+    y: &'a [f32],
+    w: &'a [f32],
+    signed: bool,
+    base: usize,
+    len: usize,
+    yb: &'a mut [f32],
+    wb: &'a mut [f32],
+) -> (&'a [f32], &'a [f32]) {
+    let wr = &w[base..][..len];
+    if !signed {
+        return (&y[base..][..len], wr);
+    }
+    let (yb, wb) = (&mut yb[..len], &mut wb[..len]);
+    for i in 0..len {
+        yb[i] = if wr[i] < 0.0 { 1.0 } else { 0.0 };
+        wb[i] = wr[i].abs();
+    }
+    (yb, wb)
+}
 
 /// Class labels `[N, S]`, borrowed in the integer type the backend stores.
 #[derive(Debug, Clone, Copy)]
@@ -1080,6 +1110,7 @@ fn wsq_task(
     nc: usize,
     s: usize,
     act: Act,
+    signed: bool,
     n: usize,
     s0: usize,
     s1: usize,
@@ -1088,11 +1119,16 @@ fn wsq_task(
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
+    let (mut yb, mut wb) = if signed {
+        (vec![0f32; len], vec![0f32; len])
+    } else {
+        (Vec::new(), Vec::new())
+    };
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
     let mut out = vec![0f64; nc];
     for c in 0..nc {
         let base = (n * nc + c) * s + s0;
-        let (yr, wr) = (&y[base..][..len], &w[base..][..len]);
+        let (yr, wr) = wsq_rows(y, w, signed, base, len, &mut yb, &mut wb);
         let (pc, qc) = (&p[c * len..][..len], &q[c * len..][..len]);
         out[c] = lane_sum!(pc => pi, qc => qi, yr => yi, wr => wi; {
             let r = (1.0 - yi) * pi - yi * qi;
@@ -1111,6 +1147,7 @@ multiversion!(
         nc: usize,
         s: usize,
         act: Act,
+        signed: bool,
         n: usize,
         s0: usize,
         s1: usize,
@@ -1119,6 +1156,7 @@ multiversion!(
 );
 
 /// Σ over pixels of `w·(act(x) − y)²` per (sample, channel): `[N, C]` (Hausdorff-DT loss).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn wsq_sums(
     x: &[f32],
     y: &[f32],
@@ -1127,9 +1165,10 @@ pub(crate) fn wsq_sums(
     nc: usize,
     s: usize,
     act: Act,
+    signed: bool,
 ) -> Vec<f32> {
     sample_sums(n, s, nc, |i, s0, s1| {
-        wsq_task_mv(x, y, w, nc, s, act, i, s0, s1)
+        wsq_task_mv(x, y, w, nc, s, act, signed, i, s0, s1)
     })
 }
 
@@ -1143,6 +1182,7 @@ fn wsq_backward_task(
     nc: usize,
     s: usize,
     act: Act,
+    signed: bool,
     n: usize,
     s0: usize,
     s1: usize,
@@ -1153,10 +1193,15 @@ fn wsq_backward_task(
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
     let mut a = vec![0f32; nc * len];
+    let (mut yb, mut wb) = if signed {
+        (vec![0f32; len], vec![0f32; len])
+    } else {
+        (Vec::new(), Vec::new())
+    };
     block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
     for c in 0..nc {
         let base = (n * nc + c) * s + s0;
-        let (yr, wr) = (&y[base..][..len], &w[base..][..len]);
+        let (yr, wr) = wsq_rows(y, w, signed, base, len, &mut yb, &mut wb);
         let gc = 2.0 * g[n * nc + c];
         for ((ai, (&pi, &qi)), (&yi, &wi)) in a[c * len..][..len]
             .iter_mut()
@@ -1226,6 +1271,7 @@ multiversion!(
         nc: usize,
         s: usize,
         act: Act,
+        signed: bool,
         n: usize,
         s0: usize,
         s1: usize,
@@ -1245,12 +1291,13 @@ pub(crate) fn wsq_backward(
     nc: usize,
     s: usize,
     act: Act,
+    signed: bool,
 ) -> Vec<f32> {
     // Every element is written by exactly one task (all rows of each (sample, block)).
     let mut dx = Vec::<f32>::with_capacity(n * nc * s);
     let out = Out(dx.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        wsq_backward_task_mv(x, y, w, g, nc, s, act, i, s0, s1, out);
+        wsq_backward_task_mv(x, y, w, g, nc, s, act, signed, i, s0, s1, out);
     });
     // SAFETY: the tasks above initialised all n·C·S elements.
     unsafe { dx.set_len(n * nc * s) };

@@ -41,7 +41,7 @@ use burn::backend::{
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
 pub(crate) use kernels::Act;
-use kernels::{Labels, Tgt, CE_FLAG, NSTATS};
+use kernels::{Labels, Tgt, CE_FLAG, NSTATS, SIGN_FLAG};
 
 static FUSED: AtomicBool = AtomicBool::new(true);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -346,7 +346,16 @@ impl FusedLossOps for Flex {
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
                 with_f32(&w, |ws| {
-                    kernels::wsq_sums(xs, ys, ws, n, c, s, Act::from_code(act))
+                    kernels::wsq_sums(
+                        xs,
+                        ys,
+                        ws,
+                        n,
+                        c,
+                        s,
+                        Act::from_code(act),
+                        act & SIGN_FLAG != 0,
+                    )
                 })
             })
         });
@@ -464,7 +473,17 @@ impl FusedLossGrads for Flex {
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
                 with_f32(&w, |ws| {
-                    kernels::wsq_backward(xs, ys, ws, &g, n, c, s, Act::from_code(act))
+                    kernels::wsq_backward(
+                        xs,
+                        ys,
+                        ws,
+                        &g,
+                        n,
+                        c,
+                        s,
+                        Act::from_code(act),
+                        act & SIGN_FLAG != 0,
+                    )
                 })
             })
         });
@@ -860,16 +879,26 @@ pub(crate) fn focal_sums(
 }
 
 /// Σ over pixels of `w·(act(x) − y)²` per (sample, channel), `[N, C]` (`w` a constant weight
-/// map); `None` where the fused path does not apply.
-pub(crate) fn wsq_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>, act: Act) -> Option<Tensor<2>> {
-    if !applies(x) || y.dtype() != DType::F32 || w.dtype() != DType::F32 {
+/// map); `None` where the fused path does not apply. `y = None` means a one-hot target carried by
+/// the sign of `w` (`w < 0` where `y = 1`; see [`kernels::SIGN_FLAG`]).
+pub(crate) fn wsq_sums(
+    x: &Tensor<3>,
+    y: Option<&Tensor<3>>,
+    w: &Tensor<3>,
+    act: Act,
+) -> Option<Tensor<2>> {
+    if !applies(x) || w.dtype() != DType::F32 || y.is_some_and(|y| y.dtype() != DType::F32) {
         return None;
     }
+    let (y, code) = match y {
+        Some(y) => (y, act.code()),
+        None => (w, act.code() | SIGN_FLAG),
+    };
     let o = <Dispatch as FusedLossOps>::fused_wsq_sums(
         x.clone().into_dispatch(),
         y.clone().into_dispatch(),
         w.clone().into_dispatch(),
-        act.code(),
+        code,
     );
     Some(Tensor::from_dispatch(o))
 }
