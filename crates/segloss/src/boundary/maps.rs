@@ -36,8 +36,11 @@ pub(crate) fn map_images<F: segloss_core::Float>(
                 what: what.to_string(),
                 message: e.to_string(),
             })?;
-            for (dst, v) in o.iter_mut().zip(r.iter()) {
-                *dst = *v;
+            // The maps are C-order: one slice copy (an element-wise walk over a dynamic-rank
+            // array costs several times the map's own finishing pass).
+            match r.as_slice() {
+                Some(v) => o.copy_from_slice(v),
+                None => o.iter_mut().zip(r.iter()).for_each(|(dst, v)| *dst = *v),
             }
             Ok::<(), LossError>(())
         })?;
