@@ -179,6 +179,14 @@ impl Out {
     unsafe fn write(self, start: usize, src: &[f32]) {
         std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(start), src.len());
     }
+
+    /// # Safety
+    /// `start + dst.len()` within the allocation, initialised, and a range no other task
+    /// accesses while this one runs.
+    #[inline(always)]
+    unsafe fn read(self, start: usize, dst: &mut [f32]) {
+        std::ptr::copy_nonoverlapping(self.0.add(start), dst.as_mut_ptr(), dst.len());
+    }
 }
 
 thread_local! {
@@ -458,6 +466,7 @@ fn region_task(
     s: usize,
     act: Act,
     ce: bool,
+    keep: Option<Out>,
     n: usize,
     s0: usize,
     s1: usize,
@@ -470,6 +479,12 @@ fn region_task(
         let (q, buf) = buf.split_at_mut(nc * len);
         let (lse, y) = buf.split_at_mut(2 * len);
         block_probs(x, n, nc, s, s0, len, act, p, q, lse);
+        if let Some(kp) = keep {
+            for c in 0..nc {
+                // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+                unsafe { kp.write((n * nc + c) * s + s0, &p[c * len..][..len]) };
+            }
+        }
         for c in 0..nc {
             // A copy, not `row_ref`: with a borrowed mask row LLVM stopped vectorising
             // `row_stats` (scalar lanes on the stack, 2.5× slower; checked with perf).
@@ -522,6 +537,7 @@ multiversion!(
         s: usize,
         act: Act,
         ce: bool,
+        keep: Option<Out>,
         n: usize,
         s0: usize,
         s1: usize,
@@ -544,14 +560,38 @@ pub(crate) fn region_sums(
 ) -> Vec<f32> {
     let rows = nc + usize::from(ce);
     sample_sums(n, s, rows * NSTATS, |i, s0, s1| {
-        region_task_mv(x, t, nc, s, act, ce, i, s0, s1)
+        region_task_mv(x, t, nc, s, act, ce, None, i, s0, s1)
     })
+}
+
+/// [`region_sums`] that also returns the probabilities `p = act(x)` `[N, C, S]` it computed, for
+/// a backward that reads them instead of evaluating the activation again
+/// ([`region_sums_backward_in_place`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn region_sums_keep(
+    x: &[f32],
+    t: Tgt<'_>,
+    n: usize,
+    nc: usize,
+    s: usize,
+    act: Act,
+    ce: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let rows = nc + usize::from(ce);
+    let mut probs = Vec::<f32>::with_capacity(n * nc * s);
+    let kp = Out(probs.as_mut_ptr());
+    let sums = sample_sums(n, s, rows * NSTATS, |i, s0, s1| {
+        region_task_mv(x, t, nc, s, act, ce, Some(kp), i, s0, s1)
+    });
+    // SAFETY: the tasks above wrote all n·C·S probabilities (all rows of each (sample, block)).
+    unsafe { probs.set_len(n * nc * s) };
+    (sums, probs)
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn region_backward_task(
-    x: &[f32],
+    probs: Out,
     t: Tgt<'_>,
     g: &[f32],
     nc: usize,
@@ -571,7 +611,16 @@ fn region_backward_task(
         let (q, buf) = buf.split_at_mut(nc * len);
         let (a, buf) = buf.split_at_mut(nc * len);
         let (lse, y) = buf.split_at_mut(2 * len);
-        block_probs(x, n, nc, s, s0, len, act, p, q, lse);
+        // The forward's probabilities as they are (q = 1 − p, as PyTorch's sigmoid backward):
+        // no activation evaluated again.
+        for c in 0..nc {
+            let pc = &mut p[c * len..][..len];
+            // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+            unsafe { probs.read((n * nc + c) * s + s0, pc) };
+            for (qi, &pi) in q[c * len..][..len].iter_mut().zip(pc.iter()) {
+                *qi = 1.0 - pi;
+            }
+        }
         for c in 0..nc {
             let yr = t.row_ref(n, c, nc, s, s0, y);
             let gc = &g[(n * rows + c) * NSTATS..][..NSTATS];
@@ -613,7 +662,7 @@ fn region_backward_task(
 multiversion!(
     region_backward_task_mv,
     fn(
-        x: &[f32],
+        probs: Out,
         t: Tgt<'_>,
         g: &[f32],
         nc: usize,
@@ -629,10 +678,11 @@ multiversion!(
 );
 
 /// Gradient `[N, C, S]` of `Σ g·stats` (g `[N, C, 8]`, or `[N, C + 1, 8]` with `ce`) with
-/// respect to the logits.
+/// respect to the logits, from the probabilities `p` `[N, C, S]` that [`region_sums_keep`]
+/// returned, overwritten in place with the gradient (no activation evaluated, no allocation).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn region_sums_backward(
-    x: &[f32],
+pub(crate) fn region_sums_backward_in_place(
+    p: &mut [f32],
     t: Tgt<'_>,
     g: &[f32],
     n: usize,
@@ -640,16 +690,14 @@ pub(crate) fn region_sums_backward(
     s: usize,
     act: Act,
     ce: bool,
-) -> Vec<f32> {
-    // Every element is written by exactly one task (all rows of each (sample, block)).
-    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
-    let out = Out(dx.as_mut_ptr());
+) {
+    assert_eq!(p.len(), n * nc * s);
+    // Each task reads, then overwrites, only its own rows (all rows of one (sample, block)); no
+    // reference to the whole buffer is alive meanwhile.
+    let buf = Out(p.as_mut_ptr());
     tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        region_backward_task_mv(x, t, g, nc, s, act, ce, i, s0, s1, out);
+        region_backward_task_mv(buf, t, g, nc, s, act, ce, i, s0, s1, buf);
     });
-    // SAFETY: the tasks above initialised all n·C·S elements.
-    unsafe { dx.set_len(n * nc * s) };
-    dx
 }
 
 /// BCE with logits of one row: Σ β·y'·softplus(−x) + (1 − y')·softplus(x), y' = y(1 − 2ε) + ε.

@@ -157,9 +157,17 @@ pub trait FusedLossOps: Backend {
 
 /// The backward kernels (not part of the dispatch: called from the autodiff wrapper only).
 pub trait FusedLossGrads: Backend {
-    /// Gradient of `Σ g·region_sums` with respect to `x`.
-    fn fused_region_sums_grad(
+    /// `fused_region_sums` that also returns the probabilities `act(x)` `[N, C, S]` it computed
+    /// (kept for the backward; `x` itself when the activation is the identity).
+    fn fused_region_sums_keep(
         x: FloatTensor<Self>,
+        t: TgtPrim<Self>,
+        act: u32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// Gradient of `Σ g·region_sums` with respect to the logits, from the probabilities `p` that
+    /// [`fused_region_sums_keep`](Self::fused_region_sums_keep) returned.
+    fn fused_region_sums_grad(
+        p: FloatTensor<Self>,
         t: TgtPrim<Self>,
         act: u32,
         g: FloatTensor<Self>,
@@ -395,29 +403,50 @@ impl FusedLossGrads for Flex {
         out(v, vec![n, c, s])
     }
 
-    fn fused_region_sums_grad(
+    fn fused_region_sums_keep(
         x: FlexTensor,
+        t: TgtPrim<Flex>,
+        act: u32,
+    ) -> (FlexTensor, FlexTensor) {
+        let (n, c, s) = dims3(&x);
+        let ce = act & CE_FLAG != 0;
+        let a = Act::from_code(act);
+        if a == Act::Identity {
+            let sums = flex_region(x.clone(), t, act);
+            return (sums, x);
+        }
+        let (v, p) = with_f32(&x, |xs| {
+            with_tgt(&t, |t| kernels::region_sums_keep(xs, t, n, c, s, a, ce))
+        });
+        (
+            out(v, vec![n, c + usize::from(ce), NSTATS]),
+            out(p, vec![n, c, s]),
+        )
+    }
+
+    fn fused_region_sums_grad(
+        p: FlexTensor,
         t: TgtPrim<Flex>,
         act: u32,
         g: FlexTensor,
     ) -> FlexTensor {
-        let (n, c, s) = dims3(&x);
+        let (n, c, s) = dims3(&p);
         let g = f32_vec(&g);
-        let v = with_f32(&x, |xs| {
-            with_tgt(&t, |t| {
-                kernels::region_sums_backward(
-                    xs,
-                    t,
-                    &g,
-                    n,
-                    c,
-                    s,
-                    Act::from_code(act),
-                    act & CE_FLAG != 0,
-                )
-            })
+        let (a, ce) = (Act::from_code(act), act & CE_FLAG != 0);
+        // The probabilities become the gradient in place (their buffer is the backward's
+        // only use of them); a shared or strided buffer gets a contiguous copy first.
+        let mut p = if p.is_unique() && p.as_slice::<f32>().is_some() {
+            p
+        } else {
+            out(f32_vec(&p), vec![n, c, s])
+        };
+        let buf = p
+            .try_storage_mut::<f32>()
+            .expect("a fresh contiguous f32 buffer");
+        with_tgt(&t, |t| {
+            kernels::region_sums_backward_in_place(buf, t, &g, n, c, s, a, ce)
         });
-        out(v, vec![n, c, s])
+        p
     }
 
     fn fused_bce_sums_grad(
@@ -517,9 +546,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for RegionBackward {
     type State = (FloatTensor<B>, (TgtPrim<B>, u32));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, (t, act)) = ops.state;
+        // The state holds the probabilities of the forward, not the logits.
+        let (p, (t, act)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_region_sums_grad(x, t, act, g)
+            B::fused_region_sums_grad(p, t, act, g)
         });
     }
 }
@@ -626,6 +656,32 @@ fn region_forward<B: FusedLossOps>(x: FloatTensor<B>, t: TgtPrim<B>, act: u32) -
     }
 }
 
+/// The region sums on the inner backend and, when `x` is tracked, the backward with the
+/// probabilities the forward computed as its state (so the backward evaluates no activation:
+/// the exp and the division per element were half of its time).
+fn region_ad<B, C>(
+    x: FloatTensor<Autodiff<B, C>>,
+    t: TgtPrim<B>,
+    act: u32,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: FusedLossOps + FusedLossGrads,
+    C: CheckpointStrategy,
+{
+    let (xp, node) = x.into_parts();
+    match RegionBackward
+        .prepare::<C>([node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (o, p) = B::fused_region_sums_keep(xp, t.clone(), act);
+            prep.finish((p, (t, act)), o)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(region_forward::<B>(xp, t, act)),
+    }
+}
+
 /// Runs `forward(x, extra)` on the inner backend and, when `x` is tracked, records `op`'s
 /// backward with the state `(x, extra)`: the one autodiff wrapper every fused kernel goes
 /// through.
@@ -680,10 +736,7 @@ where
         y: FloatTensor<Self>,
         act: u32,
     ) -> FloatTensor<Self> {
-        let t = TgtPrim::Mask(y.into_primitive());
-        ad_op::<B, C, _, _>(RegionBackward, x, (t, act), |x, (t, act)| {
-            region_forward::<B>(x, t, act)
-        })
+        region_ad::<B, C>(x, TgtPrim::Mask(y.into_primitive()), act)
     }
 
     fn fused_region_sums_labels(
@@ -691,12 +744,7 @@ where
         labels: IntTensor<Self>,
         act: u32,
     ) -> FloatTensor<Self> {
-        ad_op::<B, C, _, _>(
-            RegionBackward,
-            x,
-            (TgtPrim::Labels(labels), act),
-            |x, (t, act)| region_forward::<B>(x, t, act),
-        )
+        region_ad::<B, C>(x, TgtPrim::Labels(labels), act)
     }
 
     fn fused_bce_sums(
