@@ -131,7 +131,7 @@ fn two_sided_edt_256_disks(b: Bencher) {
 /// The map of `shape_aware` on one image of `segloss bench --target cells` (about 50 cells).
 #[divan::bench]
 fn unet_weight_map_256_50_cells(b: Bencher) {
-    let m = disks2(256, 50, 6, 12, 9);
+    let m = disks2(256, 50, 5, 9, 9);
     let config = WeightMapConfig::default();
     b.bench(|| unet_weight_map::<f32, _, _, _>(&m, None, &config).unwrap());
 }

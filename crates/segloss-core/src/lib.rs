@@ -34,6 +34,8 @@ pub mod distmap;
 pub mod edt;
 mod element;
 mod error;
+#[doc(hidden)]
+pub mod fastmath;
 mod grid;
 mod kernel;
 pub mod label;

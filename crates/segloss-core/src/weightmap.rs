@@ -22,6 +22,7 @@
 //! Memory stays O(image). Voxels with fewer than two instances within `B` get no border term, which is
 //! off by less than `ε` (default 5·10⁻⁵) from the exact definition.
 
+use std::any::TypeId;
 use std::mem::MaybeUninit;
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
@@ -333,15 +334,26 @@ fn weight_map_buffer<F: Float, T: Voxel>(
                   row_len: usize,
                   dirty: &[[u32; 2]]| {
         let mask = &mask[start..start + out.len()];
-        out.fill(MaybeUninit::new(f_bg));
         for (o, v) in out.iter_mut().zip(mask) {
-            if v.is_foreground() {
-                *o = MaybeUninit::new(f_fg);
-            }
+            *o = MaybeUninit::new(if v.is_foreground() { f_fg } else { f_bg });
         }
+        let single = TypeId::of::<F>() == TypeId::of::<f32>();
+        let mut term = Vec::new();
         for (r, &[lo, hi]) in dirty.iter().enumerate() {
             let (lo, hi) = (r * row_len + lo as usize, r * row_len + hi as usize);
             if lo >= hi {
+                continue;
+            }
+            if single {
+                // f32 maps: the border term in f32 with a vectorised exp (the f64 libm exp was a
+                // third of the map's time); its rounding (a few ulp) is far below the cut-off ε.
+                term.resize(hi - lo, 0f32);
+                border_terms(&d1[lo..hi], &d2[lo..hi], &mut term, band, inv, w0);
+                for ((o, &t), v) in out[lo..hi].iter_mut().zip(&term).zip(&mask[lo..hi]) {
+                    if t > 0.0 && !v.is_foreground() {
+                        o.write(F::from_f64((w_bg as f32 + t) as f64));
+                    }
+                }
                 continue;
             }
             for (((o, &a), &b), v) in out[lo..hi]
@@ -377,6 +389,19 @@ fn weight_map_buffer<F: Float, T: Voxel>(
     // SAFETY: `nearest_two` hands every element of the `n` slots to `finish`, which writes each one.
     unsafe { out.set_len(n) };
     out
+}
+
+/// `w0·exp(−(√a + √b)² / (2σ²))` (`inv = 1 / (2σ²)`) where `√a + √b ≤ band`, else 0, for the two
+/// smallest squared distances `a ≤ b` of each voxel of a row; in `f32`, branch-free (vectorised).
+fn border_terms(d1: &[f32], d2: &[f32], out: &mut [f32], band: f64, inv: f64, w0: f64) {
+    let (band, inv, w0) = (band as f32, inv as f32, w0 as f32);
+    let n = out.len();
+    let (d1, d2) = (&d1[..n], &d2[..n]);
+    for i in 0..n {
+        let s = d1[i].sqrt() + d2[i].sqrt();
+        let t = w0 * crate::fastmath::exp_baseline(-(s * s) * inv);
+        out[i] = if s <= band { t } else { 0.0 };
+    }
 }
 
 /// Cuts the rows `[a, b)` into `t` stripes of about equal estimated work per worker by recursive

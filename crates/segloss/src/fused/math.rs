@@ -2,31 +2,10 @@
 //! loops (libm calls do not vectorise). Polynomials from Cephes (`expf`, `logf`), max relative
 //! error ≈ 2 ulp on the ranges used here; checked against `std` in the tests below.
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(crate) use segloss_core::fastmath::exp;
+
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-
-/// e^x, with x clamped to [−87, 88] (so e^−∞ gives 1.6e−38 instead of 0).
-#[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let p = p * r2 + r + 1.0;
-    // 2^n without a float→int conversion (which does not vectorise): adding 1.5·2^23 puts the
-    // integer n (|n| ≤ 127) in the low mantissa bits.
-    let bits = (n + 12_582_912.0)
-        .to_bits()
-        .wrapping_sub(0x4B40_0000)
-        .wrapping_add(127)
-        << 23;
-    p * f32::from_bits(bits)
-}
 
 /// Cephes `logf` coefficients, highest degree first.
 const LOG_POLY: [f32; 9] = [
