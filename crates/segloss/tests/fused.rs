@@ -131,6 +131,14 @@ fn fused_kernels_match_the_composed_path() {
         "lovasz(per_image=true)",
         "lovasz(activation=sigmoid,per_image=true)",
     ];
+    let soft_specs = [
+        "bce",
+        "dice",
+        "tversky(alpha=0.3,beta=0.7)",
+        "focal",
+        "focal(gamma=0.5,alpha=0.25)",
+        "hausdorff_dt",
+    ];
     let mut compared = 0;
     let calls_before = fused_calls();
     for (k, &[n, c, h, w]) in shapes.iter().enumerate() {
@@ -173,6 +181,26 @@ fn fused_kernels_match_the_composed_path() {
                     );
                     compared += 1;
                 }
+            }
+            // Soft targets (the kernels take a cheaper path for rows of 0/1 targets; these
+            // rows take the general one).
+            let soft = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(0.0, 1.0), &device);
+            for spec in soft_specs {
+                let t = Target::from(soft.clone());
+                let (v1, g1) = run(spec, &logits, &t, LossReduction::Mean, true);
+                let (v0, g0) = run(spec, &logits, &t, LossReduction::Mean, false);
+                let what = format!("soft shape {k} scale {scale}");
+                close(spec, &format!("{what} value"), &v1, &v0, 2e-5, 1e-6);
+                let gmax = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
+                close(
+                    spec,
+                    &format!("{what} grad"),
+                    &g1,
+                    &g0,
+                    1e-4,
+                    grad_atol(spec, gmax),
+                );
+                compared += 1;
             }
             if c >= 2 {
                 for spec in label_specs {

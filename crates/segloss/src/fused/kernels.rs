@@ -936,9 +936,40 @@ fn focal_sig_elem(xi: f32, yi: f32, gamma: f32, alpha: f32) -> (f32, f32) {
     (at * m * ce, d)
 }
 
+/// [`focal_sig_elem`] for a target `y ∈ {0, 1}`: then `z = ±x`, so the second sigmoid, its
+/// logarithm and σ(−z) are the first one's (`σ(z) = y·σ(−x) + (1 − y)·σ(x)`, `ln σ(z) =
+/// −(max(u, 0) + ln(1 + e^−|x|))` with `u = x(2y − 1)`): one exp, one division and one
+/// logarithm fewer per element, the same values.
+#[inline(always)]
+fn focal_sig_elem_binary(xi: f32, yi: f32, gamma: f32, alpha: f32) -> (f32, f32) {
+    let (p, q, l1p) = sigmoid_pair(xi);
+    let ny = 1.0 - yi;
+    let ce = ny * xi + (-xi).max(0.0) + l1p;
+    let u = xi * (2.0 * yi - 1.0);
+    let sz_neg = yi * p + ny * q;
+    let m = exp(-gamma * (u.max(0.0) + l1p));
+    let at = if alpha >= 0.0 {
+        alpha * yi + (1.0 - alpha) * ny
+    } else {
+        1.0
+    };
+    let d = at * m * (-gamma * (2.0 * yi - 1.0) * sz_neg * ce + ny * p - yi * q);
+    (at * m * ce, d)
+}
+
+/// Whether every target value of a row is exactly 0 or 1 (one vectorised pass).
+#[inline(always)]
+fn binary_row(y: &[f32]) -> bool {
+    y.iter()
+        .fold(true, |all, &v| all & ((v == 0.0) | (v == 1.0)))
+}
+
 #[inline(always)]
 fn focal_sig_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64 {
     let y = &y[..x.len()];
+    if binary_row(y) {
+        return lane_sum!(x => xi, y => yi; focal_sig_elem_binary(xi, yi, gamma, alpha).0);
+    }
     lane_sum!(x => xi, y => yi; focal_sig_elem(xi, yi, gamma, alpha).0)
 }
 
@@ -964,6 +995,12 @@ pub(crate) fn focal_sigmoid_sums(
 
 #[inline(always)]
 fn focal_sig_backward_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32, g: f32, dx: &mut [f32]) {
+    if binary_row(&y[..x.len()]) {
+        for ((d, &xi), &yi) in dx.iter_mut().zip(x).zip(y) {
+            *d = g * focal_sig_elem_binary(xi, yi, gamma, alpha).1;
+        }
+        return;
+    }
     for ((d, &xi), &yi) in dx.iter_mut().zip(x).zip(y) {
         *d = g * focal_sig_elem(xi, yi, gamma, alpha).1;
     }
