@@ -6,6 +6,16 @@
 //!
 //! A mask that is all background or all foreground has no boundary: every map is then 0 everywhere
 //! (finite, and a loss built on it contributes nothing).
+//!
+//! # Algorithm
+//! On 1-D and 2-D grids `D²` is one transform, not two: a foreground voxel needs only the EDT whose
+//! targets are the background, a background voxel only the other, and along any line each of the two is
+//! zero exactly on the other class. One sweep down and up every column gives each voxel's distance along
+//! the column to the nearest change of class; each row then splits into segments of one class, bounded
+//! by the zero sites of their neighbours of the other class, and gets one lower envelope of parabolas
+//! per segment (Felzenszwalb & Huttenlocher 2012). Short segments take an outward scan that stops as
+//! soon as the next column is farther than the best value found. The cost is that of one binary EDT.
+//! 3-D grids run the two binary EDTs and add them.
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
 
@@ -61,7 +71,7 @@ fn squared_into<F: Float>(fg: &[bool], g: &Grid, out: &mut [F], serial: bool) {
 /// worker).
 ///
 /// # Errors
-/// [`CoreError::ShapeMismatch`](crate::CoreError::ShapeMismatch) when `mask` or `out` does not hold
+/// [`CoreError::ShapeMismatch`] when `mask` or `out` does not hold
 /// one value per voxel of `shape`; otherwise as [`edt`](crate::edt()).
 ///
 /// ```

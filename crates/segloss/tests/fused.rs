@@ -139,6 +139,21 @@ fn fused_kernels_match_the_composed_path() {
         "focal(gamma=0.5,alpha=0.25)",
         "hausdorff_dt",
     ];
+    // Value and gradient of the fused path against the composed one.
+    let compare = |spec: &str, input: &Tensor<4>, t: &Target, red: LossReduction, what: &str| {
+        let (v1, g1) = run(spec, input, t, red, true);
+        let (v0, g0) = run(spec, input, t, red, false);
+        close(spec, &format!("{what} value"), &v1, &v0, 2e-5, 1e-6);
+        let gmax = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
+        close(
+            spec,
+            &format!("{what} grad"),
+            &g1,
+            &g0,
+            1e-4,
+            grad_atol(spec, gmax),
+        );
+    };
     let mut compared = 0;
     let calls_before = fused_calls();
     for (k, &[n, c, h, w]) in shapes.iter().enumerate() {
@@ -166,19 +181,8 @@ fn fused_kernels_match_the_composed_path() {
                         continue;
                     }
                     let t = Target::from(mask.clone());
-                    let (v1, g1) = run(spec, input, &t, red, true);
-                    let (v0, g0) = run(spec, input, &t, red, false);
                     let what = format!("shape {k} scale {scale} {red:?}");
-                    close(spec, &format!("{what} value"), &v1, &v0, 2e-5, 1e-6);
-                    let gmax = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    close(
-                        spec,
-                        &format!("{what} grad"),
-                        &g1,
-                        &g0,
-                        1e-4,
-                        grad_atol(spec, gmax),
-                    );
+                    compare(spec, input, &t, red, &what);
                     compared += 1;
                 }
             }
@@ -187,37 +191,15 @@ fn fused_kernels_match_the_composed_path() {
             let soft = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(0.0, 1.0), &device);
             for spec in soft_specs {
                 let t = Target::from(soft.clone());
-                let (v1, g1) = run(spec, &logits, &t, LossReduction::Mean, true);
-                let (v0, g0) = run(spec, &logits, &t, LossReduction::Mean, false);
                 let what = format!("soft shape {k} scale {scale}");
-                close(spec, &format!("{what} value"), &v1, &v0, 2e-5, 1e-6);
-                let gmax = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
-                close(
-                    spec,
-                    &format!("{what} grad"),
-                    &g1,
-                    &g0,
-                    1e-4,
-                    grad_atol(spec, gmax),
-                );
+                compare(spec, &logits, &t, LossReduction::Mean, &what);
                 compared += 1;
             }
             if c >= 2 {
                 for spec in label_specs {
                     let t = Target::from(labels.clone());
-                    let (v1, g1) = run(spec, &logits, &t, LossReduction::Mean, true);
-                    let (v0, g0) = run(spec, &logits, &t, LossReduction::Mean, false);
                     let what = format!("labels shape {k} scale {scale}");
-                    close(spec, &format!("{what} value"), &v1, &v0, 2e-5, 1e-6);
-                    let gmax = g0.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    close(
-                        spec,
-                        &format!("{what} grad"),
-                        &g1,
-                        &g0,
-                        1e-4,
-                        grad_atol(spec, gmax),
-                    );
+                    compare(spec, &logits, &t, LossReduction::Mean, &what);
                     compared += 1;
                 }
             }

@@ -558,9 +558,24 @@ pub(crate) fn region_sums(
     act: Act,
     ce: bool,
 ) -> Vec<f32> {
+    region_sums_into(x, t, n, nc, s, act, ce, None)
+}
+
+/// [`region_sums`], writing the probabilities into `keep` when given.
+#[allow(clippy::too_many_arguments)]
+fn region_sums_into(
+    x: &[f32],
+    t: Tgt<'_>,
+    n: usize,
+    nc: usize,
+    s: usize,
+    act: Act,
+    ce: bool,
+    keep: Option<Out>,
+) -> Vec<f32> {
     let rows = nc + usize::from(ce);
     sample_sums(n, s, rows * NSTATS, |i, s0, s1| {
-        region_task_mv(x, t, nc, s, act, ce, None, i, s0, s1)
+        region_task_mv(x, t, nc, s, act, ce, keep, i, s0, s1)
     })
 }
 
@@ -577,12 +592,9 @@ pub(crate) fn region_sums_keep(
     act: Act,
     ce: bool,
 ) -> (Vec<f32>, Vec<f32>) {
-    let rows = nc + usize::from(ce);
     let mut probs = Vec::<f32>::with_capacity(n * nc * s);
     let kp = Out(probs.as_mut_ptr());
-    let sums = sample_sums(n, s, rows * NSTATS, |i, s0, s1| {
-        region_task_mv(x, t, nc, s, act, ce, Some(kp), i, s0, s1)
-    });
+    let sums = region_sums_into(x, t, n, nc, s, act, ce, Some(kp));
     // SAFETY: the tasks above wrote all n·C·S probabilities (all rows of each (sample, block)).
     unsafe { probs.set_len(n * nc * s) };
     (sums, probs)
