@@ -181,6 +181,15 @@ impl Out {
     }
 
     /// # Safety
+    /// `start + len` within the allocation, initialised, and a range no other task accesses
+    /// while the slice lives.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+
+    /// # Safety
     /// `start + dst.len()` within the allocation, initialised, and a range no other task
     /// accesses while this one runs.
     #[inline(always)]
@@ -820,6 +829,7 @@ fn ce_task(
     labels: Labels<'_>,
     nc: usize,
     s: usize,
+    keep: Option<Out>,
     n: usize,
     s0: usize,
     s1: usize,
@@ -829,6 +839,12 @@ fn ce_task(
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
     block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
+    if let Some(kp) = keep {
+        for c in 0..nc {
+            // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+            unsafe { kp.write((n * nc + c) * s + s0, &p[c * len..][..len]) };
+        }
+    }
     ce_block(x, labels, n, nc, s, s0, &lse)
 }
 
@@ -851,83 +867,101 @@ fn block_lse(
 
 multiversion!(
     ce_task_mv,
-    fn(x: &[f32], labels: Labels<'_>, nc: usize, s: usize, n: usize, s0: usize, s1: usize) -> f64,
+    fn(
+        x: &[f32],
+        labels: Labels<'_>,
+        nc: usize,
+        s: usize,
+        keep: Option<Out>,
+        n: usize,
+        s0: usize,
+        s1: usize,
+    ) -> f64,
     ce_task
 );
 
 /// Σ over pixels of −ln softmax(x)_label per sample: `[N]`.
 pub(crate) fn ce_sums(x: &[f32], labels: Labels<'_>, n: usize, nc: usize, s: usize) -> Vec<f32> {
     sample_sums(n, s, 1, |i, s0, s1| {
-        vec![ce_task_mv(x, labels, nc, s, i, s0, s1)]
+        vec![ce_task_mv(x, labels, nc, s, None, i, s0, s1)]
     })
+}
+
+/// [`ce_sums`] that also returns the softmax probabilities `[N, C, S]` it computed, for
+/// [`ce_backward_in_place`].
+pub(crate) fn ce_sums_keep(
+    x: &[f32],
+    labels: Labels<'_>,
+    n: usize,
+    nc: usize,
+    s: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut probs = Vec::<f32>::with_capacity(n * nc * s);
+    let kp = Out(probs.as_mut_ptr());
+    let sums = sample_sums(n, s, 1, |i, s0, s1| {
+        vec![ce_task_mv(x, labels, nc, s, Some(kp), i, s0, s1)]
+    });
+    // SAFETY: the tasks above wrote all n·C·S probabilities (all rows of each (sample, block)).
+    unsafe { probs.set_len(n * nc * s) };
+    (sums, probs)
+}
+
+/// Gradient `[N, C, S]` of `Σ g[n]·ce_sums[n]`, `g[n]·(p − onehot(label))`, written in place over
+/// the probabilities `p` that [`ce_sums_keep`] returned.
+pub(crate) fn ce_backward_in_place(
+    p: &mut [f32],
+    labels: Labels<'_>,
+    g: &[f32],
+    n: usize,
+    nc: usize,
+    s: usize,
+) {
+    assert_eq!(p.len(), n * nc * s);
+    let buf = Out(p.as_mut_ptr());
+    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
+        ce_backward_task_mv(buf, labels, g[i], nc, s, i, s0, s1);
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn ce_backward_task(
-    x: &[f32],
+    buf: Out,
     labels: Labels<'_>,
-    g: &[f32],
+    gn: f32,
     nc: usize,
     s: usize,
     n: usize,
     s0: usize,
     s1: usize,
-    out: Out,
 ) {
     let len = s1 - s0;
-    let mut p = vec![0f32; nc * len];
-    let mut q = vec![0f32; nc * len];
-    let mut lse = vec![0f32; 2 * len];
-    block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
     let mut lab = vec![0usize; len];
     labels.indices(n * s + s0, &mut lab);
-    let gn = g[n];
     for c in 0..nc {
-        let row = &mut p[c * len..][..len];
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only, and no reference to the
+        // whole buffer is alive meanwhile.
+        let row = unsafe { buf.slice_mut((n * nc + c) * s + s0, len) };
         for (v, &k) in row.iter_mut().zip(&lab) {
             *v = gn * (*v - (k == c) as u32 as f32);
         }
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
-        unsafe { out.write((n * nc + c) * s + s0, row) };
     }
 }
 
 multiversion!(
     ce_backward_task_mv,
     fn(
-        x: &[f32],
+        buf: Out,
         labels: Labels<'_>,
-        g: &[f32],
+        gn: f32,
         nc: usize,
         s: usize,
         n: usize,
         s0: usize,
         s1: usize,
-        out: Out,
     ) -> (),
     ce_backward_task
 );
-
-/// Gradient `[N, C, S]` of `Σ g[n]·ce_sums[n]`.
-pub(crate) fn ce_backward(
-    x: &[f32],
-    labels: Labels<'_>,
-    g: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
-) -> Vec<f32> {
-    // Every element is written by exactly one task (all rows of each (sample, block)).
-    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
-    let out = Out(dx.as_mut_ptr());
-    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        ce_backward_task_mv(x, labels, g, nc, s, i, s0, s1, out);
-    });
-    // SAFETY: the tasks above initialised all n·C·S elements.
-    unsafe { dx.set_len(n * nc * s) };
-    dx
-}
 
 /// Sigmoid focal loss of one element (MONAI): `α_t·σ(z)^γ·ce`, `ce = (1−y)x + softplus(−x)`,
 /// `z = −x(2y − 1)`, `α_t = α·y + (1 − α)(1 − y)` (1 without α); returns (loss, d loss/dx).

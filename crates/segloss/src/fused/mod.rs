@@ -180,9 +180,15 @@ pub trait FusedLossGrads: Backend {
         eps: f32,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
-    /// Gradient of `Σ g·ce_sums`.
-    fn fused_ce_sums_grad(
+    /// `fused_ce_sums` that also returns the softmax probabilities `[N, C, S]` it computed.
+    fn fused_ce_sums_keep(
         x: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// Gradient of `Σ g·ce_sums`, from the probabilities `p` that
+    /// [`fused_ce_sums_keep`](Self::fused_ce_sums_keep) returned.
+    fn fused_ce_sums_grad(
+        p: FloatTensor<Self>,
         labels: IntTensor<Self>,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
@@ -260,6 +266,17 @@ fn with_labels<R>(t: &FlexTensor, f: impl FnOnce(Labels<'_>) -> R) -> R {
     f(Labels::I64(
         &data.try_into_vec::<i64>().expect("integer labels"),
     ))
+}
+
+/// `t` itself when it owns a contiguous f32 buffer, else a contiguous copy: a backward that
+/// turns the forward's kept probabilities into the gradient in place (their buffer is the
+/// backward's only use of them) writes into the result.
+fn owned_f32(t: FlexTensor) -> FlexTensor {
+    if t.is_unique() && t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        out(f32_vec(&t), t.shape().to_vec())
+    }
 }
 
 fn dims3(t: &FlexTensor) -> (usize, usize, usize) {
@@ -433,13 +450,7 @@ impl FusedLossGrads for Flex {
         let (n, c, s) = dims3(&p);
         let g = f32_vec(&g);
         let (a, ce) = (Act::from_code(act), act & CE_FLAG != 0);
-        // The probabilities become the gradient in place (their buffer is the backward's
-        // only use of them); a shared or strided buffer gets a contiguous copy first.
-        let mut p = if p.is_unique() && p.as_slice::<f32>().is_some() {
-            p
-        } else {
-            out(f32_vec(&p), vec![n, c, s])
-        };
+        let mut p = owned_f32(p);
         let buf = p
             .try_storage_mut::<f32>()
             .expect("a fresh contiguous f32 buffer");
@@ -464,13 +475,25 @@ impl FusedLossGrads for Flex {
         out(v, vec![n, c, s])
     }
 
-    fn fused_ce_sums_grad(x: FlexTensor, labels: FlexTensor, g: FlexTensor) -> FlexTensor {
+    fn fused_ce_sums_keep(x: FlexTensor, labels: FlexTensor) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
-        let g = f32_vec(&g);
-        let v = with_f32(&x, |xs| {
-            with_labels(&labels, |l| kernels::ce_backward(xs, l, &g, n, c, s))
+        let (v, p) = with_f32(&x, |xs| {
+            with_labels(&labels, |l| kernels::ce_sums_keep(xs, l, n, c, s))
         });
-        out(v, vec![n, c, s])
+        (out(v, vec![n]), out(p, vec![n, c, s]))
+    }
+
+    fn fused_ce_sums_grad(p: FlexTensor, labels: FlexTensor, g: FlexTensor) -> FlexTensor {
+        let (n, c, s) = dims3(&p);
+        let g = f32_vec(&g);
+        let mut p = owned_f32(p);
+        let buf = p
+            .try_storage_mut::<f32>()
+            .expect("a fresh contiguous f32 buffer");
+        with_labels(&labels, |l| {
+            kernels::ce_backward_in_place(buf, l, &g, n, c, s)
+        });
+        p
     }
 
     fn fused_focal_sigmoid_grad(
@@ -575,9 +598,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for CeBackward {
     type State = (FloatTensor<B>, IntTensor<B>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, labels) = ops.state;
+        // The state holds the softmax probabilities of the forward, not the logits.
+        let (p, labels) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_ce_sums_grad(x, labels, g)
+            B::fused_ce_sums_grad(p, labels, g)
         });
     }
 }
@@ -656,9 +680,34 @@ fn region_forward<B: FusedLossOps>(x: FloatTensor<B>, t: TgtPrim<B>, act: u32) -
     }
 }
 
-/// The region sums on the inner backend and, when `x` is tracked, the backward with the
-/// probabilities the forward computed as its state (so the backward evaluates no activation:
-/// the exp and the division per element were half of its time).
+/// Runs `plain(x, extra)` on the inner backend, or, when `x` is tracked, `keep(x, extra)`, which
+/// also returns the probabilities it computed, and records `op`'s backward with the state
+/// `(probabilities, extra)`: the backward then evaluates no activation (an exp and a division
+/// per element were half of its time) and writes the gradient over the probabilities in place.
+fn keep_ad<B, C, O, E>(
+    op: O,
+    x: FloatTensor<Autodiff<B, C>>,
+    extra: E,
+    keep: impl FnOnce(FloatTensor<B>, E) -> (FloatTensor<B>, FloatTensor<B>),
+    plain: impl FnOnce(FloatTensor<B>, E) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: FusedLossOps + FusedLossGrads,
+    C: CheckpointStrategy,
+    O: Backward<B, 1, State = (FloatTensor<B>, E)>,
+    E: Clone + Send + std::fmt::Debug + 'static,
+{
+    let (xp, node) = x.into_parts();
+    match op.prepare::<C>([node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (o, p) = keep(xp, extra.clone());
+            prep.finish((p, extra), o)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(plain(xp, extra)),
+    }
+}
+
+/// The region sums through [`keep_ad`].
 fn region_ad<B, C>(
     x: FloatTensor<Autodiff<B, C>>,
     t: TgtPrim<B>,
@@ -668,18 +717,13 @@ where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
 {
-    let (xp, node) = x.into_parts();
-    match RegionBackward
-        .prepare::<C>([node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (o, p) = B::fused_region_sums_keep(xp, t.clone(), act);
-            prep.finish((p, (t, act)), o)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(region_forward::<B>(xp, t, act)),
-    }
+    keep_ad::<B, C, _, _>(
+        RegionBackward,
+        x,
+        (t, act),
+        |x, (t, act)| B::fused_region_sums_keep(x, t, act),
+        |x, (t, act)| region_forward::<B>(x, t, act),
+    )
 }
 
 /// Runs `forward(x, extra)` on the inner backend and, when `x` is tracked, records `op`'s
@@ -760,9 +804,13 @@ where
     }
 
     fn fused_ce_sums(x: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
-        ad_op::<B, C, _, _>(CeBackward, x, labels, |x, labels| {
-            B::fused_ce_sums(x, labels)
-        })
+        keep_ad::<B, C, _, _>(
+            CeBackward,
+            x,
+            labels,
+            |x, labels| B::fused_ce_sums_keep(x, labels),
+            |x, labels| B::fused_ce_sums(x, labels),
+        )
     }
 
     fn fused_focal_sigmoid_sums(
