@@ -763,15 +763,10 @@ fn rows_backward(
 ) -> Vec<f32> {
     let mut dx = vec![0f32; len];
     dx.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
-        let start = k * BLOCK;
         // A block may span two rows when S is not a multiple of BLOCK.
-        let mut i = 0;
-        while i < d.len() {
-            let r = (start + i) / s;
-            let end = ((r + 1) * s - start).min(d.len());
-            row(start + i..start + end, r, &mut d[i..end]);
-            i = end;
-        }
+        row_pieces(k * BLOCK, d.len(), s, |i, r, lo, hi| {
+            row(i, r, &mut d[lo..hi])
+        });
     });
     dx
 }
@@ -793,33 +788,130 @@ pub(crate) fn bce_sums(
     row_sums(rows, s, |r| bce_row_mv(&x[r.clone()], &y[r], beta, eps))
 }
 
+/// `(σ(x), β·y'·softplus(−x) + (1 − y')·softplus(x))` of one element (a function, not a
+/// closure: a closure would be compiled without the caller's AVX2 features).
 #[inline(always)]
-fn bce_backward_row(x: &[f32], y: &[f32], beta: f32, eps: f32, g: f32, dx: &mut [f32]) {
-    for ((d, &xi), &yi) in dx.iter_mut().zip(x).zip(y) {
+fn bce_term(xi: f32, yr: f32, beta: f32, eps: f32) -> (f32, f32) {
+    let yi = yr * (1.0 - 2.0 * eps) + eps;
+    let (pi, _, l1p) = sigmoid_pair(xi);
+    let sp_neg = (-xi).max(0.0) + l1p;
+    let sp_pos = xi.max(0.0) + l1p;
+    (pi, beta * yi * sp_neg + (1.0 - yi) * sp_pos)
+}
+
+/// [`bce_row`] that also writes `σ(x)` into `p` (for [`bce_backward_in_place`]). Written out
+/// over 8-lane chunks like [`lane_sum!`], with the store in the same pass.
+#[inline(always)]
+fn bce_row_keep(x: &[f32], y: &[f32], beta: f32, eps: f32, p: &mut [f32]) -> f64 {
+    let len = x.len();
+    let (y, p) = (&y[..len], &mut p[..len]);
+    let mut acc = [0f32; L];
+    let chunks = len / L;
+    for k in 0..chunks {
+        let xk: &[f32; L] = x[k * L..k * L + L].try_into().unwrap();
+        let yk: &[f32; L] = y[k * L..k * L + L].try_into().unwrap();
+        let pk: &mut [f32; L] = (&mut p[k * L..k * L + L]).try_into().unwrap();
+        for l in 0..L {
+            let (pi, v) = bce_term(xk[l], yk[l], beta, eps);
+            pk[l] = pi;
+            acc[l] += v;
+        }
+    }
+    let mut tail = 0f64;
+    for i in chunks * L..len {
+        let (pi, v) = bce_term(x[i], y[i], beta, eps);
+        p[i] = pi;
+        tail += v as f64;
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
+multiversion!(
+    bce_row_keep_mv,
+    fn(x: &[f32], y: &[f32], beta: f32, eps: f32, p: &mut [f32]) -> f64,
+    bce_row_keep
+);
+
+/// [`bce_sums`] that also returns `σ(x)` `[N, C, S]`, for [`bce_backward_in_place`].
+pub(crate) fn bce_sums_keep(
+    x: &[f32],
+    y: &[f32],
+    rows: usize,
+    s: usize,
+    beta: f32,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut p = vec![0f32; x.len()];
+    let parts: Vec<Vec<(usize, f64)>> = p
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .map(|(k, d)| {
+            let mut v = Vec::with_capacity(2);
+            row_pieces(k * BLOCK, d.len(), s, |i, r, lo, hi| {
+                v.push((
+                    r,
+                    bce_row_keep_mv(&x[i.clone()], &y[i], beta, eps, &mut d[lo..hi]),
+                ));
+            });
+            v
+        })
+        .collect();
+    let mut out = vec![0f64; rows];
+    for (r, v) in parts.into_iter().flatten() {
+        out[r] += v;
+    }
+    (out.into_iter().map(|v| v as f32).collect(), p)
+}
+
+/// Calls `f(global range, row, local start, local end)` for the parts of the block
+/// `start..start + len` of an `[R, S]` array that lie in one row each.
+#[inline(always)]
+fn row_pieces(
+    start: usize,
+    len: usize,
+    s: usize,
+    mut f: impl FnMut(std::ops::Range<usize>, usize, usize, usize),
+) {
+    let mut i = 0;
+    while i < len {
+        let r = (start + i) / s;
+        let end = ((r + 1) * s - start).min(len);
+        f(start + i..start + end, r, i, end);
+        i = end;
+    }
+}
+
+#[inline(always)]
+fn bce_backward_row_in_place(y: &[f32], beta: f32, eps: f32, g: f32, p: &mut [f32]) {
+    for (d, &yi) in p.iter_mut().zip(y) {
         let yi = yi * (1.0 - 2.0 * eps) + eps;
-        let (p, q, _) = sigmoid_pair(xi);
-        *d = g * ((1.0 - yi) * p - beta * yi * q);
+        let pi = *d;
+        // q = 1 − p, as PyTorch's BCE-with-logits backward.
+        *d = g * ((1.0 - yi) * pi - beta * yi * (1.0 - pi));
     }
 }
 
 multiversion!(
-    bce_backward_row_mv,
-    fn(x: &[f32], y: &[f32], beta: f32, eps: f32, g: f32, dx: &mut [f32]) -> (),
-    bce_backward_row
+    bce_backward_row_in_place_mv,
+    fn(y: &[f32], beta: f32, eps: f32, g: f32, p: &mut [f32]) -> (),
+    bce_backward_row_in_place
 );
 
-/// Gradient `[N, C, S]` of `Σ g[n, c]·bce_sums[n, c]`.
-pub(crate) fn bce_backward(
-    x: &[f32],
+/// Gradient `[N, C, S]` of `Σ g[n, c]·bce_sums[n, c]`, written over `p = σ(x)` from
+/// [`bce_sums_keep`].
+pub(crate) fn bce_backward_in_place(
+    p: &mut [f32],
     y: &[f32],
     g: &[f32],
     s: usize,
     beta: f32,
     eps: f32,
-) -> Vec<f32> {
-    rows_backward(x.len(), s, |i, r, d| {
-        bce_backward_row_mv(&x[i.clone()], &y[i], beta, eps, g[r], d)
-    })
+) {
+    p.par_chunks_mut(BLOCK).enumerate().for_each(|(k, d)| {
+        row_pieces(k * BLOCK, d.len(), s, |i, r, lo, hi| {
+            bce_backward_row_in_place_mv(&y[i], beta, eps, g[r], &mut d[lo..hi]);
+        });
+    });
 }
 
 #[allow(clippy::too_many_arguments)]

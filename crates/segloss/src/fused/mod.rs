@@ -172,9 +172,17 @@ pub trait FusedLossGrads: Backend {
         act: u32,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
-    /// Gradient of `Σ g·bce_sums`.
-    fn fused_bce_sums_grad(
+    /// `fused_bce_sums` that also returns `σ(x)` `[N, C, S]`.
+    fn fused_bce_sums_keep(
         x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        beta: f32,
+        eps: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// Gradient of `Σ g·bce_sums`, from the `p = σ(x)` that
+    /// [`fused_bce_sums_keep`](Self::fused_bce_sums_keep) returned.
+    fn fused_bce_sums_grad(
+        p: FloatTensor<Self>,
         y: FloatTensor<Self>,
         beta: f32,
         eps: f32,
@@ -460,19 +468,36 @@ impl FusedLossGrads for Flex {
         p
     }
 
-    fn fused_bce_sums_grad(
+    fn fused_bce_sums_keep(
         x: FlexTensor,
+        y: FlexTensor,
+        beta: f32,
+        eps: f32,
+    ) -> (FlexTensor, FlexTensor) {
+        let (n, c, s) = dims3(&x);
+        let (v, p) = with_f32(&x, |xs| {
+            with_f32(&y, |ys| kernels::bce_sums_keep(xs, ys, n * c, s, beta, eps))
+        });
+        (out(v, vec![n, c]), out(p, vec![n, c, s]))
+    }
+
+    fn fused_bce_sums_grad(
+        p: FlexTensor,
         y: FlexTensor,
         beta: f32,
         eps: f32,
         g: FlexTensor,
     ) -> FlexTensor {
-        let (n, c, s) = dims3(&x);
+        let (_, _, s) = dims3(&p);
         let g = f32_vec(&g);
-        let v = with_f32(&x, |xs| {
-            with_f32(&y, |ys| kernels::bce_backward(xs, ys, &g, s, beta, eps))
+        let mut p = owned_f32(p);
+        let buf = p
+            .try_storage_mut::<f32>()
+            .expect("a fresh contiguous f32 buffer");
+        with_f32(&y, |ys| {
+            kernels::bce_backward_in_place(buf, ys, &g, s, beta, eps)
         });
-        out(v, vec![n, c, s])
+        p
     }
 
     fn fused_ce_sums_keep(x: FlexTensor, labels: FlexTensor) -> (FlexTensor, FlexTensor) {
@@ -584,9 +609,10 @@ impl<B: FusedLossGrads> Backward<B, 1> for BceBackward {
     type State = (FloatTensor<B>, (FloatTensor<B>, f32, f32));
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, (y, beta, eps)) = ops.state;
+        // The state holds σ(x) from the forward, not the logits.
+        let (p, (y, beta, eps)) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_bce_sums_grad(x, y, beta, eps, g)
+            B::fused_bce_sums_grad(p, y, beta, eps, g)
         });
     }
 }
@@ -798,9 +824,13 @@ where
         eps: f32,
     ) -> FloatTensor<Self> {
         let y = y.into_primitive();
-        ad_op::<B, C, _, _>(BceBackward, x, (y, beta, eps), |x, (y, beta, eps)| {
-            B::fused_bce_sums(x, y, beta, eps)
-        })
+        keep_ad::<B, C, _, _>(
+            BceBackward,
+            x,
+            (y, beta, eps),
+            |x, (y, beta, eps)| B::fused_bce_sums_keep(x, y, beta, eps),
+            |x, (y, beta, eps)| B::fused_bce_sums(x, y, beta, eps),
+        )
     }
 
     fn fused_ce_sums(x: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
