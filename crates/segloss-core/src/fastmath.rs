@@ -3,8 +3,10 @@
 //! Cephes `expf` polynomial, relative error ≈ 2 ulp; checked against `std` below.
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+/// ln 2 split in a high part (exact in few bits) and the rest, for argument reduction (Cephes).
+pub const LN2_HI: f32 = 0.693_359_4;
+/// See [`LN2_HI`].
+pub const LN2_LO: f32 = -2.121_944_4e-4;
 /// 1.5·2^23: added to an integer-valued float `n` (|n| ≤ 2^22), it leaves `n` in the low
 /// mantissa bits.
 const MAGIC: f32 = 12_582_912.0;

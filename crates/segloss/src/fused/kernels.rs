@@ -198,6 +198,17 @@ impl Out {
     }
 }
 
+/// A new buffer of `len` floats that `fill` initialises in full through the pointer it is given
+/// (every caller's tasks write disjoint ranges that together cover it), returned with `fill`'s
+/// result; no zeroing pass first.
+fn filled_by_tasks<R>(len: usize, fill: impl FnOnce(Out) -> R) -> (R, Vec<f32>) {
+    let mut v = Vec::<f32>::with_capacity(len);
+    let r = fill(Out(v.as_mut_ptr()));
+    // SAFETY: `fill` wrote all `len` elements (see the callers: all rows of each (sample, block)).
+    unsafe { v.set_len(len) };
+    (r, v)
+}
+
 thread_local! {
     /// Per-thread scratch of the region kernels' tasks, reused from task to task.
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -601,12 +612,9 @@ pub(crate) fn region_sums_keep(
     act: Act,
     ce: bool,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut probs = Vec::<f32>::with_capacity(n * nc * s);
-    let kp = Out(probs.as_mut_ptr());
-    let sums = region_sums_into(x, t, n, nc, s, act, ce, Some(kp));
-    // SAFETY: the tasks above wrote all n·C·S probabilities (all rows of each (sample, block)).
-    unsafe { probs.set_len(n * nc * s) };
-    (sums, probs)
+    filled_by_tasks(n * nc * s, |kp| {
+        region_sums_into(x, t, n, nc, s, act, ce, Some(kp))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -988,14 +996,11 @@ pub(crate) fn ce_sums_keep(
     nc: usize,
     s: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut probs = Vec::<f32>::with_capacity(n * nc * s);
-    let kp = Out(probs.as_mut_ptr());
-    let sums = sample_sums(n, s, 1, |i, s0, s1| {
-        vec![ce_task_mv(x, labels, nc, s, Some(kp), i, s0, s1)]
-    });
-    // SAFETY: the tasks above wrote all n·C·S probabilities (all rows of each (sample, block)).
-    unsafe { probs.set_len(n * nc * s) };
-    (sums, probs)
+    filled_by_tasks(n * nc * s, |kp| {
+        sample_sums(n, s, 1, |i, s0, s1| {
+            vec![ce_task_mv(x, labels, nc, s, Some(kp), i, s0, s1)]
+        })
+    })
 }
 
 /// Gradient `[N, C, S]` of `Σ g[n]·ce_sums[n]`, `g[n]·(p − onehot(label))`, written in place over
@@ -1313,14 +1318,12 @@ pub(crate) fn focal_softmax_backward(
     gamma: f32,
 ) -> Vec<f32> {
     // Every element is written by exactly one task (all rows of each (sample, block)).
-    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
-    let out = Out(dx.as_mut_ptr());
-    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        focal_soft_backward_task_mv(x, t, g, nc, s, gamma, i, s0, s1, out);
-    });
-    // SAFETY: the tasks above initialised all n·C·S elements.
-    unsafe { dx.set_len(n * nc * s) };
-    dx
+    filled_by_tasks(n * nc * s, |out| {
+        tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
+            focal_soft_backward_task_mv(x, t, g, nc, s, gamma, i, s0, s1, out);
+        })
+    })
+    .1
 }
 
 /// Σ over the pixels of one block of `w·(p − y)²` per channel (`p = act(x)`), added to `out[c]`.
@@ -1517,14 +1520,12 @@ pub(crate) fn wsq_backward(
     signed: bool,
 ) -> Vec<f32> {
     // Every element is written by exactly one task (all rows of each (sample, block)).
-    let mut dx = Vec::<f32>::with_capacity(n * nc * s);
-    let out = Out(dx.as_mut_ptr());
-    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        wsq_backward_task_mv(x, y, w, g, nc, s, act, signed, i, s0, s1, out);
-    });
-    // SAFETY: the tasks above initialised all n·C·S elements.
-    unsafe { dx.set_len(n * nc * s) };
-    dx
+    filled_by_tasks(n * nc * s, |out| {
+        tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
+            wsq_backward_task_mv(x, y, w, g, nc, s, act, signed, i, s0, s1, out);
+        })
+    })
+    .1
 }
 
 /// `[1 if every value is finite else 0, lo, hi]`; with `range = false` only the finiteness is

@@ -3,9 +3,7 @@
 //! error ≈ 2 ulp on the ranges used here; checked against `std` in the tests below.
 
 pub(crate) use segloss_core::fastmath::exp;
-
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+use segloss_core::fastmath::{LN2_HI, LN2_LO};
 
 /// Cephes `logf` coefficients, highest degree first.
 const LOG_POLY: [f32; 9] = [

@@ -753,8 +753,7 @@ where
 }
 
 /// Runs `forward(x, extra)` on the inner backend and, when `x` is tracked, records `op`'s
-/// backward with the state `(x, extra)`: the one autodiff wrapper every fused kernel goes
-/// through.
+/// backward with the state `(x, extra)`: [`keep_ad`] with the logits as the kept tensor.
 fn ad_op<B, C, O, E>(
     op: O,
     x: FloatTensor<Autodiff<B, C>>,
@@ -767,14 +766,7 @@ where
     O: Backward<B, 1, State = (FloatTensor<B>, E)>,
     E: Clone + Send + std::fmt::Debug + 'static,
 {
-    let (xp, node) = x.into_parts();
-    match op.prepare::<C>([node]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let o = forward(xp.clone(), extra.clone());
-            prep.finish((xp, extra), o)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(xp, extra)),
-    }
+    keep_ad::<B, C, O, E>(op, x, extra, |x, e| (forward(x.clone(), e), x), &forward)
 }
 
 impl<B, C> FusedLossOps for Autodiff<B, C>
