@@ -211,6 +211,55 @@ pub fn unet_weight_map_from_instances<F: Float, T: Voxel, S: Data<Elem = T>, D: 
     to_array(instances.raw_dim(), w)
 }
 
+/// [`unet_weight_map`] of a C-order binary mask given as a slice, written into `out`: the
+/// allocation-free form for a loss or a data loader that fills one map per sample and channel of a
+/// batch buffer in place.
+///
+/// # Errors
+/// [`CoreError::ShapeMismatch`] when `mask` or `out` does not hold one value per voxel of `shape`;
+/// otherwise as [`unet_weight_map`].
+///
+/// ```
+/// use segloss_core::{unet_weight_map_into, ClassWeight, WeightMapConfig};
+///
+/// // Two one-pixel cells with one background pixel between them (as in `unet_weight_map`).
+/// let config = WeightMapConfig { class_weight: ClassWeight::None, ..Default::default() };
+/// let mut w = [0f64; 3];
+/// unet_weight_map_into(&[true, false, true], &[1, 3], None, &config, &mut w)?;
+/// assert_eq!((w[0], w[2]), (1.0, 1.0));
+/// assert!((w[1] - (1.0 + 10.0 * (-4.0f64 / 50.0).exp())).abs() < 1e-12);
+/// # Ok::<(), segloss_core::CoreError>(())
+/// ```
+pub fn unet_weight_map_into<F: Float>(
+    mask: &[bool],
+    shape: &[usize],
+    spacing: Option<&[f64]>,
+    config: &WeightMapConfig,
+    out: &mut [F],
+) -> Result<()> {
+    config.validate()?;
+    let g = Grid::new(shape, spacing)?;
+    for len in [mask.len(), out.len()] {
+        if len != g.len() {
+            return Err(CoreError::ShapeMismatch {
+                left: vec![len],
+                right: shape.to_vec(),
+            });
+        }
+    }
+    // SAFETY: `MaybeUninit<F>` has the layout of `F`, and only initialised values are written
+    // through the view (`F: Copy` has no destructor to skip).
+    let slots = unsafe { &mut *(out as *mut [F] as *mut [MaybeUninit<F>]) };
+    if g.shape[0] == 1 {
+        let runs = plane::label_runs(mask, &g, config.connectivity);
+        weight_map_into::<F, bool>(mask, &g, config, Source::Plane(&runs), slots);
+    } else {
+        let (labels, k) = label_buffer(mask, &g, config.connectivity);
+        weight_map_into::<F, u32>(&labels, &g, config, Source::Labels(&labels, k), slots);
+    }
+    Ok(())
+}
+
 /// `[lo, hi)` per padded axis.
 type BBox = [[usize; 2]; 3];
 
@@ -281,6 +330,22 @@ fn weight_map_buffer<F: Float, T: Voxel>(
     source: Source<'_>,
 ) -> Vec<F> {
     let n = mask.len();
+    let mut out: Vec<F> = Vec::with_capacity(n);
+    weight_map_into(mask, g, config, source, &mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `weight_map_into` writes every one of the `n` slots.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// [`weight_map_buffer`] written into `out` (one slot per voxel), every slot written.
+fn weight_map_into<F: Float, T: Voxel>(
+    mask: &[T],
+    g: &Grid,
+    config: &WeightMapConfig,
+    source: Source<'_>,
+    out: &mut [MaybeUninit<F>],
+) {
+    let n = mask.len();
     let boxes_of_labels;
     let (k, n_fg) = match source {
         Source::Labels(labels, k) => {
@@ -315,10 +380,10 @@ fn weight_map_buffer<F: Float, T: Voxel>(
         .sqrt();
     let band = config.band().min(2.0 * diagonal + 1.0);
     if k < 2 || band <= 0.0 || n_bg == 0 {
-        return mask
-            .iter()
-            .map(|v| F::from_f64(if v.is_foreground() { w_fg } else { w_bg }))
-            .collect();
+        for (o, v) in out.iter_mut().zip(mask) {
+            o.write(F::from_f64(if v.is_foreground() { w_fg } else { w_bg }));
+        }
+        return;
     }
     let inv = 1.0 / (2.0 * config.sigma * config.sigma);
     let band2 = (band * band) as f32;
@@ -372,23 +437,11 @@ fn weight_map_buffer<F: Float, T: Voxel>(
             }
         }
     };
-    let mut out: Vec<F> = Vec::with_capacity(n);
+    // `nearest_two` hands every one of the `n` slots to `finish`, which writes each one.
     match source {
-        Source::Labels(labels, _) => nearest_two(
-            labels,
-            &boxes_of_labels,
-            g,
-            band,
-            &mut out.spare_capacity_mut()[..n],
-            &finish,
-        ),
-        Source::Plane(runs) => {
-            plane::plane_nearest_two(runs, g, band, &mut out.spare_capacity_mut()[..n], &finish)
-        }
+        Source::Labels(labels, _) => nearest_two(labels, &boxes_of_labels, g, band, out, &finish),
+        Source::Plane(runs) => plane::plane_nearest_two(runs, g, band, out, &finish),
     }
-    // SAFETY: `nearest_two` hands every element of the `n` slots to `finish`, which writes each one.
-    unsafe { out.set_len(n) };
-    out
 }
 
 /// `w0·exp(−(√a + √b)² / (2σ²))` (`inv = 1 / (2σ²)`) where `√a + √b ≤ band`, else 0, for the two

@@ -194,6 +194,11 @@ proptest! {
         for (x, y) in got32.iter().zip(&want) {
             prop_assert!((*x as f64 - y).abs() <= 1e-4 + 1e-6 * y.abs(), "{} vs {}", x, y);
         }
+        // The in-place form on a bool slice: the same map, into a buffer of stale values.
+        let mask: Vec<bool> = v.iter().map(|&x| x != 0).collect();
+        let mut into = vec![f32::NAN; mask.len()];
+        unet_weight_map_into(&mask, &s, sp.as_deref(), &config, &mut into).unwrap();
+        prop_assert_eq!(&into[..], got32.as_slice().unwrap());
     }
 
     #[test]
@@ -315,4 +320,22 @@ fn two_sided_squared_rejects_buffers_of_the_wrong_length() {
     let err =
         two_sided_edt_squared_into(&[true; 5], &[6], None, &mut [0f32; 6], false).unwrap_err();
     assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
+}
+
+#[test]
+fn weight_map_into_rejects_buffers_of_the_wrong_length() {
+    let config = WeightMapConfig::default();
+    let err = unet_weight_map_into(&[true; 6], &[6], None, &config, &mut [0f32; 5]).unwrap_err();
+    assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
+    let err = unet_weight_map_into(&[true; 5], &[6], None, &config, &mut [0f32; 6]).unwrap_err();
+    assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
+    let bad = WeightMapConfig {
+        sigma: 0.0,
+        ..config
+    };
+    let err = unet_weight_map_into(&[true; 6], &[6], None, &bad, &mut [0f32; 6]).unwrap_err();
+    assert!(
+        matches!(err, CoreError::BadParameter { name: "sigma", .. }),
+        "{err}"
+    );
 }

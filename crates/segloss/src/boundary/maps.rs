@@ -47,6 +47,28 @@ pub(crate) fn map_images<F: segloss_core::Float>(
     Ok(out)
 }
 
+/// [`map_images`] for maps written in place: `f` fills the result slice of each image, so no
+/// per-image map is allocated and copied into the batch buffer.
+pub(crate) fn fill_images<F: segloss_core::Float>(
+    masks: &[bool],
+    spatial: &[usize],
+    what: &str,
+    f: impl Fn(&[bool], &mut [F]) -> segloss_core::Result<()> + Sync,
+) -> Result<Vec<F>, LossError> {
+    let s: usize = spatial.iter().product::<usize>().max(1);
+    // Zeroed (calloc: fresh pages cost no memset), not uninitialised: `f` takes a `&mut [F]`.
+    let mut out = vec![F::ZERO; masks.len()];
+    out.par_chunks_mut(s)
+        .zip(masks.par_chunks(s))
+        .try_for_each(|(o, m)| {
+            f(m, o).map_err(|e| LossError::Map {
+                what: what.to_string(),
+                message: e.to_string(),
+            })
+        })?;
+    Ok(out)
+}
+
 /// `[N, C, S]` maps of the binarised channels (`value > 0.5`) of `t` as a constant tensor.
 pub(crate) fn channel_maps(
     p: &Prepared,

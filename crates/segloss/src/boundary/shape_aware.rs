@@ -4,7 +4,7 @@ use burn::config::Config;
 use burn::module::Module;
 use segloss_core::{ClassWeight, Connectivity, WeightMapConfig};
 
-use super::maps::{map_images, target_masks};
+use super::maps::{fill_images, target_masks};
 use crate::distribution::weighted_ce::weighted_ce_prepared;
 use crate::error::LossError;
 use crate::input::{
@@ -191,13 +191,13 @@ impl SegLoss for ShapeAwareLoss {
         // cast of the whole batch).
         let shape = [p.n, channels, p.s()];
         let w = if p.x.dtype() == burn::tensor::DType::F64 {
-            let maps = map_images(&masks, &p.spatial, "U-Net weight map", |m| {
-                segloss_core::unet_weight_map::<f64, _, _, _>(&m, None, &config)
+            let maps = fill_images(&masks, &p.spatial, "U-Net weight map", |m, o| {
+                segloss_core::unet_weight_map_into::<f64>(m, &p.spatial, None, &config, o)
             })?;
             const_tensor(&p.x, maps, shape)
         } else {
-            let maps = map_images(&masks, &p.spatial, "U-Net weight map", |m| {
-                segloss_core::unet_weight_map::<f32, _, _, _>(&m, None, &config)
+            let maps = fill_images(&masks, &p.spatial, "U-Net weight map", |m, o| {
+                segloss_core::unet_weight_map_into::<f32>(m, &p.spatial, None, &config, o)
             })?;
             const_tensor_of(&p.x, maps, shape)
         };
