@@ -574,6 +574,9 @@ impl PlaneScratch {
         self.zf.resize(w, 0.0);
         let (zxh, zf) = (&mut self.zxh[..w], &mut self.zf[..w]);
         let mut m = 0usize;
+        // The last two sites (b on top of a) live in registers: reloading the site just stored would
+        // stall on store forwarding, every site (as in `kernel::envelope_at`).
+        let (mut xa, mut ha, mut xb, mut hb) = (0.0, 0.0, 0.0, 0.0);
         for (q, &f) in grow.iter().enumerate() {
             if f > capf {
                 continue;
@@ -582,18 +585,17 @@ impl PlaneScratch {
             let xq = (q as u32) as f64 * s2;
             let hq = fq + xq * xq;
             // Pop the last site b while the one before it (a) and q hide it.
-            while m >= 2 {
-                let [xa, ha] = zxh[m - 2];
-                let [xb, hb] = zxh[m - 1];
-                if (hq - hb) * (xb - xa) <= (hb - ha) * (xq - xb) {
-                    m -= 1;
-                } else {
-                    break;
+            while m >= 2 && (hq - hb) * (xb - xa) <= (hb - ha) * (xq - xb) {
+                m -= 1;
+                (xb, hb) = (xa, ha);
+                if m >= 2 {
+                    [xa, ha] = zxh[m - 2];
                 }
             }
             zxh[m] = [xq, hq];
             zf[m] = fq;
             m += 1;
+            (xa, ha, xb, hb) = (xb, hb, xq, hq);
         }
         self.m = m;
         m > 0
