@@ -399,26 +399,48 @@ fn weight_map_into<F: Float, T: Voxel>(
                   row_len: usize,
                   dirty: &[[u32; 2]]| {
         let mask = &mask[start..start + out.len()];
+        if out.is_empty() {
+            return;
+        }
+        if TypeId::of::<F>() == TypeId::of::<f32>() {
+            // SAFETY: F is f32 (checked above), so the slot types are the same.
+            let out = unsafe { &mut *(out as *mut [MaybeUninit<F>] as *mut [MaybeUninit<f32>]) };
+            let (fg, bg) = (w_fg as f32, w_bg as f32);
+            let mut term = Vec::new();
+            // Per row: class weights outside the touched columns, and inside them the border term
+            // added on the background (0 beyond the band), in f32 with a vectorised exp (the f64
+            // libm exp was a third of the map's time); its rounding (a few ulp) is far below ε.
+            for (r, (o, m)) in out
+                .chunks_mut(row_len)
+                .zip(mask.chunks(row_len))
+                .enumerate()
+            {
+                let [lo, hi] = dirty[r].map(|x| (x as usize).min(o.len()));
+                let hi = hi.max(lo);
+                let at = r * row_len;
+                term.resize(hi - lo, 0f32);
+                border_terms(
+                    &d1[at + lo..at + hi],
+                    &d2[at + lo..at + hi],
+                    &mut term,
+                    band,
+                    inv,
+                    w0,
+                );
+                class_fill(&mut o[..lo], &m[..lo], fg, bg);
+                for ((o, &t), v) in o[lo..hi].iter_mut().zip(&term).zip(&m[lo..hi]) {
+                    o.write(if v.is_foreground() { fg } else { bg + t });
+                }
+                class_fill(&mut o[hi..], &m[hi..], fg, bg);
+            }
+            return;
+        }
         for (o, v) in out.iter_mut().zip(mask) {
             *o = MaybeUninit::new(if v.is_foreground() { f_fg } else { f_bg });
         }
-        let single = TypeId::of::<F>() == TypeId::of::<f32>();
-        let mut term = Vec::new();
         for (r, &[lo, hi]) in dirty.iter().enumerate() {
             let (lo, hi) = (r * row_len + lo as usize, r * row_len + hi as usize);
             if lo >= hi {
-                continue;
-            }
-            if single {
-                // f32 maps: the border term in f32 with a vectorised exp (the f64 libm exp was a
-                // third of the map's time); its rounding (a few ulp) is far below the cut-off ε.
-                term.resize(hi - lo, 0f32);
-                border_terms(&d1[lo..hi], &d2[lo..hi], &mut term, band, inv, w0);
-                for ((o, &t), v) in out[lo..hi].iter_mut().zip(&term).zip(&mask[lo..hi]) {
-                    if t > 0.0 && !v.is_foreground() {
-                        o.write(F::from_f64((w_bg as f32 + t) as f64));
-                    }
-                }
                 continue;
             }
             for (((o, &a), &b), v) in out[lo..hi]
@@ -441,6 +463,13 @@ fn weight_map_into<F: Float, T: Voxel>(
     match source {
         Source::Labels(labels, _) => nearest_two(labels, &boxes_of_labels, g, band, out, &finish),
         Source::Plane(runs) => plane::plane_nearest_two(runs, g, band, out, &finish),
+    }
+}
+
+/// The class weights `fg` / `bg` of the voxels of `mask` into `out` (branch-free, vectorised).
+fn class_fill<T: Voxel>(out: &mut [MaybeUninit<f32>], mask: &[T], fg: f32, bg: f32) {
+    for (o, v) in out.iter_mut().zip(mask) {
+        o.write(if v.is_foreground() { fg } else { bg });
     }
 }
 

@@ -477,6 +477,9 @@ struct PlaneScratch {
     /// The current row's envelope: its sites' positions and `f + x²`, their values, and their number.
     zxh: Vec<[f64; 2]>,
     zf: Vec<f64>,
+    /// Per site, the breakpoint with the next site in columns from the box's first column (the last
+    /// site's is infinite): site k owns the columns in `(zt[k − 1], zt[k]]`.
+    zt: Vec<f64>,
     m: usize,
 }
 
@@ -490,6 +493,7 @@ impl Default for PlaneScratch {
             grow: Vec::new(),
             zxh: Vec::new(),
             zf: Vec::new(),
+            zt: Vec::new(),
             m: 0,
         }
     }
@@ -598,6 +602,18 @@ impl PlaneScratch {
             (xa, ha, xb, hb) = (xb, hb, xq, hq);
         }
         self.m = m;
+        // The breakpoints, once per envelope (each window of `offer` would otherwise divide again
+        // for every site before and in it).
+        self.zt.resize(w, 0.0);
+        let zt = &mut self.zt[..m];
+        for k in 0..m.saturating_sub(1) {
+            let [xa, ha] = zxh[k];
+            let [xb, hb] = zxh[k + 1];
+            zt[k] = (hb - ha) / (2.0 * (xb - xa)) / s2;
+        }
+        if m > 0 {
+            zt[m - 1] = f64::INFINITY;
+        }
         m > 0
     }
 
@@ -606,17 +622,16 @@ impl PlaneScratch {
     fn offer(&self, c0: usize, s2: f64, ea: usize, d1: &mut [f32], d2: &mut [f32]) {
         let m = self.m;
         let n = d1.len();
-        let (zxh, zf) = (&self.zxh[..m], &self.zf[..m]);
+        let (zxh, zf, zt) = (&self.zxh[..m], &self.zf[..m], &self.zt[..m]);
         let base = ea as f64 - c0 as f64;
         let s2f = s2 as f32;
         let mut p = 0usize;
-        for k in 0..m {
+        // The first site owning a column of the window: the first breakpoint at or past its start.
+        let k0 = zt.partition_point(|&t| t < base);
+        for k in k0..m {
+            // First position past the breakpoint.
             let end = if k + 1 < m {
-                let [xa, ha] = zxh[k];
-                let [xb, hb] = zxh[k + 1];
-                let t = (hb - ha) / (2.0 * (xb - xa));
-                // First position whose x = (base + p)·s2 exceeds the breakpoint t.
-                let e = floor_i64(t / s2 - base) + 1;
+                let e = floor_i64(zt[k] - base) + 1;
                 (e.clamp(0, n as i64) as usize).max(p)
             } else {
                 n
