@@ -4,7 +4,7 @@
 One command, from the repository root (the venv lives outside the repo):
 
     cargo build --release -p segloss-cli
-    /work/venv/bin/python tools/bench/losses.py [--iters K] [--quick] [--only SUBSTR] [--segloss PATH]
+    /work/venv/bin/python tools/bench/losses.py [--iters K] [--quick] [--only SUBSTR[,SUBSTR…]] [--segloss PATH]
 
 For every case it times the Python peer in this process (torch.set_num_threads(2), float32, forward + backward
 with x.requires_grad, 3 warm-ups, median of K) and runs `target/release/segloss bench SPEC --shape ...
@@ -325,7 +325,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=20, help="timed iterations per side (default 20)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 iterations, 1 warm-up")
-    ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument("--only", default=None,
+                    help="run only cases whose name contains one of these comma-separated substrings")
     ap.add_argument("--segloss", default=os.path.join(ROOT, "target", "release", "segloss"),
                     help="the segloss binary (default target/release/segloss)")
     a = ap.parse_args()
@@ -346,7 +347,7 @@ def main():
     seg = {}
     targets = {}
     for case, shape, kind, spec, peer, make, uses_numpy, target in cases():
-        if a.only and a.only not in case:
+        if a.only and not any(o in case for o in a.only.split(",")):
             continue
         if kind not in targets or targets[kind][0] != shape:
             targets[kind] = (shape, segloss_target(kind, shape))

@@ -477,9 +477,9 @@ struct PlaneScratch {
     /// The current row's envelope: its sites' positions and `f + x²`, their values, and their number.
     zxh: Vec<[f64; 2]>,
     zf: Vec<f64>,
-    /// Per site, the breakpoint with the next site in columns from the box's first column (the last
-    /// site's is infinite): site k owns the columns in `(zt[k − 1], zt[k]]`.
-    zt: Vec<f64>,
+    /// The sites that own a column, in order, each with the end of its columns (from the box's first
+    /// column; the last one's is `i64::MAX`), its column and its value: `(end, q, f)`.
+    ce: Vec<(i64, f32, f32)>,
     m: usize,
 }
 
@@ -493,7 +493,7 @@ impl Default for PlaneScratch {
             grow: Vec::new(),
             zxh: Vec::new(),
             zf: Vec::new(),
-            zt: Vec::new(),
+            ce: Vec::new(),
             m: 0,
         }
     }
@@ -602,17 +602,23 @@ impl PlaneScratch {
             (xa, ha, xb, hb) = (xb, hb, xq, hq);
         }
         self.m = m;
-        // The breakpoints, once per envelope (each window of `offer` would otherwise divide again
-        // for every site before and in it).
-        self.zt.resize(w, 0.0);
-        let zt = &mut self.zt[..m];
-        for k in 0..m.saturating_sub(1) {
-            let [xa, ha] = zxh[k];
-            let [xb, hb] = zxh[k + 1];
-            zt[k] = (hb - ha) / (2.0 * (xb - xa)) / s2;
-        }
-        if m > 0 {
-            zt[m - 1] = f64::INFINITY;
+        // Each site's stretch of columns, once per envelope: site k owns the columns in
+        // (t[k − 1], t[k]], t[k] its breakpoint with the next site; sites owning none are dropped,
+        // so `offer` advances at most one site per column.
+        self.ce.clear();
+        let mut prev = i64::MIN;
+        for k in 0..m {
+            let end = if k + 1 < m {
+                let [xa, ha] = zxh[k];
+                let [xb, hb] = zxh[k + 1];
+                floor_i64((hb - ha) / (2.0 * (xb - xa)) / s2) + 1
+            } else {
+                i64::MAX
+            };
+            if end > prev {
+                self.ce.push((end, (zxh[k][0] / s2) as f32, zf[k] as f32));
+                prev = end;
+            }
         }
         m > 0
     }
@@ -620,38 +626,21 @@ impl PlaneScratch {
     /// Evaluates the current envelope at the columns `ea..ea + d1.len()` (the box starting at column
     /// `c0`) and offers each value at most the cap as one of the two smallest `(d1, d2)`.
     fn offer(&self, c0: usize, s2: f64, ea: usize, d1: &mut [f32], d2: &mut [f32]) {
-        let m = self.m;
-        let n = d1.len();
-        let (zxh, zf, zt) = (&self.zxh[..m], &self.zf[..m], &self.zt[..m]);
-        let base = ea as f64 - c0 as f64;
+        let ce = &self.ce[..];
+        let base = ea as i64 - c0 as i64;
         let s2f = s2 as f32;
-        let mut p = 0usize;
-        // The first site owning a column of the window: the first breakpoint at or past its start.
-        let k0 = zt.partition_point(|&t| t < base);
-        for k in k0..m {
-            // First position past the breakpoint.
-            let end = if k + 1 < m {
-                let e = floor_i64(zt[k] - base) + 1;
-                (e.clamp(0, n as i64) as usize).max(p)
-            } else {
-                n
-            };
-            if end > p {
-                let x0 = ((base + p as f64) * s2 - zxh[k][0]) as f32;
-                let fs = zf[k] as f32;
-                // Branch-free top-2 insertion: d1' = min(d1, v), d2' = min(d2, max(d1, v)).
-                for (pp, (x1, x2)) in d1[p..end].iter_mut().zip(d2[p..end].iter_mut()).enumerate() {
-                    let d = x0 + (pp as i32) as f32 * s2f;
-                    let v = d * d + fs;
-                    let (lo, hi) = if v < *x1 { (v, *x1) } else { (*x1, v) };
-                    *x1 = lo;
-                    *x2 = if hi < *x2 { hi } else { *x2 };
-                }
-                p = end;
-                if p >= n {
-                    break;
-                }
-            }
+        // The site owning the window's first column; then one step at most per column (branch-free).
+        let mut k = ce.partition_point(|c| c.0 <= base);
+        for (p, (x1, x2)) in d1.iter_mut().zip(d2.iter_mut()).enumerate() {
+            let x = base + p as i64;
+            k += (x >= ce[k].0) as usize;
+            let (_, q, f) = ce[k];
+            let d = (x as f32 - q) * s2f;
+            let v = d * d + f;
+            // Top-2 insertion: d1' = min(d1, v), d2' = min(d2, max(d1, v)).
+            let (lo, hi) = if v < *x1 { (v, *x1) } else { (*x1, v) };
+            *x1 = lo;
+            *x2 = if hi < *x2 { hi } else { *x2 };
         }
     }
 }
