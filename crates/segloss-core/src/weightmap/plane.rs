@@ -611,7 +611,7 @@ impl PlaneScratch {
             let end = if k + 1 < m {
                 let [xa, ha] = zxh[k];
                 let [xb, hb] = zxh[k + 1];
-                floor_i64((hb - ha) / (2.0 * (xb - xa)) / s2) + 1
+                floor_i64((hb - ha) / (2.0 * (xb - xa) * s2)) + 1
             } else {
                 i64::MAX
             };
