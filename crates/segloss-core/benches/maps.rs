@@ -135,3 +135,55 @@ fn unet_weight_map_256_50_cells(b: Bencher) {
     let config = WeightMapConfig::default();
     b.bench(|| unet_weight_map::<f32, _, _, _>(&m, None, &config).unwrap());
 }
+
+/// The cells of `segloss bench --target cells` (seed 0): 8 images of 256² with 50 discs of radius
+/// 5–9 each, the same generator and random stream as the CLI.
+fn bench_cells() -> Vec<bool> {
+    struct SplitMix(u64);
+    impl SplitMix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+    let mut rng = SplitMix(0x5EED);
+    let (n, h, w) = (8, 256usize, 256usize);
+    let mut out = vec![false; n * h * w];
+    for b in 0..n {
+        for _ in 0..50 {
+            let r = 5.0 + 4.0 * rng.unit();
+            let (cy, cx, _cz) = (rng.unit() * h as f64, rng.unit() * w as f64, rng.unit());
+            for y in 0..h {
+                for x in 0..w {
+                    if (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) <= r * r {
+                        out[b * h * w + y * w + x] = true;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The maps of one `shape_aware` step on `segloss bench --target cells`: 8 images, one per worker
+/// at a time, written in place into one batch buffer (as the loss does).
+#[divan::bench]
+fn unet_weight_maps_8x256_bench_cells(b: Bencher) {
+    use rayon::prelude::*;
+    let masks = bench_cells();
+    let config = WeightMapConfig::default();
+    let mut out = vec![0f32; masks.len()];
+    b.bench_local(|| {
+        out.par_chunks_mut(256 * 256)
+            .zip(masks.par_chunks(256 * 256))
+            .for_each(|(o, m)| {
+                segloss_core::unet_weight_map_into(m, &[256, 256], None, &config, o).unwrap()
+            });
+    });
+}
