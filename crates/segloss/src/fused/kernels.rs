@@ -1663,13 +1663,18 @@ pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {
 /// Weighted BCE with logits of one row: Σ w·[y·softplus(−x) + (1 − y)·softplus(x)].
 #[inline(always)]
 fn wbce_row(x: &[f32], y: &[f32], w: &[f32]) -> f64 {
-    // An element-wise loop (which the loop vectoriser handles) into a scratch row, then the sum.
-    let mut b = vec![0f32; x.len()];
+    // An element-wise loop (which the loop vectoriser handles) into the thread's scratch row (no
+    // allocation and zeroing per row), then the sum.
+    let mut scratch = take_scratch(x.len());
+    let b = &mut scratch[..x.len()];
     for (((o, &xi), &yi), &wi) in b.iter_mut().zip(x).zip(y).zip(w) {
         let (_, _, l1p) = sigmoid_pair(xi);
         *o = wi * (yi * ((-xi).max(0.0) + l1p) + (1.0 - yi) * (xi.max(0.0) + l1p));
     }
-    lane_sum!(b => v; v)
+    let b = &*b;
+    let sum = lane_sum!(b => v; v);
+    give_scratch(scratch);
+    sum
 }
 
 multiversion!(
