@@ -21,7 +21,7 @@ use ndarray::{Array, ArrayBase, Data, Dimension};
 
 use crate::edt::{c_order, to_array};
 use crate::element::{Float, Voxel};
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::grid::Grid;
 use crate::kernel;
 
@@ -87,15 +87,7 @@ pub fn two_sided_edt_squared_into<F: Float>(
     out: &mut [F],
     serial: bool,
 ) -> Result<()> {
-    let g = Grid::new(shape, spacing)?;
-    for len in [mask.len(), out.len()] {
-        if len != g.len() {
-            return Err(CoreError::ShapeMismatch {
-                left: vec![len],
-                right: shape.to_vec(),
-            });
-        }
-    }
+    let g = Grid::for_buffers(shape, spacing, &[mask.len(), out.len()])?;
     squared_into(mask, &g, out, serial);
     Ok(())
 }

@@ -14,6 +14,23 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// The grid of `shape` (see [`Grid::new`]) for a caller's flat buffers, each of which must hold
+    /// one value per voxel: [`CoreError::ShapeMismatch`] naming the first that does not.
+    pub(crate) fn for_buffers(
+        shape: &[usize],
+        spacing: Option<&[f64]>,
+        lens: &[usize],
+    ) -> Result<Grid> {
+        let g = Grid::new(shape, spacing)?;
+        match lens.iter().find(|&&len| len != g.len()) {
+            Some(&len) => Err(CoreError::ShapeMismatch {
+                left: vec![len],
+                right: shape.to_vec(),
+            }),
+            None => Ok(g),
+        }
+    }
+
     /// Checks `shape` (1 to 3 axes, no empty axis) and `spacing` (one finite value > 0 per axis).
     pub fn new(shape: &[usize], spacing: Option<&[f64]>) -> Result<Grid> {
         Self::with_dims(shape, spacing, 1, "1 to 3")

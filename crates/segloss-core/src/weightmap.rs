@@ -238,15 +238,7 @@ pub fn unet_weight_map_into<F: Float>(
     out: &mut [F],
 ) -> Result<()> {
     config.validate()?;
-    let g = Grid::new(shape, spacing)?;
-    for len in [mask.len(), out.len()] {
-        if len != g.len() {
-            return Err(CoreError::ShapeMismatch {
-                left: vec![len],
-                right: shape.to_vec(),
-            });
-        }
-    }
+    let g = Grid::for_buffers(shape, spacing, &[mask.len(), out.len()])?;
     // SAFETY: `MaybeUninit<F>` has the layout of `F`, and only initialised values are written
     // through the view (`F: Copy` has no destructor to skip).
     let slots = unsafe { &mut *(out as *mut [F] as *mut [MaybeUninit<F>]) };

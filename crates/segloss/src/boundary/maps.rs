@@ -26,25 +26,17 @@ pub(crate) fn map_images<F: segloss_core::Float>(
     what: &str,
     f: impl Fn(ArrayViewD<'_, bool>) -> segloss_core::Result<ArrayD<F>> + Sync,
 ) -> Result<Vec<F>, LossError> {
-    let s: usize = spatial.iter().product();
-    let mut out = vec![F::ZERO; masks.len()];
-    out.par_chunks_mut(s)
-        .zip(masks.par_chunks(s))
-        .try_for_each(|(o, m)| {
-            let view = ArrayViewD::from_shape(IxDyn(spatial), m).expect("contiguous image");
-            let r = f(view).map_err(|e| LossError::Map {
-                what: what.to_string(),
-                message: e.to_string(),
-            })?;
-            // The maps are C-order: one slice copy (an element-wise walk over a dynamic-rank
-            // array costs several times the map's own finishing pass).
-            match r.as_slice() {
-                Some(v) => o.copy_from_slice(v),
-                None => o.iter_mut().zip(r.iter()).for_each(|(dst, v)| *dst = *v),
-            }
-            Ok::<(), LossError>(())
-        })?;
-    Ok(out)
+    fill_images(masks, spatial, what, |m, o| {
+        let view = ArrayViewD::from_shape(IxDyn(spatial), m).expect("contiguous image");
+        let r = f(view)?;
+        // The maps are C-order: one slice copy (an element-wise walk over a dynamic-rank array
+        // costs several times the map's own finishing pass).
+        match r.as_slice() {
+            Some(v) => o.copy_from_slice(v),
+            None => o.iter_mut().zip(r.iter()).for_each(|(dst, v)| *dst = *v),
+        }
+        Ok(())
+    })
 }
 
 /// [`map_images`] for maps written in place: `f` fills the result slice of each image, so no
@@ -56,7 +48,7 @@ pub(crate) fn fill_images<F: segloss_core::Float>(
     f: impl Fn(&[bool], &mut [F]) -> segloss_core::Result<()> + Sync,
 ) -> Result<Vec<F>, LossError> {
     let s: usize = spatial.iter().product::<usize>().max(1);
-    // Zeroed (calloc: fresh pages cost no memset), not uninitialised: `f` takes a `&mut [F]`.
+    // Zeroed, not uninitialised: `f` takes a `&mut [F]`.
     let mut out = vec![F::ZERO; masks.len()];
     out.par_chunks_mut(s)
         .zip(masks.par_chunks(s))
