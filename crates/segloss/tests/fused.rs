@@ -138,6 +138,7 @@ fn fused_kernels_match_the_composed_path() {
         "focal",
         "focal(gamma=0.5,alpha=0.25)",
         "hausdorff_dt",
+        "shape_aware",
     ];
     // Value and gradient of the fused path against the composed one.
     let compare = |spec: &str, input: &Tensor<4>, t: &Target, red: LossReduction, what: &str| {

@@ -153,6 +153,18 @@ impl SegLoss for ShapeAwareLoss {
             &InputRules::any_activation("shape_aware", self.activation),
         )?;
         let config = self.config();
+        if p.activation == Activation::Sigmoid
+            && p.valid.is_none()
+            && reduction != LossReduction::None
+        {
+            // One task per image: its map, weighted BCE and derivative, read from the target in
+            // place (the composed path below copies the target, builds an [N, C, S] map tensor
+            // and reads it twice more).
+            if let Some(sums) = crate::fused::shape_aware_sums(&p.x, &p.y(), &p.spatial, &config) {
+                let count = p.valid_elements_from(0);
+                return Ok(crate::input::reduce_sums(&p, sums.sum(), count, reduction));
+            }
+        }
         let (masks, channels) = if p.activation == Activation::Softmax {
             // Foreground = any class but 0, per sample: read from the labels (no one-hot), or
             // from the background channel of a mask.

@@ -1710,3 +1710,104 @@ pub(crate) fn wbce_backward(x: &[f32], y: &[f32], w: &[f32], g: &[f32], s: usize
         wbce_backward_row_mv(&x[i.clone()], &y[i.clone()], &w[i], g[r], d)
     })
 }
+
+/// `(w·bce(x, y), w·((1 − y)·σ(x) − y·(1 − σ(x))))` of one element: the weighted BCE with logits
+/// and its derivative (a function, not a closure, for the caller's target features).
+#[inline(always)]
+fn wbce_term(xi: f32, yi: f32, wi: f32) -> (f32, f32) {
+    let (p, q, l1p) = sigmoid_pair(xi);
+    let v = wi * (yi * ((-xi).max(0.0) + l1p) + (1.0 - yi) * (xi.max(0.0) + l1p));
+    (v, wi * ((1.0 - yi) * p - yi * q))
+}
+
+/// Σ w·bce(x, y) of one row, where `wd` holds the weights `w` on entry and the derivatives
+/// `w·((1 − y)·σ(x) − y·(1 − σ(x)))` on return (the weight map becomes the gradient in place).
+#[inline(always)]
+fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32]) -> f64 {
+    let len = x.len();
+    let (y, wd) = (&y[..len], &mut wd[..len]);
+    let mut acc = [0f32; L];
+    let chunks = len / L;
+    for k in 0..chunks {
+        let xk: &[f32; L] = x[k * L..k * L + L].try_into().unwrap();
+        let yk: &[f32; L] = y[k * L..k * L + L].try_into().unwrap();
+        let dk: &mut [f32; L] = (&mut wd[k * L..k * L + L]).try_into().unwrap();
+        for l in 0..L {
+            let (v, d) = wbce_term(xk[l], yk[l], dk[l]);
+            dk[l] = d;
+            acc[l] += v;
+        }
+    }
+    let mut tail = 0f64;
+    for i in chunks * L..len {
+        let (v, d) = wbce_term(x[i], y[i], wd[i]);
+        wd[i] = d;
+        tail += v as f64;
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
+multiversion!(
+    wbce_row_grad_in_place_mv,
+    fn(x: &[f32], y: &[f32], wd: &mut [f32]) -> f64,
+    wbce_row_grad_in_place
+);
+
+/// The shape-aware loss (U-Net-weighted BCE with logits) per (sample, channel) row, `[N·C]`,
+/// with the map of each row computed from its own target (`y > 0.5`) inside the row's task:
+/// the map, the loss and the derivative are one pass over data still in the core's cache, and
+/// the target is read in place (no host copy of the batch, no `[N, C, S]` map tensor).
+///
+/// With `keep`, each row of it receives the derivative `w·((1 − y)·σ(x) − y·(1 − σ(x)))`, which
+/// the backward scales by the row's upstream gradient ([`scale_rows_in_place`]).
+///
+/// `spatial` and `config` must be valid (checked by the caller).
+pub(crate) fn shape_aware_sums(
+    x: &[f32],
+    y: &[f32],
+    spatial: &[usize],
+    config: &segloss_core::WeightMapConfig,
+    keep: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let s: usize = spatial.iter().product();
+    let rows = x.len() / s.max(1);
+    // Fewer rows than threads: the map parallelises inside (stripes), and so must the pass.
+    let split = rows < rayon::current_num_threads();
+    let row = |xr: &[f32], yr: &[f32], wd: &mut [f32]| -> f64 {
+        let mask: Vec<bool> = yr.iter().map(|&v| v > 0.5).collect();
+        segloss_core::unet_weight_map_into::<f32>(&mask, spatial, None, config, wd)
+            .expect("shape and parameters checked by the caller");
+        if split {
+            wd.par_chunks_mut(BLOCK)
+                .zip(xr.par_chunks(BLOCK).zip(yr.par_chunks(BLOCK)))
+                .map(|(d, (xb, yb))| wbce_row_grad_in_place_mv(xb, yb, d))
+                .sum()
+        } else {
+            wbce_row_grad_in_place_mv(xr, yr, wd)
+        }
+    };
+    let sums: Vec<f64> = match keep {
+        Some(keep) => keep
+            .par_chunks_mut(s)
+            .zip(x.par_chunks(s).zip(y.par_chunks(s)))
+            .map(|(wd, (xr, yr))| row(xr, yr, wd))
+            .collect(),
+        None => x
+            .par_chunks(s)
+            .zip(y.par_chunks(s))
+            .map(|(xr, yr)| row(xr, yr, &mut vec![0f32; s]))
+            .collect(),
+    };
+    sums.into_iter().map(|v| v as f32).collect()
+}
+
+/// `d[row] ← g[row]·d[row]` over an `[R, S]` array, in parallel blocks: the backward of
+/// [`shape_aware_sums`] from the derivatives it kept.
+pub(crate) fn scale_rows_in_place(d: &mut [f32], g: &[f32], s: usize) {
+    d.par_chunks_mut(BLOCK).enumerate().for_each(|(k, b)| {
+        row_pieces(k * BLOCK, b.len(), s, |_, r, lo, hi| {
+            let g = g[r];
+            b[lo..hi].iter_mut().for_each(|v| *v *= g);
+        });
+    });
+}

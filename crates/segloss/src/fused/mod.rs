@@ -39,6 +39,7 @@ use burn::backend::{
     TensorMetadata,
 };
 use burn::tensor::{DType, Int, Tensor, TensorData};
+use segloss_core::WeightMapConfig;
 
 pub(crate) use kernels::Act;
 use kernels::{Labels, Tgt, CE_FLAG, NSTATS, SIGN_FLAG};
@@ -147,6 +148,14 @@ pub trait FusedLossOps: Backend {
         w: FloatTensor<Self>,
         act: u32,
     ) -> FloatTensor<Self>;
+    /// `[N, C, S]` logits, `[N, C, S]` mask → `[N, C]` sums of the U-Net-weighted BCE, the map of
+    /// each row computed from its target (`spatial`: the shape of S).
+    fn fused_shape_aware_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        spatial: Vec<usize>,
+        config: WeightMapConfig,
+    ) -> FloatTensor<Self>;
     /// `[N, C, S]` logits, `[N, S]` labels → `[N, C]` softmax focal sums.
     fn fused_focal_softmax_sums_labels(
         x: FloatTensor<Self>,
@@ -208,6 +217,16 @@ pub trait FusedLossGrads: Backend {
         alpha: f32,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// `fused_shape_aware_sums` that also returns the derivatives `[N, C, S]` of each row's sum.
+    fn fused_shape_aware_sums_keep(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        spatial: Vec<usize>,
+        config: WeightMapConfig,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// `g[row]·d[row]` for the `[N, C, S]` derivatives `d` and the `[N, C]` upstream gradient
+    /// `g` (in place when `d` is not shared).
+    fn fused_scale_rows_grad(d: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Gradient of `Σ g·wbce_sums`.
     fn fused_wbce_grad(
         x: FloatTensor<Self>,
@@ -315,6 +334,21 @@ fn flex_region(x: FlexTensor, t: TgtPrim<Flex>, act: u32) -> FlexTensor {
 }
 
 impl FusedLossOps for Flex {
+    fn fused_shape_aware_sums(
+        x: FlexTensor,
+        y: FlexTensor,
+        spatial: Vec<usize>,
+        config: WeightMapConfig,
+    ) -> FlexTensor {
+        let (n, c, _) = dims3(&x);
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                kernels::shape_aware_sums(xs, ys, &spatial, &config, None)
+            })
+        });
+        out(v, vec![n, c])
+    }
+
     fn fused_wbce_sums(x: FlexTensor, y: FlexTensor, w: FlexTensor) -> FlexTensor {
         let (n, c, s) = dims3(&x);
         let v = with_f32(&x, |xs| {
@@ -466,6 +500,34 @@ impl FusedLossGrads for Flex {
             kernels::region_sums_backward_in_place(buf, t, &g, n, c, s, a, ce)
         });
         p
+    }
+
+    fn fused_shape_aware_sums_keep(
+        x: FlexTensor,
+        y: FlexTensor,
+        spatial: Vec<usize>,
+        config: WeightMapConfig,
+    ) -> (FlexTensor, FlexTensor) {
+        let (n, c, s) = dims3(&x);
+        // Every element is written (the map, then the derivative over it).
+        let mut d = vec![0f32; n * c * s];
+        let v = with_f32(&x, |xs| {
+            with_f32(&y, |ys| {
+                kernels::shape_aware_sums(xs, ys, &spatial, &config, Some(&mut d))
+            })
+        });
+        (out(v, vec![n, c]), out(d, vec![n, c, s]))
+    }
+
+    fn fused_scale_rows_grad(d: FlexTensor, g: FlexTensor) -> FlexTensor {
+        let (_, _, s) = dims3(&d);
+        let g = f32_vec(&g);
+        let mut d = owned_f32(d);
+        let buf = d
+            .try_storage_mut::<f32>()
+            .expect("a fresh contiguous f32 buffer");
+        kernels::scale_rows_in_place(buf, &g, s);
+        d
     }
 
     fn fused_bce_sums_keep(
@@ -647,6 +709,21 @@ impl<B: FusedLossGrads> Backward<B, 1> for FocalSigmoidBackward {
 }
 
 #[derive(Debug)]
+struct ShapeAwareBackward;
+
+impl<B: FusedLossGrads> Backward<B, 1> for ShapeAwareBackward {
+    type State = (FloatTensor<B>, ());
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        // The state holds the derivatives of the forward, not the logits.
+        let (d, ()) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::fused_scale_rows_grad(d, g)
+        });
+    }
+}
+
+#[derive(Debug)]
 struct WbceBackward;
 
 impl<B: FusedLossGrads> Backward<B, 1> for WbceBackward {
@@ -783,6 +860,30 @@ where
         ad_op::<B, C, _, _>(WbceBackward, x, (y, w), |x, (y, w)| {
             B::fused_wbce_sums(x, y, w)
         })
+    }
+
+    fn fused_shape_aware_sums(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        spatial: Vec<usize>,
+        config: WeightMapConfig,
+    ) -> FloatTensor<Self> {
+        let y = y.into_primitive();
+        // The kept derivatives replace (x, y, map) in the backward's state.
+        let (xp, node) = x.into_parts();
+        match ShapeAwareBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (o, d) = B::fused_shape_aware_sums_keep(xp, y, spatial, config);
+                prep.finish((d, ()), o)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_shape_aware_sums(xp, y, spatial, config))
+            }
+        }
     }
 
     fn fused_float_summary(x: FloatTensor<Self>, range: bool) -> FloatTensor<Self> {
@@ -1065,6 +1166,32 @@ pub(crate) fn wbce_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>) -> Option<T
         x.clone().into_dispatch(),
         y.clone().into_dispatch(),
         w.clone().into_dispatch(),
+    );
+    Some(Tensor::from_dispatch(o))
+}
+
+/// Sums `[N, C]` of the shape-aware loss (U-Net-weighted BCE with logits, the map of each row
+/// computed from `y > 0.5`) for logits `x` and a mask `y` `[N, C, S]`, S of shape `spatial`;
+/// `None` where the fused path does not apply, or where `spatial` or `config` is invalid (the
+/// composed path then reports the error).
+pub(crate) fn shape_aware_sums(
+    x: &Tensor<3>,
+    y: &Tensor<3>,
+    spatial: &[usize],
+    config: &WeightMapConfig,
+) -> Option<Tensor<2>> {
+    let valid = config.validate().is_ok()
+        && (1..=3).contains(&spatial.len())
+        && spatial.iter().all(|&d| d > 0)
+        && spatial.iter().product::<usize>() == x.dims()[2];
+    if !valid || y.dtype() != DType::F32 || y.dims() != x.dims() || !applies(x) {
+        return None;
+    }
+    let o = <Dispatch as FusedLossOps>::fused_shape_aware_sums(
+        x.clone().into_dispatch(),
+        y.clone().into_dispatch(),
+        spatial.to_vec(),
+        *config,
     );
     Some(Tensor::from_dispatch(o))
 }
