@@ -315,3 +315,50 @@ fn weight_map_with_a_huge_sigma_stays_small_and_exact() {
         run_2d(24, 31, 5, 3, 11, [1.0, 1.0], config);
     }
 }
+
+/// Instances narrower than 64 columns take the brute-force rows, wider ones the envelope: both on
+/// one image, touching, against the brute force (a long bar between rows of disks, and a wide
+/// ring-shaped instance with holes).
+#[test]
+fn weight_map_2d_wide_and_narrow_instances_take_both_paths() {
+    let (h, w) = (40usize, 180usize);
+    let mut m = Array2::<u32>::zeros((h, w));
+    for x in 10..170 {
+        m[[20, x]] = 1;
+        m[[21, x]] = 1;
+    }
+    for (k, cx) in (15..170).step_by(14).enumerate() {
+        let cy = if k % 2 == 0 { 14 } else { 27 };
+        for y in cy - 4..=cy + 4 {
+            for x in cx - 4..=cx + 4 {
+                if (y as isize - cy as isize).pow(2) + (x as isize - cx as isize).pow(2) <= 16 {
+                    m[[y, x]] = 2 + k as u32;
+                }
+            }
+        }
+    }
+    for x in 5..175 {
+        if x % 9 != 0 {
+            m[[2, x]] = 99;
+            m[[37, x]] = 99;
+        }
+    }
+    let config = WeightMapConfig {
+        sigma: 3.0,
+        ..Default::default()
+    };
+    let (inst, _) = relabel_sequential(&m).unwrap();
+    let want = brute_force(inst.as_slice().unwrap(), &[h, w], &[1.0, 1.0], &config);
+    let got: Array2<f64> = unet_weight_map_from_instances(&m, None, &config).unwrap();
+    check(got.as_slice().unwrap(), &want, "wide and narrow instances");
+    let mask = m.mapv(|l| u8::from(l != 0));
+    let (cc, _) =
+        connected_components_reference(mask.as_slice().unwrap(), &[h, w], Connectivity::Full);
+    let want = brute_force(&cc, &[h, w], &[1.0, 1.0], &config);
+    let got: Array2<f64> = unet_weight_map(&mask, None, &config).unwrap();
+    check(
+        got.as_slice().unwrap(),
+        &want,
+        "wide and narrow instances (mask)",
+    );
+}
