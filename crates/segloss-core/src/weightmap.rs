@@ -459,15 +459,23 @@ fn weight_map_into<F: Float, T: Voxel>(
 }
 
 /// The class weights `fg` / `bg` of the voxels of `mask` into `out` (branch-free, vectorised).
+#[inline]
 fn class_fill<T: Voxel>(out: &mut [MaybeUninit<f32>], mask: &[T], fg: f32, bg: f32) {
     for (o, v) in out.iter_mut().zip(mask) {
         o.write(if v.is_foreground() { fg } else { bg });
     }
 }
 
+avx2_dispatch!(
+    /// [`border_terms_impl`], with AVX2 where the CPU has it.
+    fn border_terms(d1: &[f32], d2: &[f32], out: &mut [f32], band: f64, inv: f64, w0: f64) =
+        border_terms_impl
+);
+
 /// `w0·exp(−(√a + √b)² / (2σ²))` (`inv = 1 / (2σ²)`) where `√a + √b ≤ band`, else 0, for the two
 /// smallest squared distances `a ≤ b` of each voxel of a row; in `f32`, branch-free (vectorised).
-fn border_terms(d1: &[f32], d2: &[f32], out: &mut [f32], band: f64, inv: f64, w0: f64) {
+#[inline(always)]
+fn border_terms_impl(d1: &[f32], d2: &[f32], out: &mut [f32], band: f64, inv: f64, w0: f64) {
     let (band, inv, w0) = (band as f32, inv as f32, w0 as f32);
     let n = out.len();
     let (d1, d2) = (&d1[..n], &d2[..n]);

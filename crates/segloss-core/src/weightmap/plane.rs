@@ -584,22 +584,10 @@ fn offer_brute(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) {
     }
 }
 
-/// [`offer_brute`], compiled for AVX2 as well and chosen at run time (8 lanes instead of 4; the
-/// same operations, so the same values).
-fn offer_brute_mv(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) {
-            offer_brute(g, x0, s2, d1, d2)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports the feature just detected.
-            return unsafe { avx2(g, x0, s2, d1, d2) };
-        }
-    }
-    offer_brute(g, x0, s2, d1, d2)
-}
+avx2_dispatch!(
+    /// [`offer_brute`], with AVX2 where the CPU has it.
+    fn offer_brute_mv(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) = offer_brute
+);
 
 /// A row index far enough outside any image that its squared distance is infinite in `f32`.
 const FAR: i64 = 1 << 62;
