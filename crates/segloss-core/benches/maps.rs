@@ -172,12 +172,15 @@ fn bench_cells() -> Vec<bool> {
 }
 
 /// The maps of one `shape_aware` step on `segloss bench --target cells`: 8 images, one per worker
-/// at a time, written in place into one batch buffer (as the loss does).
+/// at a time (`parallel: false`), written in place into one batch buffer (as the loss does).
 #[divan::bench]
 fn unet_weight_maps_8x256_bench_cells(b: Bencher) {
     use rayon::prelude::*;
     let masks = bench_cells();
-    let config = WeightMapConfig::default();
+    let config = WeightMapConfig {
+        parallel: false,
+        ..WeightMapConfig::default()
+    };
     let mut out = vec![0f32; masks.len()];
     b.bench_local(|| {
         out.par_chunks_mut(256 * 256)

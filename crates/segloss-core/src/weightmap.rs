@@ -76,6 +76,11 @@ pub struct WeightMapConfig {
     pub connectivity: Connectivity,
     /// Largest allowed difference from the exact definition, `ε` > 0 (default 5·10⁻⁵).
     pub tolerance: f64,
+    /// Whether one map may split its rows over rayon's threads (default `true`: a single large
+    /// image uses every thread). `false` computes it on the calling thread, for callers that
+    /// already run one map per task (a batch in parallel), where the splitting only adds work.
+    /// The values are the same either way.
+    pub parallel: bool,
 }
 
 impl Default for WeightMapConfig {
@@ -86,6 +91,7 @@ impl Default for WeightMapConfig {
             class_weight: ClassWeight::Balanced,
             connectivity: Connectivity::Full,
             tolerance: 5e-5,
+            parallel: true,
         }
     }
 }
@@ -257,7 +263,7 @@ type BBox = [[usize; 2]; 3];
 
 /// The bounding boxes of labels 0..=k (index 0 unused; empty boxes `[usize::MAX, 0]`) and the number
 /// of labelled voxels, rows in parallel (each worker a run of rows, merged at the end).
-fn instance_boxes(labels: &[u32], k: usize, g: &Grid) -> (Vec<BBox>, usize) {
+fn instance_boxes(labels: &[u32], k: usize, g: &Grid, parallel: bool) -> (Vec<BBox>, usize) {
     let [n0, n1, n2] = g.shape;
     let rows = n0 * n1;
     let empty: BBox = [[usize::MAX, 0]; 3];
@@ -286,7 +292,7 @@ fn instance_boxes(labels: &[u32], k: usize, g: &Grid) -> (Vec<BBox>, usize) {
         }
         (boxes, count)
     };
-    let parts = if labels.len() >= 1 << 16 {
+    let parts = if parallel && labels.len() >= 1 << 16 {
         rayon::current_num_threads().clamp(1, rows)
     } else {
         1
@@ -341,7 +347,7 @@ fn weight_map_into<F: Float, T: Voxel>(
     let boxes_of_labels;
     let (k, n_fg) = match source {
         Source::Labels(labels, k) => {
-            let (b, n_fg) = instance_boxes(labels, k, g);
+            let (b, n_fg) = instance_boxes(labels, k, g, config.parallel);
             boxes_of_labels = b;
             (k, n_fg)
         }
@@ -453,8 +459,18 @@ fn weight_map_into<F: Float, T: Voxel>(
     };
     // `nearest_two` hands every one of the `n` slots to `finish`, which writes each one.
     match source {
-        Source::Labels(labels, _) => nearest_two(labels, &boxes_of_labels, g, band, out, &finish),
-        Source::Plane(runs) => plane::plane_nearest_two(runs, g, band, out, &finish),
+        Source::Labels(labels, _) => nearest_two(
+            labels,
+            &boxes_of_labels,
+            g,
+            band,
+            config.parallel,
+            out,
+            &finish,
+        ),
+        Source::Plane(runs) => {
+            plane::plane_nearest_two(runs, g, band, config.parallel, out, &finish)
+        }
     }
 }
 
@@ -673,11 +689,13 @@ fn near_pairs(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(usize, usize)> {
 /// For every background voxel, the two smallest squared distances to distinct instances among those
 /// within `band` (infinity when fewer), handed stripe by stripe to `finish(labels, d1, d2, out)` with
 /// the stripe's part of `out`.
+#[allow(clippy::too_many_arguments)]
 fn nearest_two<F: Float>(
     labels: &[u32],
     boxes: &[BBox],
     g: &Grid,
     band: f64,
+    parallel: bool,
     out: &mut [MaybeUninit<F>],
     finish: &(impl Fn(usize, &[f32], &[f32], &mut [MaybeUninit<F>], usize, &[[u32; 2]]) + Sync),
 ) {
@@ -691,7 +709,7 @@ fn nearest_two<F: Float>(
     let len_ax = g.shape[ax];
     let plane: usize = g.shape[ax + 1..].iter().product();
     let threads = rayon::current_num_threads().max(1);
-    let stripes = if total < (1 << 15) {
+    let stripes = if total < (1 << 15) || !parallel {
         1
     } else {
         threads.min(len_ax)

@@ -300,6 +300,23 @@ fn weight_map_2d_is_the_same_on_any_number_of_threads() {
     for t in [2, 3, 7] {
         assert_eq!(run(t), one, "{t} threads");
     }
+    // `parallel: false` (one map per task in a batch): the calling thread only, the same map.
+    let serial = WeightMapConfig {
+        parallel: false,
+        ..config
+    };
+    let got: Array2<f32> = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap()
+        .install(|| unet_weight_map(&mask, Some(&[1.0, 0.8]), &serial).unwrap());
+    assert_eq!(got, one, "parallel: false");
+    // The same for instance labels in 3-D (the crop path) and their boxes.
+    let vol =
+        ndarray::Array3::from_shape_fn((24, 60, 52), |(z, y, x)| ids[[(y * 7 + z) % 300, x * 5]]);
+    let a: ndarray::Array3<f64> = unet_weight_map_from_instances(&vol, None, &config).unwrap();
+    let b: ndarray::Array3<f64> = unet_weight_map_from_instances(&vol, None, &serial).unwrap();
+    assert_eq!(a, b, "3-D, parallel: false");
 }
 
 /// Found by the spec fuzzer (`shape_aware(w0=10,sigma=8000000000002002)`): a huge σ made the

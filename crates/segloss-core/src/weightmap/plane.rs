@@ -310,6 +310,7 @@ pub(super) fn plane_nearest_two<F: Float>(
     inst: &Runs,
     g: &Grid,
     band: f64,
+    parallel: bool,
     out: &mut [MaybeUninit<F>],
     finish: &(impl Fn(usize, &[f32], &[f32], &mut [MaybeUninit<F>], usize, &[[u32; 2]]) + Sync),
 ) {
@@ -358,7 +359,7 @@ pub(super) fn plane_nearest_two<F: Float>(
     let threads = rayon::current_num_threads().max(1);
     // A few stripes per worker, so that a worker that falls behind (a busy machine) is helped out by
     // the others; an instance across a stripe border redoes only its column distances.
-    let stripes = if total < (1 << 15) as f64 || threads == 1 {
+    let stripes = if total < (1 << 15) as f64 || threads == 1 || !parallel {
         1
     } else {
         (4 * threads).min(n1 / 16).max(threads.min(n1))

@@ -200,8 +200,13 @@ impl SegLoss for ShapeAwareLoss {
             (target_masks(&p), p.c)
         };
         // The maps in the prediction's precision (f32 maps for f32 predictions: no f64 copy and
-        // cast of the whole batch).
+        // cast of the whole batch); one image per task, each map split over the threads only
+        // when there are fewer images than threads.
         let shape = [p.n, channels, p.s()];
+        let config = WeightMapConfig {
+            parallel: p.n * channels < rayon::current_num_threads(),
+            ..config
+        };
         let w = if p.x.dtype() == burn::tensor::DType::F64 {
             let maps = fill_images(&masks, &p.spatial, "U-Net weight map", |m, o| {
                 segloss_core::unet_weight_map_into::<f64>(m, &p.spatial, None, &config, o)

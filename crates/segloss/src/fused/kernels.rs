@@ -1771,11 +1771,16 @@ pub(crate) fn shape_aware_sums(
 ) -> Vec<f32> {
     let s: usize = spatial.iter().product();
     let rows = x.len() / s.max(1);
-    // Fewer rows than threads: the map parallelises inside (stripes), and so must the pass.
+    // Fewer rows than threads: the map parallelises inside (stripes), and so must the pass;
+    // otherwise one map per task, each on its own thread.
     let split = rows < rayon::current_num_threads();
+    let config = segloss_core::WeightMapConfig {
+        parallel: split,
+        ..*config
+    };
     let row = |xr: &[f32], yr: &[f32], wd: &mut [f32]| -> f64 {
         let mask: Vec<bool> = yr.iter().map(|&v| v > 0.5).collect();
-        segloss_core::unet_weight_map_into::<f32>(&mask, spatial, None, config, wd)
+        segloss_core::unet_weight_map_into::<f32>(&mask, spatial, None, &config, wd)
             .expect("shape and parameters checked by the caller");
         if split {
             wd.par_chunks_mut(BLOCK)
