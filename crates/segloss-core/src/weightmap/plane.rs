@@ -508,11 +508,16 @@ thread_local! {
 
 /// Per-worker scratch of [`plane_nearest_two`]: one instance's row distances and one row's envelope.
 struct PlaneScratch {
-    /// Squared distances along the rows (axis 1) to the instance over its bounding box (C order).
+    /// Squared distances along the columns to the instance over its bounding box (C order), built
+    /// only when some column has a gap (not `solid`).
     g: Vec<f32>,
-    /// Per column of the box: the first and last row holding the instance (far away when none).
-    top: Vec<i64>,
-    bot: Vec<i64>,
+    /// Per column of the box: the first and last row holding the instance (far away when none),
+    /// and the number of its voxels.
+    top: Vec<f32>,
+    bot: Vec<f32>,
+    count: Vec<u32>,
+    /// Whether every column's voxels are contiguous (then `g` is not built).
+    solid: bool,
     /// `s1²`.
     s1s: f32,
     /// One row of squared row distances outside the box.
@@ -532,6 +537,8 @@ impl Default for PlaneScratch {
             g: Vec::new(),
             top: Vec::new(),
             bot: Vec::new(),
+            count: Vec::new(),
+            solid: false,
             s1s: 1.0,
             grow: Vec::new(),
             zxh: Vec::new(),
@@ -590,9 +597,6 @@ avx2_dispatch!(
     fn offer_brute_mv(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) = offer_brute
 );
 
-/// A row index far enough outside any image that its squared distance is infinite in `f32`.
-const FAR: i64 = 1 << 62;
-
 impl PlaneScratch {
     /// The squared distances along the rows (axis 1) to the instance with the runs `runs` over its
     /// box `b`, and each column's first and last instance row.
@@ -601,24 +605,46 @@ impl PlaneScratch {
         let (c0, c1) = (b[2][0], b[2][1]);
         let (h, w) = (r1 - r0, c1 - c0);
         self.s1s = (s1 * s1) as f32;
+        self.top.clear();
+        self.top.resize(w, f32::INFINITY);
+        self.bot.clear();
+        self.bot.resize(w, f32::NEG_INFINITY);
+        self.count.clear();
+        self.count.resize(w, 0);
+        // First and last rows per column (runs come in raster order), and voxels per column.
+        for &[r, s, e] in runs {
+            let (s, e) = (s as usize - c0, e as usize - c0);
+            let ri = r as f32;
+            for ((t, bo), n) in self.top[s..e]
+                .iter_mut()
+                .zip(&mut self.bot[s..e])
+                .zip(&mut self.count[s..e])
+            {
+                *t = (*t).min(ri);
+                *bo = ri;
+                *n += 1;
+            }
+        }
+        // Columns without gaps (every column of a convex instance, such as a cell): the distance
+        // along a column is `max(top − r, r − bottom, 0)` rows, no sweeps needed.
+        self.solid = self
+            .top
+            .iter()
+            .zip(&self.bot)
+            .zip(&self.count)
+            .all(|((&t, &bo), &n)| n == 0 || bo - t + 1.0 == n as f32);
+        if self.solid {
+            return;
+        }
         self.g.clear();
         self.g.resize(h * w, f32::INFINITY);
-        self.top.clear();
-        self.top.resize(w, FAR);
-        self.bot.clear();
-        self.bot.resize(w, -FAR);
         let gb = &mut self.g[..];
-        // The instance's voxels at 0, first and last rows per column (runs come in raster order).
+        // The instance's voxels at 0, then forward and backward sweeps of row counts, then counts
+        // to squared distances.
         for &[r, s, e] in runs {
             let (r, s, e) = (r as usize, s as usize - c0, e as usize - c0);
             gb[(r - r0) * w + s..(r - r0) * w + e].fill(0.0);
-            let ri = r as i64;
-            for (t, bo) in self.top[s..e].iter_mut().zip(&mut self.bot[s..e]) {
-                *t = (*t).min(ri);
-                *bo = ri;
-            }
         }
-        // Forward and backward sweeps of row counts, then counts to squared distances.
         for i in 1..h {
             let (prev, cur) = gb.split_at_mut(i * w);
             for (x, &px) in cur[..w].iter_mut().zip(&prev[(i - 1) * w..]) {
@@ -640,31 +666,45 @@ impl PlaneScratch {
         }
     }
 
+    /// The squared distances `g(q)` along the columns `q` of the box from row `r` to the
+    /// instance, into `self.grow`; `false` (and nothing written) when the row is farther than
+    /// `cap` from the box.
+    fn row(&mut self, r: usize, b: &BBox, cap: f32) -> bool {
+        let (r0, r1) = (b[1][0], b[1][1]);
+        let w = b[2][1] - b[2][0];
+        self.grow.clear();
+        if r >= r0 && r < r1 && !self.solid {
+            self.grow
+                .extend_from_slice(&self.g[(r - r0) * w..(r - r0 + 1) * w]);
+            return true;
+        }
+        let dr = row_gap(r, r0, r1) as f32;
+        if dr * dr * self.s1s > cap {
+            return false;
+        }
+        // In f32 (exact for row indices below 2^24; an empty column's ±∞ gives +∞), which
+        // vectorises where i64 maxima do not.
+        let ri = r as f32;
+        let s = self.s1s;
+        self.grow
+            .extend(self.top.iter().zip(&self.bot).map(|(&t, &bo)| {
+                let d = (t - ri).max(ri - bo).max(0.0);
+                d * d * s
+            }));
+        true
+    }
+
     /// The lower envelope of the parabolas `(x − x_q)² + g(q)` of row `r` (x in spacing units from the
     /// box's first column) over the instance's columns `q` with `g(q) ≤ cap`, for
     /// [`PlaneScratch::offer`]. `false` when there is no such column.
     fn envelope(&mut self, r: usize, b: &BBox, cap: f64, s2: f64) -> bool {
         self.m = 0;
-        let (r0, r1) = (b[1][0], b[1][1]);
         let w = b[2][1] - b[2][0];
         let capf = cap as f32;
-        let grow: &[f32] = if r >= r0 && r < r1 {
-            &self.g[(r - r0) * w..(r - r0 + 1) * w]
-        } else {
-            let dr = row_gap(r, r0, r1) as f32;
-            if dr * dr * self.s1s > capf {
-                return false;
-            }
-            let ri = r as i64;
-            let s = self.s1s;
-            self.grow.clear();
-            self.grow
-                .extend(self.top.iter().zip(&self.bot).map(|(&t, &bo)| {
-                    let d = (t - ri).max(ri - bo) as f32;
-                    d * d * s
-                }));
-            &self.grow
-        };
+        if !self.row(r, b, capf) {
+            return false;
+        }
+        let grow = &self.grow[..];
         self.zxh.resize(w, [0.0; 2]);
         self.zf.resize(w, 0.0);
         let (zxh, zf) = (&mut self.zxh[..w], &mut self.zf[..w]);
@@ -719,26 +759,7 @@ impl PlaneScratch {
     /// the cap only offers a larger true distance, and a branch-free loop over every column costs
     /// less than picking them out). `false` when the row is farther than the cap from the box.
     fn sites(&mut self, r: usize, b: &BBox, cap: f64) -> bool {
-        let (r0, r1) = (b[1][0], b[1][1]);
-        let w = b[2][1] - b[2][0];
-        self.grow.clear();
-        if r >= r0 && r < r1 {
-            self.grow
-                .extend_from_slice(&self.g[(r - r0) * w..(r - r0 + 1) * w]);
-        } else {
-            let dr = row_gap(r, r0, r1) as f32;
-            if dr * dr * self.s1s > cap as f32 {
-                return false;
-            }
-            let ri = r as i64;
-            let s = self.s1s;
-            self.grow
-                .extend(self.top.iter().zip(&self.bot).map(|(&t, &bo)| {
-                    let d = (t - ri).max(ri - bo) as f32;
-                    d * d * s
-                }));
-        }
-        true
+        self.row(r, b, cap as f32)
     }
 
     /// [`PlaneScratch::offer`] from the sites of [`PlaneScratch::sites`]: each column of the
