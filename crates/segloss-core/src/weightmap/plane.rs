@@ -283,21 +283,22 @@ impl Lens {
     }
 
     /// The columns `c` of row `r` where instance `i` can take part in a border term with instance `j`
-    /// (boxes `bi`, `bj`, row gaps `ki`, `kj` from `r`): a superset of `{c : d_i + d_j ≤ B}` from the
+    /// (first and last columns `ci`, `cj` of their boxes, as `f64`, converted once per instance; row
+    /// gaps `ki`, `kj` from `r`): a superset of `{c : d_i + d_j ≤ B}` from the
     /// box distances `e_i ≤ d_i`, `e_j ≤ d_j` (`e = √(dy² + dx²)`, `dy` the row distance to the box,
     /// `dx` the column distance): `e_i ≤ B − dy_j`, `e_j ≤ B − dy_i` and, as
     /// `e_i + e_j ≥ √((dy_i + dy_j)² + (dx_i + dx_j)²)`, `dx_i + dx_j ≤ √(B² − (dy_i + dy_j)²)`.
     /// As `[lo, hi]` in columns (real numbers); `None` when empty.
     #[inline]
-    fn columns(&self, bi: &BBox, bj: &BBox, ki: usize, kj: usize) -> Option<(f64, f64)> {
+    fn columns(&self, ci: [f64; 2], cj: [f64; 2], ki: usize, kj: usize) -> Option<(f64, f64)> {
         if ki + kj > self.kmax {
             return None;
         }
         let rr = self.pair[ki + kj];
         let ri = self.side(ki, kj);
         let rj = self.side(kj, ki);
-        let (i0, i1) = (bi[2][0] as f64, (bi[2][1] - 1) as f64);
-        let (j0, j1) = (bj[2][0] as f64, (bj[2][1] - 1) as f64);
+        let [i0, i1] = ci;
+        let [j0, j1] = cj;
         // dx_i + dx_j ≥ (i0 − c) + (j0 − c) and ≥ (c − i1) + (c − j1).
         let lo = ((i0 + j0 - rr) * 0.5).max(i0 - ri).max(j0 - rj);
         let hi = ((i1 + j1 + rr) * 0.5).min(i1 + ri).min(j1 + rj);
@@ -368,6 +369,11 @@ pub(super) fn plane_nearest_two<F: Float>(
     split_rows(&spans, n2, 0, n1, stripes, &mut cuts);
     cuts.dedup();
     let lens = Lens::new(band, s1, s2, 2 * n1);
+    // Each box's first and last columns as f64, for the lenses.
+    let colf: Vec<[f64; 2]> = boxes
+        .iter()
+        .map(|b| [b[2][0] as f64, b[2][1].saturating_sub(1) as f64])
+        .collect();
     let cap = band * band;
     let work = |(si, o): (usize, &mut [MaybeUninit<F>])| {
         let (r0, r1) = (cuts[si], cuts[si + 1]);
@@ -404,7 +410,7 @@ pub(super) fn plane_nearest_two<F: Float>(
                     if r >= a && r < b {
                         let bj = &boxes[j as usize];
                         let kj = row_gap(r, bj[1][0], bj[1][1]);
-                        if let Some(w) = lens.columns(bi, bj, ki, kj) {
+                        if let Some(w) = lens.columns(colf[i], colf[j as usize], ki, kj) {
                             win.push(w);
                         }
                     }
