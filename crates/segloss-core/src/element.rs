@@ -21,9 +21,25 @@ pub trait Voxel: Copy + Send + Sync {
     fn same_label(self, other: Self) -> bool;
     /// A 64-bit key that identifies the label (equal labels give equal keys, different labels different keys).
     fn label_key(self) -> u64;
+    /// The slice as bytes that are 0 or 1, for word-at-a-time scans (`bool` only).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn as_bits(s: &[Self]) -> Option<&[u8]>
+    where
+        Self: Sized,
+    {
+        let _ = s;
+        None
+    }
 }
 
 impl Voxel for bool {
+    #[inline(always)]
+    fn as_bits(s: &[bool]) -> Option<&[u8]> {
+        // SAFETY: a bool is one byte holding 0 or 1, a valid u8; same length and lifetime.
+        Some(unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len()) })
+    }
+
     #[inline(always)]
     fn is_foreground(self) -> bool {
         self

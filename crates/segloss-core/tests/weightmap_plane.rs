@@ -152,6 +152,10 @@ fn run_2d(
                 "binary f32 seed {seed}: voxel {i}: {x} vs {y}"
             );
         }
+        // A bool mask (its runs found eight voxels at a time): the same map.
+        let b = a.mapv(|v| v != 0);
+        let got_bool: Array2<f32> = unet_weight_map(&b, Some(&sp), &c).unwrap();
+        assert_eq!(got_bool, got32, "bool mask seed {seed}");
     }
     // Instance labels: touching and disconnected instances (noise voxels join random ids).
     let (inst, _) = relabel_sequential(&ids).unwrap();

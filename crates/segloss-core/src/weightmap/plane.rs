@@ -118,25 +118,34 @@ pub(super) fn label_runs<T: Voxel>(mask: &[T], g: &Grid, conn: Connectivity) -> 
         let first = runs.len();
         let mut j = 0;
         let mut p = prev.start;
+        let bits = T::as_bits(row);
         while j < n2 {
-            // Skip background, 16 voxels at a time where possible.
-            while j + 16 <= n2
-                && row[j..j + 16]
-                    .iter()
-                    .fold(0u8, |a, v| a | u8::from(v.is_foreground()))
-                    == 0
-            {
-                j += 16;
-            }
-            while j < n2 && !row[j].is_foreground() {
-                j += 1;
+            if let Some(b) = bits {
+                j = next_byte(b, j, true);
+            } else {
+                // Skip background, 16 voxels at a time where possible.
+                while j + 16 <= n2
+                    && row[j..j + 16]
+                        .iter()
+                        .fold(0u8, |a, v| a | u8::from(v.is_foreground()))
+                        == 0
+                {
+                    j += 16;
+                }
+                while j < n2 && !row[j].is_foreground() {
+                    j += 1;
+                }
             }
             if j >= n2 {
                 break;
             }
             let s = j;
-            while j < n2 && row[j].is_foreground() {
-                j += 1;
+            if let Some(b) = bits {
+                j = next_byte(b, j, false);
+            } else {
+                while j < n2 && row[j].is_foreground() {
+                    j += 1;
+                }
             }
             let me = runs.len() as u32;
             runs.push([r as u32, s as u32, j as u32]);
@@ -172,6 +181,24 @@ pub(super) fn label_runs<T: Voxel>(mask: &[T], g: &Grid, conn: Connectivity) -> 
         }
     }
     Runs::from_runs(k, n1, &runs, &id)
+}
+
+/// The first index `≥ j` of a byte that is 1 (`set`) or 0 (`!set`) in bytes that are 0 or 1, or
+/// `b.len()`: eight bytes at a time.
+#[inline]
+fn next_byte(b: &[u8], mut j: usize, set: bool) -> usize {
+    let flip = if set { 0 } else { 0x0101_0101_0101_0101u64 };
+    while j + 8 <= b.len() {
+        let w = u64::from_le_bytes(b[j..j + 8].try_into().unwrap()) ^ flip;
+        if w != 0 {
+            return j + (w.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    while j < b.len() && (b[j] != 0) != set {
+        j += 1;
+    }
+    j
 }
 
 /// The runs of the instances 1..=k of a one-plane label image.
