@@ -596,32 +596,51 @@ const BLOCK: usize = 16;
 #[inline(always)]
 fn offer_brute(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) {
     let n = d1.len();
-    let mut step = [0f32; BLOCK];
+    let mut start = 0;
+    while start < n {
+        // A last piece of at most 8 columns takes an 8-lane block (half the work of a 16-lane one).
+        if n - start > 8 {
+            offer_block::<BLOCK>(g, x0, s2, start, d1, d2);
+            start += BLOCK;
+        } else {
+            offer_block::<8>(g, x0, s2, start, d1, d2);
+            start += 8;
+        }
+    }
+}
+
+/// The `N` columns of [`offer_brute`] from `start` (fewer at the end of the window).
+#[inline(always)]
+fn offer_block<const N: usize>(
+    g: &[f32],
+    x0: f32,
+    s2: f32,
+    start: usize,
+    d1: &mut [f32],
+    d2: &mut [f32],
+) {
+    let len = (d1.len() - start).min(N);
+    let mut step = [0f32; N];
     for (l, v) in step.iter_mut().enumerate() {
         *v = l as f32 * s2;
     }
-    let mut start = 0;
-    while start < n {
-        let len = (n - start).min(BLOCK);
-        let xs = x0 + start as f32;
-        let mut acc = [f32::INFINITY; BLOCK];
-        for (qk, &gk) in g.iter().enumerate() {
-            // Exact for unit spacing: integers.
-            let a = (xs - qk as f32) * s2;
-            for l in 0..BLOCK {
-                let d = a + step[l];
-                let e = d * d + gk;
-                acc[l] = if e < acc[l] { e } else { acc[l] };
-            }
+    let xs = x0 + start as f32;
+    let mut acc = [f32::INFINITY; N];
+    for (qk, &gk) in g.iter().enumerate() {
+        // Exact for unit spacing: integers.
+        let a = (xs - qk as f32) * s2;
+        for l in 0..N {
+            let d = a + step[l];
+            let e = d * d + gk;
+            acc[l] = if e < acc[l] { e } else { acc[l] };
         }
-        let (x1, x2) = (&mut d1[start..start + len], &mut d2[start..start + len]);
-        for ((a1, a2), &v) in x1.iter_mut().zip(x2.iter_mut()).zip(&acc[..len]) {
-            // Top-2 insertion: d1' = min(d1, v), d2' = min(d2, max(d1, v)).
-            let (lo, hi) = if v < *a1 { (v, *a1) } else { (*a1, v) };
-            *a1 = lo;
-            *a2 = if hi < *a2 { hi } else { *a2 };
-        }
-        start += BLOCK;
+    }
+    let (x1, x2) = (&mut d1[start..start + len], &mut d2[start..start + len]);
+    for ((a1, a2), &v) in x1.iter_mut().zip(x2.iter_mut()).zip(&acc[..len]) {
+        // Top-2 insertion: d1' = min(d1, v), d2' = min(d2, max(d1, v)).
+        let (lo, hi) = if v < *a1 { (v, *a1) } else { (*a1, v) };
+        *a1 = lo;
+        *a2 = if hi < *a2 { hi } else { *a2 };
     }
 }
 
