@@ -6,8 +6,8 @@
 //! each column's first and last instance row. Each row `r` on which `i` can take part in a border term
 //! with a neighbour `j` then gets the lower envelope of the parabolas `g(c') + ((c − c')·s)²` over the
 //! instance's columns `c'` with `g(c') ≤ B²`, evaluated only over the background columns of the
-//! lenses ([`Lens::columns`]) of `i` with its neighbours, each value offered as one of the two
-//! smallest. For instances at most [`BRUTE_W`] columns wide (cells) the envelope is not built:
+//! hull of the lenses ([`Lens::columns`]) of `i` with its neighbours, each value offered as one of
+//! the two smallest. For instances at most [`BRUTE_W`] columns wide (cells) the envelope is not built:
 //! each such column takes the minimum over all the box's columns directly ([`offer_brute`]),
 //! which costs more operations but vectorises, where the envelope is a chain of dependent,
 //! branching steps (1.25× faster maps on 256² images with 50 cells).
@@ -414,8 +414,6 @@ pub(super) fn plane_nearest_two<F: Float>(
         }
         let mut dirty = vec![[u32::MAX, 0u32]; r1 - r0];
         let mut sc = PlaneScratch::default();
-        let mut win: Vec<(f64, f64)> = Vec::new();
-        let mut cols: Vec<(usize, usize)> = Vec::new();
         for (i, bi) in boxes.iter().enumerate() {
             let (lo, hi) = rows[i];
             let (lo, hi) = (lo.max(r0), hi.min(r1));
@@ -431,41 +429,27 @@ pub(super) fn plane_nearest_two<F: Float>(
                 if ki > lens.kmax {
                     continue;
                 }
-                // The lenses on this row, merged into disjoint windows.
-                win.clear();
+                // The hull of the lenses on this row: between two lenses there is mostly the
+                // instance itself (its own voxels, which are not offered), so one window costs
+                // less than sorting and merging them.
+                let (mut wa, mut wb) = (f64::INFINITY, f64::NEG_INFINITY);
                 for &(j, a, b) in &pairs[i] {
                     if r >= a && r < b {
                         let bj = &boxes[j as usize];
                         let kj = row_gap(r, bj[1][0], bj[1][1]);
-                        if let Some(w) = lens.columns(colf[i], colf[j as usize], ki, kj) {
-                            win.push(w);
+                        if let Some((a, b)) = lens.columns(colf[i], colf[j as usize], ki, kj) {
+                            wa = wa.min(a);
+                            wb = wb.max(b);
                         }
                     }
                 }
-                if win.is_empty() {
+                if wa > wb {
                     continue;
                 }
-                if win.len() > 1 {
-                    win.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
-                }
                 let at = (r - r0) * n2;
-                // Merge into disjoint column windows [ea, eb).
-                cols.clear();
-                let mut k = 0;
-                while k < win.len() {
-                    let (a, mut b) = win[k];
-                    k += 1;
-                    while k < win.len() && win[k].0 <= b + 1.0 {
-                        b = b.max(win[k].1);
-                        k += 1;
-                    }
-                    let ea = (-floor_i64(-(a - 1e-9))).max(0) as usize;
-                    let eb = ((floor_i64(b + 1e-9) + 1).max(0) as usize).min(n2);
-                    if ea < eb {
-                        cols.push((ea, eb));
-                    }
-                }
-                if cols.is_empty() {
+                let ea = (-floor_i64(-(wa - 1e-9))).max(0) as usize;
+                let eb = ((floor_i64(wb + 1e-9) + 1).max(0) as usize).min(n2);
+                if ea >= eb {
                     continue;
                 }
                 let has_sites = if brute {
@@ -476,34 +460,30 @@ pub(super) fn plane_nearest_two<F: Float>(
                 if !has_sites {
                     continue;
                 }
-                for &(ea, eb) in &cols {
-                    let dr = &mut dirty[r - r0];
-                    *dr = [dr[0].min(ea as u32), dr[1].max(eb as u32)];
-                    // Offered to the background voxels only (the border term's): the window
-                    // between the row's runs of foreground (a quarter of the window's voxels on
-                    // touching cells).
-                    let fg = inst.row(r);
-                    let mut t = fg.partition_point(|run| run[2] as usize <= ea);
-                    let mut a = ea;
-                    while a < eb {
-                        let (gap_end, next) = match fg.get(t) {
-                            Some(run) if (run[1] as usize) < eb => {
-                                (run[1] as usize, run[2] as usize)
-                            }
-                            _ => (eb, eb),
-                        };
-                        if gap_end > a {
-                            let (x1, x2) =
-                                (&mut d1[at + a..at + gap_end], &mut d2[at + a..at + gap_end]);
-                            if brute {
-                                sc.offer_brute(bi[2][0], s2, a, x1, x2);
-                            } else {
-                                sc.offer(bi[2][0], s2, a, x1, x2);
-                            }
+                let dr = &mut dirty[r - r0];
+                *dr = [dr[0].min(ea as u32), dr[1].max(eb as u32)];
+                // Offered to the background voxels only (the border term's): the window
+                // between the row's runs of foreground (a quarter of the window's voxels on
+                // touching cells).
+                let fg = inst.row(r);
+                let mut t = fg.partition_point(|run| run[2] as usize <= ea);
+                let mut a = ea;
+                while a < eb {
+                    let (gap_end, next) = match fg.get(t) {
+                        Some(run) if (run[1] as usize) < eb => (run[1] as usize, run[2] as usize),
+                        _ => (eb, eb),
+                    };
+                    if gap_end > a {
+                        let (x1, x2) =
+                            (&mut d1[at + a..at + gap_end], &mut d2[at + a..at + gap_end]);
+                        if brute {
+                            sc.offer_brute(bi[2][0], s2, a, x1, x2);
+                        } else {
+                            sc.offer(bi[2][0], s2, a, x1, x2);
                         }
-                        a = a.max(next);
-                        t += 1;
                     }
+                    a = a.max(next);
+                    t += 1;
                 }
             }
         }
