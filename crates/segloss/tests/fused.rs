@@ -103,6 +103,7 @@ fn fused_kernels_match_the_composed_path() {
         "hausdorff_dt(alpha=1,batch=true)",
         "shape_aware",
         "shape_aware(w0=5,sigma=2,class_weight=none)",
+        "0.5*shape_aware(sigma=3) + dice",
         "lovasz",
         "lovasz(per_image=true)",
     ];

@@ -160,9 +160,15 @@ impl SegLoss for ShapeAwareLoss {
             // One task per image: its map, weighted BCE and derivative, read from the target in
             // place (the composed path below copies the target, builds an [N, C, S] map tensor
             // and reads it twice more).
-            if let Some(sums) = crate::fused::shape_aware_sums(&p.x, &p.y(), &p.spatial, &config) {
-                let count = p.valid_elements_from(0);
-                return Ok(crate::input::reduce_sums(&p, sums.sum(), count, reduction));
+            let scale = match reduction {
+                LossReduction::Mean => 1.0 / p.valid_elements_from(0).max(1.0),
+                LossReduction::BatchMean => 1.0 / p.n as f64,
+                _ => 1.0,
+            };
+            if let Some(sums) =
+                crate::fused::shape_aware_sums(&p.x, &p.y(), &p.spatial, &config, scale)
+            {
+                return Ok(LossValue::scalar(sums.sum()));
             }
         }
         let (masks, channels) = if p.activation == Activation::Softmax {

@@ -1714,16 +1714,17 @@ pub(crate) fn wbce_backward(x: &[f32], y: &[f32], w: &[f32], g: &[f32], s: usize
 /// `(w·bce(x, y), w·((1 − y)·σ(x) − y·(1 − σ(x))))` of one element: the weighted BCE with logits
 /// and its derivative (a function, not a closure, for the caller's target features).
 #[inline(always)]
-fn wbce_term(xi: f32, yi: f32, wi: f32) -> (f32, f32) {
+fn wbce_term(xi: f32, yi: f32, wi: f32, scale: f32) -> (f32, f32) {
     let (p, q, l1p) = sigmoid_pair(xi);
     let v = wi * (yi * ((-xi).max(0.0) + l1p) + (1.0 - yi) * (xi.max(0.0) + l1p));
-    (v, wi * ((1.0 - yi) * p - yi * q))
+    (v, scale * wi * ((1.0 - yi) * p - yi * q))
 }
 
 /// Σ w·bce(x, y) of one row, where `wd` holds the weights `w` on entry and the derivatives
-/// `w·((1 − y)·σ(x) − y·(1 − σ(x)))` on return (the weight map becomes the gradient in place).
+/// `scale·w·((1 − y)·σ(x) − y·(1 − σ(x)))` on return (the weight map becomes the gradient in
+/// place).
 #[inline(always)]
-fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32]) -> f64 {
+fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> f64 {
     let len = x.len();
     let (y, wd) = (&y[..len], &mut wd[..len]);
     let mut acc = [0f32; L];
@@ -1733,14 +1734,14 @@ fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32]) -> f64 {
         let yk: &[f32; L] = y[k * L..k * L + L].try_into().unwrap();
         let dk: &mut [f32; L] = (&mut wd[k * L..k * L + L]).try_into().unwrap();
         for l in 0..L {
-            let (v, d) = wbce_term(xk[l], yk[l], dk[l]);
+            let (v, d) = wbce_term(xk[l], yk[l], dk[l], scale);
             dk[l] = d;
             acc[l] += v;
         }
     }
     let mut tail = 0f64;
     for i in chunks * L..len {
-        let (v, d) = wbce_term(x[i], y[i], wd[i]);
+        let (v, d) = wbce_term(x[i], y[i], wd[i], scale);
         wd[i] = d;
         tail += v as f64;
     }
@@ -1749,7 +1750,7 @@ fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32]) -> f64 {
 
 multiversion!(
     wbce_row_grad_in_place_mv,
-    fn(x: &[f32], y: &[f32], wd: &mut [f32]) -> f64,
+    fn(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> f64,
     wbce_row_grad_in_place
 );
 
@@ -1758,8 +1759,10 @@ multiversion!(
 /// the map, the loss and the derivative are one pass over data still in the core's cache, and
 /// the target is read in place (no host copy of the batch, no `[N, C, S]` map tensor).
 ///
-/// With `keep`, each row of it receives the derivative `w·((1 − y)·σ(x) − y·(1 − σ(x)))`, which
-/// the backward scales by the row's upstream gradient ([`scale_rows_in_place`]).
+/// The sums come multiplied by `scale` (the reduction's 1/count), and with `keep` each row of it
+/// receives the derivative of the scaled sum, `scale·w·((1 − y)·σ(x) − y·(1 − σ(x)))`, which the
+/// backward multiplies by the row's upstream gradient ([`scale_rows_in_place`]); that gradient is
+/// 1 when the loss itself is differentiated, and then the backward has nothing left to do.
 ///
 /// `spatial` and `config` must be valid (checked by the caller).
 pub(crate) fn shape_aware_sums(
@@ -1767,6 +1770,7 @@ pub(crate) fn shape_aware_sums(
     y: &[f32],
     spatial: &[usize],
     config: &segloss_core::WeightMapConfig,
+    scale: f32,
     keep: Option<&mut [f32]>,
 ) -> Vec<f32> {
     let s: usize = spatial.iter().product();
@@ -1785,10 +1789,10 @@ pub(crate) fn shape_aware_sums(
         if split {
             wd.par_chunks_mut(BLOCK)
                 .zip(xr.par_chunks(BLOCK).zip(yr.par_chunks(BLOCK)))
-                .map(|(d, (xb, yb))| wbce_row_grad_in_place_mv(xb, yb, d))
+                .map(|(d, (xb, yb))| wbce_row_grad_in_place_mv(xb, yb, d, scale))
                 .sum()
         } else {
-            wbce_row_grad_in_place_mv(xr, yr, wd)
+            wbce_row_grad_in_place_mv(xr, yr, wd, scale)
         }
     };
     let sums: Vec<f64> = match keep {
@@ -1803,7 +1807,9 @@ pub(crate) fn shape_aware_sums(
             .map(|(xr, yr)| row(xr, yr, &mut vec![0f32; s]))
             .collect(),
     };
-    sums.into_iter().map(|v| v as f32).collect()
+    sums.into_iter()
+        .map(|v| (v * scale as f64) as f32)
+        .collect()
 }
 
 /// `d[row] ← g[row]·d[row]` over an `[R, S]` array, in parallel blocks: the backward of

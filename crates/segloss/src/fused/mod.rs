@@ -155,6 +155,7 @@ pub trait FusedLossOps: Backend {
         y: FloatTensor<Self>,
         spatial: Vec<usize>,
         config: WeightMapConfig,
+        scale: f32,
     ) -> FloatTensor<Self>;
     /// `[N, C, S]` logits, `[N, S]` labels → `[N, C]` softmax focal sums.
     fn fused_focal_softmax_sums_labels(
@@ -223,6 +224,7 @@ pub trait FusedLossGrads: Backend {
         y: FloatTensor<Self>,
         spatial: Vec<usize>,
         config: WeightMapConfig,
+        scale: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
     /// `g[row]·d[row]` for the `[N, C, S]` derivatives `d` and the `[N, C]` upstream gradient
     /// `g` (in place when `d` is not shared).
@@ -339,11 +341,12 @@ impl FusedLossOps for Flex {
         y: FlexTensor,
         spatial: Vec<usize>,
         config: WeightMapConfig,
+        scale: f32,
     ) -> FlexTensor {
         let (n, c, _) = dims3(&x);
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
-                kernels::shape_aware_sums(xs, ys, &spatial, &config, None)
+                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, None)
             })
         });
         out(v, vec![n, c])
@@ -507,13 +510,14 @@ impl FusedLossGrads for Flex {
         y: FlexTensor,
         spatial: Vec<usize>,
         config: WeightMapConfig,
+        scale: f32,
     ) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
         // Every element is written (the map, then the derivative over it).
         let mut d = vec![0f32; n * c * s];
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
-                kernels::shape_aware_sums(xs, ys, &spatial, &config, Some(&mut d))
+                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, Some(&mut d))
             })
         });
         (out(v, vec![n, c]), out(d, vec![n, c, s]))
@@ -522,6 +526,10 @@ impl FusedLossGrads for Flex {
     fn fused_scale_rows_grad(d: FlexTensor, g: FlexTensor) -> FlexTensor {
         let (_, _, s) = dims3(&d);
         let g = f32_vec(&g);
+        // The loss differentiated directly: the kept derivatives are the gradient.
+        if g.iter().all(|&v| v == 1.0) {
+            return d;
+        }
         let mut d = owned_f32(d);
         let buf = d
             .try_storage_mut::<f32>()
@@ -867,6 +875,7 @@ where
         y: FloatTensor<Self>,
         spatial: Vec<usize>,
         config: WeightMapConfig,
+        scale: f32,
     ) -> FloatTensor<Self> {
         let y = y.into_primitive();
         // The kept derivatives replace (x, y, map) in the backward's state.
@@ -877,11 +886,11 @@ where
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (o, d) = B::fused_shape_aware_sums_keep(xp, y, spatial, config);
+                let (o, d) = B::fused_shape_aware_sums_keep(xp, y, spatial, config, scale);
                 prep.finish((d, ()), o)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(B::fused_shape_aware_sums(xp, y, spatial, config))
+                prep.finish(B::fused_shape_aware_sums(xp, y, spatial, config, scale))
             }
         }
     }
@@ -1171,14 +1180,16 @@ pub(crate) fn wbce_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>) -> Option<T
 }
 
 /// Sums `[N, C]` of the shape-aware loss (U-Net-weighted BCE with logits, the map of each row
-/// computed from `y > 0.5`) for logits `x` and a mask `y` `[N, C, S]`, S of shape `spatial`;
-/// `None` where the fused path does not apply, or where `spatial` or `config` is invalid (the
-/// composed path then reports the error).
+/// computed from `y > 0.5`) for logits `x` and a mask `y` `[N, C, S]`, S of shape `spatial`,
+/// multiplied by `scale` (the reduction's 1/count: their sum is then the loss, whose gradient
+/// needs no pass of its own); `None` where the fused path does not apply, or where `spatial` or
+/// `config` is invalid (the composed path then reports the error).
 pub(crate) fn shape_aware_sums(
     x: &Tensor<3>,
     y: &Tensor<3>,
     spatial: &[usize],
     config: &WeightMapConfig,
+    scale: f64,
 ) -> Option<Tensor<2>> {
     let valid = config.validate().is_ok()
         && (1..=3).contains(&spatial.len())
@@ -1192,6 +1203,7 @@ pub(crate) fn shape_aware_sums(
         y.clone().into_dispatch(),
         spatial.to_vec(),
         *config,
+        scale as f32,
     );
     Some(Tensor::from_dispatch(o))
 }
