@@ -81,6 +81,6 @@ pub use label::{connected_components, relabel_sequential, Connectivity};
 pub use metrics::{binary_metrics, label_metrics, ClassMetrics};
 pub use surface::{surface, surface_distances};
 pub use weightmap::{
-    unet_weight_map, unet_weight_map_from_instances, unet_weight_map_into, ClassWeight,
-    WeightMapConfig,
+    unet_weight_map, unet_weight_map_from_instances, unet_weight_map_into,
+    unet_weight_map_into_uninit, ClassWeight, WeightMapConfig,
 };

@@ -243,19 +243,51 @@ pub fn unet_weight_map_into<F: Float>(
     config: &WeightMapConfig,
     out: &mut [F],
 ) -> Result<()> {
-    config.validate()?;
-    let g = Grid::for_buffers(shape, spacing, &[mask.len(), out.len()])?;
     // SAFETY: `MaybeUninit<F>` has the layout of `F`, and only initialised values are written
     // through the view (`F: Copy` has no destructor to skip).
     let slots = unsafe { &mut *(out as *mut [F] as *mut [MaybeUninit<F>]) };
+    unet_weight_map_into_uninit(mask, shape, spacing, config, slots).map(|_| ())
+}
+
+/// [`unet_weight_map_into`] into a buffer that need not be initialised (a `Vec`'s spare
+/// capacity, say, which then needs no zeroing): every slot is written, and the slice is returned
+/// initialised.
+///
+/// # Errors
+/// As [`unet_weight_map_into`]; on an error nothing is written.
+///
+/// ```
+/// use segloss_core::{unet_weight_map_into_uninit, WeightMapConfig};
+///
+/// let mut buf: Vec<f32> = Vec::with_capacity(3);
+/// let w = unet_weight_map_into_uninit(
+///     &[true, false, true],
+///     &[3],
+///     None,
+///     &WeightMapConfig::default(),
+///     &mut buf.spare_capacity_mut()[..3],
+/// )?;
+/// assert!(w[1] > w[0]);
+/// # Ok::<(), segloss_core::CoreError>(())
+/// ```
+pub fn unet_weight_map_into_uninit<'a, F: Float>(
+    mask: &[bool],
+    shape: &[usize],
+    spacing: Option<&[f64]>,
+    config: &WeightMapConfig,
+    out: &'a mut [MaybeUninit<F>],
+) -> Result<&'a mut [F]> {
+    config.validate()?;
+    let g = Grid::for_buffers(shape, spacing, &[mask.len(), out.len()])?;
     if g.shape[0] == 1 {
         let runs = plane::label_runs(mask, &g, config.connectivity);
-        weight_map_into::<F, bool>(mask, &g, config, Source::Plane(&runs), slots);
+        weight_map_into::<F, bool>(mask, &g, config, Source::Plane(&runs), out);
     } else {
         let (labels, k) = label_buffer(mask, &g, config.connectivity);
-        weight_map_into::<F, u32>(&labels, &g, config, Source::Labels(&labels, k), slots);
+        weight_map_into::<F, u32>(&labels, &g, config, Source::Labels(&labels, k), out);
     }
-    Ok(())
+    // SAFETY: `weight_map_into` writes every slot (its contract), so all are initialised.
+    Ok(unsafe { &mut *(out as *mut [MaybeUninit<F>] as *mut [F]) })
 }
 
 /// `[lo, hi)` per padded axis.

@@ -199,6 +199,17 @@ proptest! {
         let mut into = vec![f32::NAN; mask.len()];
         unet_weight_map_into(&mask, &s, sp.as_deref(), &config, &mut into).unwrap();
         prop_assert_eq!(&into[..], got32.as_slice().unwrap());
+        // Into uninitialised memory (a Vec's spare capacity): the same map.
+        let mut buf: Vec<f32> = Vec::with_capacity(mask.len());
+        let w = unet_weight_map_into_uninit(
+            &mask,
+            &s,
+            sp.as_deref(),
+            &config,
+            &mut buf.spare_capacity_mut()[..mask.len()],
+        )
+        .unwrap();
+        prop_assert_eq!(&w[..], got32.as_slice().unwrap());
     }
 
     #[test]

@@ -1771,7 +1771,7 @@ pub(crate) fn shape_aware_sums(
     spatial: &[usize],
     config: &segloss_core::WeightMapConfig,
     scale: f32,
-    keep: Option<&mut [f32]>,
+    keep: Option<&mut [std::mem::MaybeUninit<f32>]>,
 ) -> Vec<f32> {
     let s: usize = spatial.iter().product();
     let rows = x.len() / s.max(1);
@@ -1782,10 +1782,11 @@ pub(crate) fn shape_aware_sums(
         parallel: split,
         ..*config
     };
-    let row = |xr: &[f32], yr: &[f32], wd: &mut [f32]| -> f64 {
+    let row = |xr: &[f32], yr: &[f32], wd: &mut [std::mem::MaybeUninit<f32>]| -> f64 {
         let mask: Vec<bool> = yr.iter().map(|&v| v > 0.5).collect();
-        segloss_core::unet_weight_map_into::<f32>(&mask, spatial, None, &config, wd)
-            .expect("shape and parameters checked by the caller");
+        let wd =
+            segloss_core::unet_weight_map_into_uninit::<f32>(&mask, spatial, None, &config, wd)
+                .expect("shape and parameters checked by the caller");
         if split {
             wd.par_chunks_mut(BLOCK)
                 .zip(xr.par_chunks(BLOCK).zip(yr.par_chunks(BLOCK)))
@@ -1804,7 +1805,7 @@ pub(crate) fn shape_aware_sums(
         None => x
             .par_chunks(s)
             .zip(y.par_chunks(s))
-            .map(|(xr, yr)| row(xr, yr, &mut vec![0f32; s]))
+            .map(|(xr, yr)| row(xr, yr, Vec::with_capacity(s).spare_capacity_mut()))
             .collect(),
     };
     sums.into_iter()

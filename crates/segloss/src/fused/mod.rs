@@ -513,13 +513,17 @@ impl FusedLossGrads for Flex {
         scale: f32,
     ) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
-        // Every element is written (the map, then the derivative over it).
-        let mut d = vec![0f32; n * c * s];
+        // Every element is written (the map, then the derivative over it): no zeroing.
+        let mut d: Vec<f32> = Vec::with_capacity(n * c * s);
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
-                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, Some(&mut d))
+                let slots = &mut d.spare_capacity_mut()[..n * c * s];
+                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, Some(slots))
             })
         });
+        // SAFETY: `shape_aware_sums` wrote all `n·c·s` slots (every row's map, then its
+        // derivatives over it).
+        unsafe { d.set_len(n * c * s) };
         (out(v, vec![n, c]), out(d, vec![n, c, s]))
     }
 
