@@ -505,6 +505,52 @@ pub(crate) fn prepare(
     target: Target,
     rules: &InputRules,
 ) -> Result<Prepared, LossError> {
+    prepare_with(pred, target, rules, false).map(|(p, _)| p)
+}
+
+/// [`prepare`] that leaves the value checks of a sigmoid prediction and its mask target (finite
+/// prediction; finite target in [0, 1]) to the caller, whose kernel reads every value anyway:
+/// `true` in the result when they are left, to be done by [`deferred_checks`] (with the same
+/// errors) unless the kernel found every value valid.
+pub(crate) fn prepare_deferred(
+    pred: Flat,
+    target: Target,
+    rules: &InputRules,
+) -> Result<(Prepared, bool), LossError> {
+    prepare_with(pred, target, rules, true)
+}
+
+/// The checks [`prepare_deferred`] left: the same errors `prepare` gives.
+pub(crate) fn deferred_checks(p: &Prepared) -> Result<(), LossError> {
+    check_finite(&p.x, "prediction")?;
+    let y = p.y();
+    let (lo, hi) = match crate::fused::float_summary(&y, true) {
+        Some((false, _, _)) => {
+            return Err(LossError::NonFinite {
+                what: "target".into(),
+            })
+        }
+        Some((true, lo, hi)) => (lo, hi),
+        None => {
+            check_finite(&y, "target")?;
+            min_max(&y)
+        }
+    };
+    if lo < 0.0 || hi > 1.0 {
+        return Err(LossError::TargetOutOfRange {
+            value: if lo < 0.0 { lo } else { hi },
+            ignore: ignore_note(None),
+        });
+    }
+    Ok(())
+}
+
+fn prepare_with(
+    pred: Flat,
+    target: Target,
+    rules: &InputRules,
+    defer: bool,
+) -> Result<(Prepared, bool), LossError> {
     let pshape = pred.shape.clone();
     let pred = pred.values;
     let rank = pshape.len();
@@ -524,13 +570,22 @@ pub(crate) fn prepare(
     let (n, c) = (pshape[0], pshape[1]);
     let spatial = pshape[2..].to_vec();
     let s: usize = spatial.iter().product();
-    let checks = value_checks();
+    let is_labels = target.is_labels();
+    // Left to the caller: a sigmoid prediction with a mask target and no ignore value.
+    let deferred = defer
+        && value_checks()
+        && !is_labels
+        && rules.ignore_index.is_none()
+        && matches!(
+            resolve_activation(rules, is_labels, c),
+            Ok(Activation::Sigmoid)
+        );
+    let checks = value_checks() && !deferred;
     if checks {
         check_finite(&pred, "prediction")?;
     }
     let x: Tensor<3> = pred.reshape([n, c, s]);
 
-    let is_labels = target.is_labels();
     let activation = resolve_activation(rules, is_labels, c)?;
     if checks && activation == Activation::None {
         let (lo, hi) = min_max(&x);
@@ -598,19 +653,22 @@ pub(crate) fn prepare(
                     ignore: ignore_note(rules.ignore_index),
                 });
             }
-            Ok(Prepared {
-                n,
-                c,
-                spatial,
-                x,
-                activation,
-                y: std::sync::OnceLock::from(y),
-                labels: None,
-                valid,
-                valid_px,
-                n_valid,
-                n_valid_el,
-            })
+            Ok((
+                Prepared {
+                    n,
+                    c,
+                    spatial,
+                    x,
+                    activation,
+                    y: std::sync::OnceLock::from(y),
+                    labels: None,
+                    valid,
+                    valid_px,
+                    n_valid,
+                    n_valid_el,
+                },
+                deferred,
+            ))
         }
         TargetKind::Labels(l) => {
             let ok_shape = (tshape.len() == rank
@@ -660,19 +718,22 @@ pub(crate) fn prepare(
                     ignore: ignore_note(rules.ignore_index),
                 });
             }
-            Ok(Prepared {
-                n,
-                c,
-                spatial,
-                x,
-                activation,
-                y: std::sync::OnceLock::new(),
-                labels: Some(l2),
-                valid_px: valid.clone(),
-                valid,
-                n_valid,
-                n_valid_el: n_valid * c,
-            })
+            Ok((
+                Prepared {
+                    n,
+                    c,
+                    spatial,
+                    x,
+                    activation,
+                    y: std::sync::OnceLock::new(),
+                    labels: Some(l2),
+                    valid_px: valid.clone(),
+                    valid,
+                    n_valid,
+                    n_valid_el: n_valid * c,
+                },
+                false,
+            ))
         }
     }
 }

@@ -373,3 +373,65 @@ fn shape_aware_softmax_labels_match_the_one_hot_mask() {
         "{a} vs {b}"
     );
 }
+
+/// The fused shape-aware kernel makes the value checks on its own pass over the data: a bad value
+/// anywhere (not only in the first block) gives the same error as every other loss (`bce`, whose
+/// inputs are checked before it runs), in f32 (the fused path) and in f64 (the composed one).
+#[test]
+fn shape_aware_reports_bad_values_as_the_other_losses_do() {
+    use burn::tensor::{DType, TensorData};
+    let d = Device::flex();
+    let shape = [3usize, 2, 9, 13];
+    let n: usize = shape.iter().product();
+    let xs: Vec<f64> = (0..n)
+        .map(|i| ((i * 37 % 23) as f64 - 11.0) * 0.3)
+        .collect();
+    let ys: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i % 5 < 2))).collect();
+    let at = n - 7; // in the last row, past the 8-lane blocks
+    let cases: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        ("NaN logit", set(&xs, at, f64::NAN), ys.clone()),
+        ("infinite logit", set(&xs, 5, f64::INFINITY), ys.clone()),
+        ("NaN target", xs.clone(), set(&ys, at, f64::NAN)),
+        ("target 1.5", xs.clone(), set(&ys, 40, 1.5)),
+        ("target -0.25", xs.clone(), set(&ys, at, -0.25)),
+    ];
+    let dtypes = if f64_supported() {
+        vec![DType::F32, DType::F64]
+    } else {
+        vec![DType::F32]
+    };
+    for dtype in dtypes {
+        for (what, x, y) in &cases {
+            let t = |v: &[f64]| {
+                Tensor::<4>::from_data(TensorData::new(v.to_vec(), shape), &d).cast(dtype)
+            };
+            let err = |spec: &str| {
+                let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+                loss.try_forward(t(x), segloss::Target::from(t(y)), None, LossReduction::Mean)
+                    .map(|_| ())
+                    .unwrap_err()
+                    .to_string()
+            };
+            assert_eq!(err("shape_aware"), err("bce"), "{what} ({dtype:?})");
+        }
+        // Valid values still give a finite loss.
+        let loss = LossSpec::parse("shape_aware").unwrap().build().unwrap();
+        let t =
+            |v: &[f64]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), shape), &d).cast(dtype);
+        let v = loss
+            .try_forward(
+                t(&xs),
+                segloss::Target::from(t(&ys)),
+                None,
+                LossReduction::Mean,
+            )
+            .unwrap();
+        assert!(v.values.into_scalar::<f64>().is_finite());
+    }
+}
+
+fn set(v: &[f64], i: usize, value: f64) -> Vec<f64> {
+    let mut v = v.to_vec();
+    v[i] = value;
+    v
+}

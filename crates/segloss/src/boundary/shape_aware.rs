@@ -8,8 +8,8 @@ use super::maps::{fill_images, target_masks};
 use crate::distribution::weighted_ce::weighted_ce_prepared;
 use crate::error::LossError;
 use crate::input::{
-    const_tensor, const_tensor_of, host_f32, prepare, Activation, Flat, InputRules, LossReduction,
-    LossValue,
+    const_tensor, const_tensor_of, deferred_checks, host_f32, prepare_deferred, Activation, Flat,
+    InputRules, LossReduction, LossValue,
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
 use crate::Target;
@@ -147,7 +147,9 @@ impl SegLoss for ShapeAwareLoss {
         reduction: LossReduction,
     ) -> Result<LossValue, LossError> {
         no_weights(self.name(), &weights)?;
-        let p = prepare(
+        // The value checks of a sigmoid prediction and its mask are made by the fused kernel on
+        // its pass over the data (two fewer passes), or below before the composed path.
+        let (p, checks_left) = prepare_deferred(
             pred,
             target,
             &InputRules::any_activation("shape_aware", self.activation),
@@ -165,11 +167,18 @@ impl SegLoss for ShapeAwareLoss {
                 LossReduction::BatchMean => 1.0 / p.n as f64,
                 _ => 1.0,
             };
-            if let Some(sums) =
+            if let Some((sums, ok)) =
                 crate::fused::shape_aware_sums(&p.x, &p.y(), &p.spatial, &config, scale)
             {
+                if checks_left && !ok {
+                    // The precise error (which value, which check).
+                    deferred_checks(&p)?;
+                }
                 return Ok(LossValue::scalar(sums.sum()));
             }
+        }
+        if checks_left {
+            deferred_checks(&p)?;
         }
         let (masks, channels) = if p.activation == Activation::Softmax {
             // Foreground = any class but 0, per sample: read from the labels (no one-hot), or

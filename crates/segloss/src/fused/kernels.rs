@@ -1724,10 +1724,13 @@ fn wbce_term(xi: f32, yi: f32, wi: f32, scale: f32) -> (f32, f32) {
 /// `scale·w·((1 − y)·σ(x) − y·(1 − σ(x)))` on return (the weight map becomes the gradient in
 /// place).
 #[inline(always)]
-fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> f64 {
+fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> (f64, bool) {
     let len = x.len();
     let (y, wd) = (&y[..len], &mut wd[..len]);
     let mut acc = [0f32; L];
+    // The value checks on the way (branch-free): a non-finite logit or a target outside [0, 1]
+    // (NaN fails both comparisons).
+    let mut bad = [0u32; L];
     let chunks = len / L;
     for k in 0..chunks {
         let xk: &[f32; L] = x[k * L..k * L + L].try_into().unwrap();
@@ -1737,20 +1740,31 @@ fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> f
             let (v, d) = wbce_term(xk[l], yk[l], dk[l], scale);
             dk[l] = d;
             acc[l] += v;
+            // Negated comparisons on purpose: NaN must count as bad.
+            #[allow(clippy::manual_range_contains, clippy::neg_cmp_op_on_partial_ord)]
+            {
+                bad[l] |= u32::from(!(xk[l].abs() < f32::INFINITY))
+                    | u32::from(!((yk[l] >= 0.0) & (yk[l] <= 1.0)));
+            }
         }
     }
     let mut tail = 0f64;
+    let mut tail_bad = false;
     for i in chunks * L..len {
         let (v, d) = wbce_term(x[i], y[i], wd[i], scale);
         wd[i] = d;
         tail += v as f64;
+        tail_bad |= !x[i].is_finite() || !(0.0..=1.0).contains(&y[i]);
     }
-    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+    (
+        acc.iter().map(|&v| v as f64).sum::<f64>() + tail,
+        tail_bad || bad.iter().any(|&b| b != 0),
+    )
 }
 
 multiversion!(
     wbce_row_grad_in_place_mv,
-    fn(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> f64,
+    fn(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> (f64, bool),
     wbce_row_grad_in_place
 );
 
@@ -1763,6 +1777,9 @@ multiversion!(
 /// receives the derivative of the scaled sum, `scale·w·((1 − y)·σ(x) − y·(1 − σ(x)))`, which the
 /// backward multiplies by the row's upstream gradient ([`scale_rows_in_place`]); that gradient is
 /// 1 when the loss itself is differentiated, and then the backward has nothing left to do.
+///
+/// One more value follows the `[N·C]` sums: 1 when every logit is finite and every target in
+/// [0, 1] (the value checks, made on the way), else 0.
 ///
 /// `spatial` and `config` must be valid (checked by the caller).
 pub(crate) fn shape_aware_sums(
@@ -1782,7 +1799,7 @@ pub(crate) fn shape_aware_sums(
         parallel: split,
         ..*config
     };
-    let row = |xr: &[f32], yr: &[f32], wd: &mut [std::mem::MaybeUninit<f32>]| -> f64 {
+    let row = |xr: &[f32], yr: &[f32], wd: &mut [std::mem::MaybeUninit<f32>]| -> (f64, bool) {
         let mask: Vec<bool> = yr.iter().map(|&v| v > 0.5).collect();
         let wd =
             segloss_core::unet_weight_map_into_uninit::<f32>(&mask, spatial, None, &config, wd)
@@ -1791,12 +1808,12 @@ pub(crate) fn shape_aware_sums(
             wd.par_chunks_mut(BLOCK)
                 .zip(xr.par_chunks(BLOCK).zip(yr.par_chunks(BLOCK)))
                 .map(|(d, (xb, yb))| wbce_row_grad_in_place_mv(xb, yb, d, scale))
-                .sum()
+                .reduce(|| (0.0, false), |a, b| (a.0 + b.0, a.1 | b.1))
         } else {
             wbce_row_grad_in_place_mv(xr, yr, wd, scale)
         }
     };
-    let sums: Vec<f64> = match keep {
+    let sums: Vec<(f64, bool)> = match keep {
         Some(keep) => keep
             .par_chunks_mut(s)
             .zip(x.par_chunks(s).zip(y.par_chunks(s)))
@@ -1808,8 +1825,10 @@ pub(crate) fn shape_aware_sums(
             .map(|(xr, yr)| row(xr, yr, Vec::with_capacity(s).spare_capacity_mut()))
             .collect(),
     };
+    let ok = sums.iter().all(|&(_, bad)| !bad);
     sums.into_iter()
-        .map(|v| (v * scale as f64) as f32)
+        .map(|(v, _)| (v * scale as f64) as f32)
+        .chain([f32::from(u8::from(ok))])
         .collect()
 }
 

@@ -148,8 +148,9 @@ pub trait FusedLossOps: Backend {
         w: FloatTensor<Self>,
         act: u32,
     ) -> FloatTensor<Self>;
-    /// `[N, C, S]` logits, `[N, C, S]` mask → `[N, C]` sums of the U-Net-weighted BCE, the map of
-    /// each row computed from its target (`spatial`: the shape of S).
+    /// `[N, C, S]` logits, `[N, C, S]` mask → `[N·C + 1]`: the sums of the U-Net-weighted BCE
+    /// times `scale`, the map of each row computed from its target (`spatial`: the shape of S),
+    /// then 1 if every logit is finite and every target in [0, 1], else 0.
     fn fused_shape_aware_sums(
         x: FloatTensor<Self>,
         y: FloatTensor<Self>,
@@ -226,8 +227,8 @@ pub trait FusedLossGrads: Backend {
         config: WeightMapConfig,
         scale: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
-    /// `g[row]·d[row]` for the `[N, C, S]` derivatives `d` and the `[N, C]` upstream gradient
-    /// `g` (in place when `d` is not shared).
+    /// `g[row]·d[row]` for the `[N, C, S]` derivatives `d` and the upstream gradient `g` of the
+    /// `[N·C + 1]` output (in place when `d` is not shared; `d` itself when every `g[row]` is 1).
     fn fused_scale_rows_grad(d: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Gradient of `Σ g·wbce_sums`.
     fn fused_wbce_grad(
@@ -349,7 +350,7 @@ impl FusedLossOps for Flex {
                 kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, None)
             })
         });
-        out(v, vec![n, c])
+        out(v, vec![n * c + 1])
     }
 
     fn fused_wbce_sums(x: FlexTensor, y: FlexTensor, w: FlexTensor) -> FlexTensor {
@@ -524,12 +525,13 @@ impl FusedLossGrads for Flex {
         // SAFETY: `shape_aware_sums` wrote all `n·c·s` slots (every row's map, then its
         // derivatives over it).
         unsafe { d.set_len(n * c * s) };
-        (out(v, vec![n, c]), out(d, vec![n, c, s]))
+        (out(v, vec![n * c + 1]), out(d, vec![n, c, s]))
     }
 
     fn fused_scale_rows_grad(d: FlexTensor, g: FlexTensor) -> FlexTensor {
-        let (_, _, s) = dims3(&d);
-        let g = f32_vec(&g);
+        let (n, c, s) = dims3(&d);
+        // The row gradients (the last value, the checks' flag, has none).
+        let g = f32_vec(&g)[..n * c].to_vec();
         // The loss differentiated directly: the kept derivatives are the gradient.
         if g.iter().all(|&v| v == 1.0) {
             return d;
@@ -1183,18 +1185,19 @@ pub(crate) fn wbce_sums(x: &Tensor<3>, y: &Tensor<3>, w: &Tensor<3>) -> Option<T
     Some(Tensor::from_dispatch(o))
 }
 
-/// Sums `[N, C]` of the shape-aware loss (U-Net-weighted BCE with logits, the map of each row
+/// Sums `[N·C]` of the shape-aware loss (U-Net-weighted BCE with logits, the map of each row
 /// computed from `y > 0.5`) for logits `x` and a mask `y` `[N, C, S]`, S of shape `spatial`,
 /// multiplied by `scale` (the reduction's 1/count: their sum is then the loss, whose gradient
-/// needs no pass of its own); `None` where the fused path does not apply, or where `spatial` or
-/// `config` is invalid (the composed path then reports the error).
+/// needs no pass of its own), and whether every logit was finite and every target in [0, 1];
+/// `None` where the fused path does not apply, or where `spatial` or `config` is invalid (the
+/// composed path then reports the error).
 pub(crate) fn shape_aware_sums(
     x: &Tensor<3>,
     y: &Tensor<3>,
     spatial: &[usize],
     config: &WeightMapConfig,
     scale: f64,
-) -> Option<Tensor<2>> {
+) -> Option<(Tensor<1>, bool)> {
     let valid = config.validate().is_ok()
         && (1..=3).contains(&spatial.len())
         && spatial.iter().all(|&d| d > 0)
@@ -1209,5 +1212,8 @@ pub(crate) fn shape_aware_sums(
         *config,
         scale as f32,
     );
-    Some(Tensor::from_dispatch(o))
+    let o: Tensor<1> = Tensor::from_dispatch(o);
+    let rows = x.dims()[0] * x.dims()[1];
+    let ok = o.clone().detach().narrow(0, rows, 1).into_scalar::<f32>() == 1.0;
+    Some((o.narrow(0, 0, rows), ok))
 }
