@@ -4,7 +4,7 @@
 One command, from the repository root (the venv lives outside the repo):
 
     cargo build --release -p segloss-cli
-    /work/venv/bin/python tools/bench/losses.py [--iters K] [--quick] [--only SUBSTR[,SUBSTR…]] [--segloss PATH]
+    /work/venv/bin/python tools/bench/losses.py [--iters K] [--quick] [--only SUBSTR[,SUBSTR…]] [--pairs P] [--segloss PATH]
 
 For every case it times the Python peer in this process (torch.set_num_threads(2), float32, forward + backward
 with x.requires_grad, 3 warm-ups, median of K) and runs `target/release/segloss bench SPEC --shape ...
@@ -309,6 +309,26 @@ def run_segloss(binary, spec, shape, kind, iters):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def paired_ratio(binary, iters, pairs):
+    """Issue 5's ratio measured in interleaved pairs: `segloss bench bce` then `segloss bench shape_aware`
+    (8×1×256², cells), `pairs` times. The two table rows above are timed some 30 s apart, with the Python
+    peers in between, and this VM's speed drifts by ±25 % over such spans; a ratio of two runs made one
+    right after the other does not see that drift. Prints each pair and the median ratio."""
+    rows = []
+    for _ in range(pairs):
+        b = run_segloss(binary, "bce", BIN, "cells", iters).get("median_ms")
+        s = run_segloss(binary, "shape_aware", BIN, "cells", iters).get("median_ms")
+        if b is None or s is None:
+            print("paired ratio: a segloss run failed")
+            return
+        rows.append((b, s))
+    ratios = [s / b for b, s in rows]
+    med = statistics.median(ratios)
+    print(f"segloss shape_aware / segloss bce, {pairs} interleaved pairs (iters {iters} each): "
+          + ", ".join(f"{s:.2f}/{b:.2f} = {s / b:.2f}" for b, s in rows)
+          + f"; median {med:.2f}× (issue 5 target ≤ 3×: {'✓' if med <= 3 else '✗'})")
+
+
 def mib(b):
     return "n/a" if b is None else f"{b / 2**20:.1f} MiB"
 
@@ -327,6 +347,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 iterations, 1 warm-up")
     ap.add_argument("--only", default=None,
                     help="run only cases whose name contains one of these comma-separated substrings")
+    ap.add_argument("--pairs", type=int, default=5,
+                    help="interleaved bce / shape_aware runs for issue 5's ratio (default 5; 0: none)")
     ap.add_argument("--segloss", default=os.path.join(ROOT, "target", "release", "segloss"),
                     help="the segloss binary (default target/release/segloss)")
     a = ap.parse_args()
@@ -397,8 +419,10 @@ def main():
     if sa is not None and sb is not None:
         r = sa / sb
         print()
-        print(f"segloss shape_aware / segloss bce (8×1×256², cells target, same run): {sa:.2f} / {sb:.2f} ms = "
+        print(f"segloss shape_aware / segloss bce (8×1×256², cells target, from the table): {sa:.2f} / {sb:.2f} ms = "
               f"{r:.2f}× (issue 5 target ≤ 3×: {'✓' if r <= 3 else '✗'})")
+        if a.pairs > 0:
+            paired_ratio(a.segloss, iters, a.pairs)
     for r in rows:
         if r["error"]:
             print(f"segloss error for {r['spec']!r} {r['shape']}: {r['error']}")
