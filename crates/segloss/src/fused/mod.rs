@@ -884,21 +884,16 @@ where
         scale: f32,
     ) -> FloatTensor<Self> {
         let y = y.into_primitive();
-        // The kept derivatives replace (x, y, map) in the backward's state.
-        let (xp, node) = x.into_parts();
-        match ShapeAwareBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (o, d) = B::fused_shape_aware_sums_keep(xp, y, spatial, config, scale);
-                prep.finish((d, ()), o)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::fused_shape_aware_sums(xp, y, spatial, config, scale))
-            }
-        }
+        let y2 = y.clone();
+        let sp = spatial.clone();
+        // The kept derivatives are the backward's whole state (not x, y or the map).
+        keep_ad::<B, C, _, _>(
+            ShapeAwareBackward,
+            x,
+            (),
+            move |x, ()| B::fused_shape_aware_sums_keep(x, y, spatial, config, scale),
+            move |x, ()| B::fused_shape_aware_sums(x, y2, sp, config, scale),
+        )
     }
 
     fn fused_float_summary(x: FloatTensor<Self>, range: bool) -> FloatTensor<Self> {
