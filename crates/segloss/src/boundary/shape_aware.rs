@@ -76,10 +76,13 @@ impl ShapeAwareLossConfig {
 /// d1, d2 are the distances to the nearest and second-nearest instance; the instances are the
 /// connected components (full connectivity) of each target channel (sigmoid) or of `label ≠ 0`
 /// (softmax; pixels at `ignore_index` count as background); the border term applies to background
-/// pixels only and vanishes with fewer than two instances. W is computed by `segloss-core` (exact within 1e-4) on a detached copy per sample and
-/// channel, in parallel; it is a constant of the graph. To precompute W once per sample in a data
-/// loader instead, use [`unet_weight_map`](segloss_core::unet_weight_map) and
-/// [`WeightedCeLoss`](crate::WeightedCeLoss).
+/// pixels only and vanishes with fewer than two instances. W is computed by `segloss-core` (exact
+/// within 1e-4) per sample and channel, in parallel; it is a constant of the graph. On the CPU
+/// backend in f32 with a sigmoid, each image is one fused task (its map from the target, then the
+/// weighted BCE and its gradient in one pass over the image while the map is in cache); elsewhere
+/// the map is computed on a detached host copy and enters the composed formula. To precompute W
+/// once per sample in a data loader instead, use [`unet_weight_map`](segloss_core::unet_weight_map)
+/// and [`WeightedCeLoss`](crate::WeightedCeLoss).
 ///
 /// The data-loader path (compute W once per sample, not at every step):
 ///
