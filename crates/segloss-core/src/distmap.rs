@@ -71,7 +71,7 @@ fn squared_into<F: Float>(fg: &[bool], g: &Grid, out: &mut [F], serial: bool) {
 /// worker).
 ///
 /// # Errors
-/// [`CoreError::ShapeMismatch`] when `mask` or `out` does not hold
+/// [`CoreError::ShapeMismatch`](crate::CoreError::ShapeMismatch) when `mask` or `out` does not hold
 /// one value per voxel of `shape`; otherwise as [`edt`](crate::edt()).
 ///
 /// ```
