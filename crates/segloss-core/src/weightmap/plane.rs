@@ -531,6 +531,9 @@ struct PlaneScratch {
     count: Vec<u32>,
     /// Whether every column's voxels are contiguous (then `g` is not built).
     solid: bool,
+    /// `q·s2` for the box's columns `q` (for `s2 = qs_s2`), for [`PlaneScratch::offer_brute`].
+    qs: Vec<f32>,
+    qs_s2: f32,
     /// `s1²`.
     s1s: f32,
     /// One row of squared row distances outside the box.
@@ -552,6 +555,8 @@ impl Default for PlaneScratch {
             bot: Vec::new(),
             count: Vec::new(),
             solid: false,
+            qs: Vec::new(),
+            qs_s2: 0.0,
             s1s: 1.0,
             grow: Vec::new(),
             zxh: Vec::new(),
@@ -574,16 +579,16 @@ const BLOCK: usize = 16;
 /// `x` offers `min_q ((x − q)·s2)² + g[q]` over the box's columns `q` as one of the two smallest
 /// `(d1, d2)`.
 #[inline(always)]
-fn offer_brute(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) {
+fn offer_brute(g: &[f32], qs: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) {
     let n = d1.len();
     let mut start = 0;
     while start < n {
         // A last piece of at most 8 columns takes an 8-lane block (half the work of a 16-lane one).
         if n - start > 8 {
-            offer_block::<BLOCK>(g, x0, s2, start, d1, d2);
+            offer_block::<BLOCK>(g, qs, x0, s2, start, d1, d2);
             start += BLOCK;
         } else {
-            offer_block::<8>(g, x0, s2, start, d1, d2);
+            offer_block::<8>(g, qs, x0, s2, start, d1, d2);
             start += 8;
         }
     }
@@ -593,6 +598,7 @@ fn offer_brute(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) {
 #[inline(always)]
 fn offer_block<const N: usize>(
     g: &[f32],
+    qs: &[f32],
     x0: f32,
     s2: f32,
     start: usize,
@@ -600,17 +606,17 @@ fn offer_block<const N: usize>(
     d2: &mut [f32],
 ) {
     let len = (d1.len() - start).min(N);
-    let mut step = [0f32; N];
-    for (l, v) in step.iter_mut().enumerate() {
-        *v = l as f32 * s2;
+    // The lanes' positions `x·s2`; each site subtracts its own `q·s2` (`qs`): per site and lane a
+    // subtraction, a multiplication, an addition and a minimum (exact for unit spacing: integers).
+    let xs = (x0 + start as f32) * s2;
+    let mut xl = [0f32; N];
+    for (l, v) in xl.iter_mut().enumerate() {
+        *v = xs + l as f32 * s2;
     }
-    let xs = x0 + start as f32;
     let mut acc = [f32::INFINITY; N];
-    for (qk, &gk) in g.iter().enumerate() {
-        // Exact for unit spacing: integers.
-        let a = (xs - qk as f32) * s2;
+    for (&qk, &gk) in qs.iter().zip(g) {
         for l in 0..N {
-            let d = a + step[l];
+            let d = xl[l] - qk;
             let e = d * d + gk;
             acc[l] = if e < acc[l] { e } else { acc[l] };
         }
@@ -626,7 +632,8 @@ fn offer_block<const N: usize>(
 
 avx2_dispatch!(
     /// [`offer_brute`], with AVX2 where the CPU has it.
-    fn offer_brute_mv(g: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) = offer_brute
+    fn offer_brute_mv(g: &[f32], qs: &[f32], x0: f32, s2: f32, d1: &mut [f32], d2: &mut [f32]) =
+        offer_brute
 );
 
 impl PlaneScratch {
@@ -797,9 +804,15 @@ impl PlaneScratch {
     /// [`PlaneScratch::offer`] from the sites of [`PlaneScratch::sites`]: each column of the
     /// window takes the smallest `((x − q)·s2)² + g(q)` over all of them (the same values as the
     /// envelope's), [`BLOCK`] columns at a time held in registers, branch-free and vectorised.
-    fn offer_brute(&self, c0: usize, s2: f64, ea: usize, d1: &mut [f32], d2: &mut [f32]) {
+    fn offer_brute(&mut self, c0: usize, s2: f64, ea: usize, d1: &mut [f32], d2: &mut [f32]) {
         let x0 = (ea as i64 - c0 as i64) as f32;
-        offer_brute_mv(&self.grow, x0, s2 as f32, d1, d2);
+        if self.qs.len() != self.grow.len() || self.qs_s2 != s2 as f32 {
+            let s2f = s2 as f32;
+            self.qs.clear();
+            self.qs.extend((0..self.grow.len()).map(|q| q as f32 * s2f));
+            self.qs_s2 = s2f;
+        }
+        offer_brute_mv(&self.grow, &self.qs, x0, s2 as f32, d1, d2);
     }
 
     /// Evaluates the current envelope at the columns `ea..ea + d1.len()` (the box starting at column
