@@ -457,11 +457,16 @@ fn weight_map_into<F: Float, T: Voxel>(
                     inv,
                     w0,
                 );
-                class_fill(&mut o[..lo], &m[..lo], fg, bg);
-                for ((o, &t), v) in o[lo..hi].iter_mut().zip(&term).zip(&m[lo..hi]) {
-                    o.write(if v.is_foreground() { fg } else { bg + t });
+                match T::as_bits(m) {
+                    Some(bits) => finish_row_bits(o, bits, &term, lo, fg, bg),
+                    None => {
+                        class_fill(&mut o[..lo], &m[..lo], fg, bg);
+                        for ((o, &t), v) in o[lo..hi].iter_mut().zip(&term).zip(&m[lo..hi]) {
+                            o.write(if v.is_foreground() { fg } else { bg + t });
+                        }
+                        class_fill(&mut o[hi..], &m[hi..], fg, bg);
+                    }
                 }
-                class_fill(&mut o[hi..], &m[hi..], fg, bg);
             }
             return;
         }
@@ -506,8 +511,39 @@ fn weight_map_into<F: Float, T: Voxel>(
     }
 }
 
+avx2_dispatch!(
+    /// [`finish_row_bits_impl`], with AVX2 where the CPU has it.
+    fn finish_row_bits(
+        o: &mut [MaybeUninit<f32>],
+        m: &[u8],
+        term: &[f32],
+        lo: usize,
+        fg: f32,
+        bg: f32,
+    ) = finish_row_bits_impl
+);
+
+/// One finished row of a bool mask (`m`: bytes 0 or 1): `fg` on the foreground, `bg` on the
+/// background plus, from column `lo` on, the border terms `term`.
+#[inline(always)]
+fn finish_row_bits_impl(
+    o: &mut [MaybeUninit<f32>],
+    m: &[u8],
+    term: &[f32],
+    lo: usize,
+    fg: f32,
+    bg: f32,
+) {
+    let hi = lo + term.len();
+    class_fill(&mut o[..lo], &m[..lo], fg, bg);
+    for ((o, &t), &v) in o[lo..hi].iter_mut().zip(term).zip(&m[lo..hi]) {
+        o.write(if v != 0 { fg } else { bg + t });
+    }
+    class_fill(&mut o[hi..], &m[hi..], fg, bg);
+}
+
 /// The class weights `fg` / `bg` of the voxels of `mask` into `out` (branch-free, vectorised).
-#[inline]
+#[inline(always)]
 fn class_fill<T: Voxel>(out: &mut [MaybeUninit<f32>], mask: &[T], fg: f32, bg: f32) {
     for (o, v) in out.iter_mut().zip(mask) {
         o.write(if v.is_foreground() { fg } else { bg });
