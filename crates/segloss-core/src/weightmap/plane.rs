@@ -236,6 +236,26 @@ fn neighbours(boxes: &[BBox], g: &Grid, band: f64) -> Vec<Vec<u32>> {
     nb
 }
 
+/// `max(a, b)` for values that are never NaN: one `maxsd` (`f64::max` also handles NaN).
+#[inline(always)]
+fn max2(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min(a, b)` for values that are never NaN.
+#[inline(always)]
+fn min2(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 /// `⌊x⌋` for finite `x` (without SSE4.1's `roundsd`, `f64::floor` is a library call).
 #[inline]
 fn floor_i64(x: f64) -> i64 {
@@ -327,8 +347,8 @@ impl Lens {
         let [i0, i1] = ci;
         let [j0, j1] = cj;
         // dx_i + dx_j ≥ (i0 − c) + (j0 − c) and ≥ (c − i1) + (c − j1).
-        let lo = ((i0 + j0 - rr) * 0.5).max(i0 - ri).max(j0 - rj);
-        let hi = ((i1 + j1 + rr) * 0.5).min(i1 + ri).min(j1 + rj);
+        let lo = max2(max2((i0 + j0 - rr) * 0.5, i0 - ri), j0 - rj);
+        let hi = min2(min2((i1 + j1 + rr) * 0.5, i1 + ri), j1 + rj);
         (lo <= hi).then_some((lo, hi))
     }
 }
@@ -438,8 +458,8 @@ pub(super) fn plane_nearest_two<F: Float>(
                         let bj = &boxes[j as usize];
                         let kj = row_gap(r, bj[1][0], bj[1][1]);
                         if let Some((a, b)) = lens.columns(colf[i], colf[j as usize], ki, kj) {
-                            wa = wa.min(a);
-                            wb = wb.max(b);
+                            wa = min2(wa, a);
+                            wb = max2(wb, b);
                         }
                     }
                 }
