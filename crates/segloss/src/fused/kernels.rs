@@ -1822,7 +1822,7 @@ pub(crate) fn shape_aware_sums(
         None => x
             .par_chunks(s)
             .zip(y.par_chunks(s))
-            .map(|(xr, yr)| row(xr, yr, Vec::with_capacity(s).spare_capacity_mut()))
+            .map(|(xr, yr)| row(xr, yr, &mut Vec::with_capacity(s).spare_capacity_mut()[..s]))
             .collect(),
     };
     let ok = sums.iter().all(|&(_, bad)| !bad);
