@@ -448,25 +448,20 @@ fn weight_map_into<F: Float, T: Voxel>(
                 let [lo, hi] = dirty[r].map(|x| (x as usize).min(o.len()));
                 let hi = hi.max(lo);
                 let at = r * row_len;
-                term.resize(hi - lo, 0f32);
-                border_terms(
-                    &d1[at + lo..at + hi],
-                    &d2[at + lo..at + hi],
-                    &mut term,
-                    band,
-                    inv,
-                    w0,
-                );
-                match T::as_bits(m) {
-                    Some(bits) => finish_row_bits(o, bits, &term, lo, fg, bg),
-                    None => {
-                        class_fill(&mut o[..lo], &m[..lo], fg, bg);
-                        for ((o, &t), v) in o[lo..hi].iter_mut().zip(&term).zip(&m[lo..hi]) {
-                            o.write(if v.is_foreground() { fg } else { bg + t });
-                        }
-                        class_fill(&mut o[hi..], &m[hi..], fg, bg);
-                    }
+                let (a, b) = (&d1[at + lo..at + hi], &d2[at + lo..at + hi]);
+                if let Some(bits) = T::as_bits(m) {
+                    // A bool mask: border terms and class weights in one pass.
+                    let terms = BorderTerms { band, inv, w0 };
+                    finish_row_bits(o, bits, a, b, lo, &terms, fg, bg);
+                    continue;
                 }
+                term.resize(hi - lo, 0f32);
+                border_terms(a, b, &mut term, band, inv, w0);
+                class_fill(&mut o[..lo], &m[..lo], fg, bg);
+                for ((o, &t), v) in o[lo..hi].iter_mut().zip(&term).zip(&m[lo..hi]) {
+                    o.write(if v.is_foreground() { fg } else { bg + t });
+                }
+                class_fill(&mut o[hi..], &m[hi..], fg, bg);
             }
             return;
         }
@@ -511,32 +506,64 @@ fn weight_map_into<F: Float, T: Voxel>(
     }
 }
 
+/// `w0·exp(−(√a + √b)²·inv)` where `√a + √b ≤ band`, else 0 (branch-free, for vectorised loops).
+#[inline(always)]
+fn border_term(a: f32, b: f32, band: f32, inv: f32, w0: f32) -> f32 {
+    let s = a.sqrt() + b.sqrt();
+    let t = w0 * crate::fastmath::exp_baseline(-(s * s) * inv);
+    if s <= band {
+        t
+    } else {
+        0.0
+    }
+}
+
+/// The parameters of the border term `w0·exp(−(√a + √b)² · inv)` (0 where `√a + √b > band`).
+struct BorderTerms {
+    band: f64,
+    inv: f64,
+    w0: f64,
+}
+
 avx2_dispatch!(
     /// [`finish_row_bits_impl`], with AVX2 where the CPU has it.
     fn finish_row_bits(
         o: &mut [MaybeUninit<f32>],
         m: &[u8],
-        term: &[f32],
+        d1: &[f32],
+        d2: &[f32],
         lo: usize,
+        terms: &BorderTerms,
         fg: f32,
         bg: f32,
     ) = finish_row_bits_impl
 );
 
 /// One finished row of a bool mask (`m`: bytes 0 or 1): `fg` on the foreground, `bg` on the
-/// background plus, from column `lo` on, the border terms `term`.
+/// background plus, from column `lo` on, the border terms of the two smallest squared distances
+/// `d1`, `d2` (as [`border_terms`], in the same pass).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn finish_row_bits_impl(
     o: &mut [MaybeUninit<f32>],
     m: &[u8],
-    term: &[f32],
+    d1: &[f32],
+    d2: &[f32],
     lo: usize,
+    terms: &BorderTerms,
     fg: f32,
     bg: f32,
 ) {
-    let hi = lo + term.len();
+    let hi = lo + d1.len();
+    let (band, inv, w0) = (terms.band as f32, terms.inv as f32, terms.w0 as f32);
     class_fill(&mut o[..lo], &m[..lo], fg, bg);
-    for ((o, &t), &v) in o[lo..hi].iter_mut().zip(term).zip(&m[lo..hi]) {
+    for (((o, &a), &b), &v) in o[lo..hi]
+        .iter_mut()
+        .zip(d1)
+        .zip(&d2[..d1.len()])
+        .zip(&m[lo..hi])
+    {
+        let t = border_term(a, b, band, inv, w0);
         o.write(if v != 0 { fg } else { bg + t });
     }
     class_fill(&mut o[hi..], &m[hi..], fg, bg);
@@ -564,9 +591,7 @@ fn border_terms_impl(d1: &[f32], d2: &[f32], out: &mut [f32], band: f64, inv: f6
     let n = out.len();
     let (d1, d2) = (&d1[..n], &d2[..n]);
     for i in 0..n {
-        let s = d1[i].sqrt() + d2[i].sqrt();
-        let t = w0 * crate::fastmath::exp_baseline(-(s * s) * inv);
-        out[i] = if s <= band { t } else { 0.0 };
+        out[i] = border_term(d1[i], d2[i], band, inv, w0);
     }
 }
 
