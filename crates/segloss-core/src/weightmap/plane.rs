@@ -473,7 +473,7 @@ pub(super) fn plane_nearest_two<F: Float>(
                     continue;
                 }
                 let has_sites = if brute {
-                    sc.sites(r, bi, cap)
+                    sc.row(r, bi, cap as f32)
                 } else {
                     sc.envelope(r, bi, cap, s2)
                 };
@@ -813,15 +813,9 @@ impl PlaneScratch {
         m > 0
     }
 
-    /// The sites of row `r` for [`PlaneScratch::offer_brute`]: the squared distance `g(q)` to
-    /// the instance along each column `q` of the box, in `self.grow` (all columns: a value above
-    /// the cap only offers a larger true distance, and a branch-free loop over every column costs
-    /// less than picking them out). `false` when the row is farther than the cap from the box.
-    fn sites(&mut self, r: usize, b: &BBox, cap: f64) -> bool {
-        self.row(r, b, cap as f32)
-    }
-
-    /// [`PlaneScratch::offer`] from the sites of [`PlaneScratch::sites`]: each column of the
+    /// [`PlaneScratch::offer`] from the row's values of [`PlaneScratch::row`] (every column of the
+    /// box is a site: a value above the cap only offers a larger true distance, and a branch-free
+    /// loop over every column costs less than picking them out): each column of the
     /// window takes the smallest `((x − q)·s2)² + g(q)` over all of them (the same values as the
     /// envelope's), [`BLOCK`] columns at a time held in registers, branch-free and vectorised.
     fn offer_brute(&mut self, c0: usize, s2: f64, ea: usize, d1: &mut [f32], d2: &mut [f32]) {
