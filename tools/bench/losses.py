@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Side-by-side loss benchmark: segloss against its PyTorch / MONAI / smp peers (issues 8 and 5).
+"""Side-by-side loss benchmark: segloss against its PyTorch / MONAI / smp peers.
 
 One command, from the repository root (the venv lives outside the repo):
 
     cargo build --release -p segloss-cli
-    /work/venv/bin/python tools/bench/losses.py [--iters K] [--quick] [--only SUBSTR[,SUBSTR…]] [--pairs P] [--segloss PATH]
+    "${PYTHON:-python3}" tools/bench/losses.py [--iters K] [--quick] [--only SUBSTR[,SUBSTR…]] [--pairs P]
+        [--segloss PATH] [--json tools/bench/results/losses-cpu.json]
+
+($PYTHON: an interpreter with the packages of tools/reference/requirements.txt.)
 
 For every case it times the Python peer in this process (torch.set_num_threads(2), float32, forward + backward
 with x.requires_grad, 3 warm-ups, median of K) and runs `target/release/segloss bench SPEC --shape ...
@@ -216,7 +219,7 @@ def cases():
          lambda y: shape_aware_peer(y, weight_map_full), True, None),
         ("shape_aware", BIN, "cells", "shape_aware", "U-Net map, scipy EDT per instance (band crops) + weighted BCE",
          lambda y: shape_aware_peer(y, weight_map_crops), True, None),
-        # the reference of issue 5's shape_aware <= 3x bce (same data as shape_aware)
+        # the reference of the shape_aware <= 3x bce target (same data as shape_aware)
         ("bce (cells target)", BIN, "cells", "bce", "torch BCEWithLogitsLoss()",
          _mask_mod(torch.nn.BCEWithLogitsLoss()), False, None),
         # 8x4x256^2 logits, label-map target
@@ -310,7 +313,7 @@ def run_segloss(binary, spec, shape, kind, iters):
 
 
 def paired_ratio(binary, iters, pairs):
-    """Issue 5's ratio measured in interleaved pairs: `segloss bench bce` then `segloss bench shape_aware`
+    """The shape_aware / bce ratio measured in interleaved pairs: `segloss bench bce` then `segloss bench shape_aware`
     (8×1×256², cells), `pairs` times. The two table rows above are timed some 30 s apart, with the Python
     peers in between, and this VM's speed drifts by ±25 % over such spans; a ratio of two runs made one
     right after the other does not see that drift. Prints each pair and the median ratio."""
@@ -326,7 +329,8 @@ def paired_ratio(binary, iters, pairs):
     med = statistics.median(ratios)
     print(f"segloss shape_aware / segloss bce, {pairs} interleaved pairs (iters {iters} each): "
           + ", ".join(f"{s:.2f}/{b:.2f} = {s / b:.2f}" for b, s in rows)
-          + f"; median {med:.2f}× (issue 5 target ≤ 3×: {'✓' if med <= 3 else '✗'})")
+          + f"; median {med:.2f}× (target ≤ 3×: {'✓' if med <= 3 else '✗'})")
+    return {"pairs": [{"bce_ms": b, "shape_aware_ms": s} for b, s in rows], "median_ratio": med}
 
 
 def mib(b):
@@ -348,7 +352,9 @@ def main():
     ap.add_argument("--only", default=None,
                     help="run only cases whose name contains one of these comma-separated substrings")
     ap.add_argument("--pairs", type=int, default=5,
-                    help="interleaved bce / shape_aware runs for issue 5's ratio (default 5; 0: none)")
+                    help="interleaved bce / shape_aware runs for the shape_aware / bce ratio (default 5; 0: none)")
+    ap.add_argument("--json", default=None,
+                    help="also write the run (environment, every row, the paired ratio) to this JSON file")
     ap.add_argument("--segloss", default=os.path.join(ROOT, "target", "release", "segloss"),
                     help="the segloss binary (default target/release/segloss)")
     a = ap.parse_args()
@@ -362,8 +368,10 @@ def main():
           f"iters {iters} (warm-up {warmup} peer, 3 segloss)")
     print(f"torch {torch.__version__}, MONAI {monai.__version__}, smp {smp.__version__}, "
           f"numpy {np.__version__}, scipy {scipy.__version__}")
-    print(f"load before: {uptime_line()}")
+    load_before = uptime_line()
+    print(f"load before: {load_before}")
     sys.stdout.flush()
+    paired = None
 
     rows = []
     seg = {}
@@ -393,7 +401,8 @@ def main():
         print(f"  {case:<20} {'x'.join(map(str, shape)):<12} {kind:<6} peer {p_med:9.2f} ms  segloss "
               f"{'ERR ' + str(s.get('error')) if s_med is None else f'{s_med:9.2f} ms'}", file=sys.stderr, flush=True)
 
-    print(f"load after: {uptime_line()}")
+    load_after = uptime_line()
+    print(f"load after: {load_after}")
     fgs = {r["kind"]: r["fg"] for r in rows if r["fg"] is not None}
     if fgs:
         print("target foreground: " + ", ".join(f"{k} {v:.1%}" for k, v in fgs.items()) + "; labels uniform over C")
@@ -420,12 +429,49 @@ def main():
         r = sa / sb
         print()
         print(f"segloss shape_aware / segloss bce (8×1×256², cells target, from the table): {sa:.2f} / {sb:.2f} ms = "
-              f"{r:.2f}× (issue 5 target ≤ 3×: {'✓' if r <= 3 else '✗'})")
+              f"{r:.2f}× (target ≤ 3×: {'✓' if r <= 3 else '✗'})")
         if a.pairs > 0:
-            paired_ratio(a.segloss, iters, a.pairs)
+            paired = paired_ratio(a.segloss, iters, a.pairs)
     for r in rows:
         if r["error"]:
             print(f"segloss error for {r['spec']!r} {r['shape']}: {r['error']}")
+    if a.json:
+        write_json(a.json, dict(
+            script="tools/bench/losses.py",
+            date=datetime.datetime.now().isoformat(timespec="seconds"),
+            cpu=cpu_model(), cpus=os.cpu_count(), threads=THREADS, iters=iters, warmup_peer=warmup,
+            versions=dict(segloss=segloss_version(a.segloss), torch=torch.__version__, monai=monai.__version__,
+                          smp=smp.__version__, numpy=np.__version__, scipy=scipy.__version__,
+                          python=platform.python_version()),
+            load_before=load_before, load_after=load_after,
+            rows=[{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows],
+            shape_aware_over_bce_pairs=paired))
+        print(f"wrote {a.json}")
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def segloss_version(binary):
+    res = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    return res.stdout.strip() or None
+
+
+def write_json(path, obj):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of the surface-distance metrics (issue 6): `segloss eval` against MONAI's four
+"""Side-by-side benchmark of the surface-distance metrics `segloss eval` against MONAI's four
 calls and one combined pass built on seung-lab `edt`, on two overlapping 128^3 blobs, 2 threads.
 
-One command, from the repository root (the venvs live outside the repo):
+One command, from the repository root (the Python environment lives outside the repository):
 
     cargo build --release -p segloss-cli
-    /work/venv/bin/python tools/bench/metrics.py [--repeats K] [--segloss PATH] [--edt-python PATH]
+    "${PYTHON:-python3}" tools/bench/metrics.py [--repeats K] [--segloss PATH] [--edt-python PATH]
+
+($PYTHON: an interpreter with torch and MONAI.)
 
 - MONAI (this process, torch.set_num_threads(2)): `compute_hausdorff_distance`, the same with
   `percentile=95`, `compute_average_surface_distance(symmetric=True)` and `compute_surface_dice`
   (`use_subvoxels=False`, tolerance 1), each on one-hot `[1, 2, 128, 128, 128]` tensors with
   `include_background=False`, timed separately; their sum is "MONAI, four calls".
-- edt pass (a second interpreter that has `edt`, default /work/venv-maps/bin/python, running this file
+- edt pass (an interpreter that has `edt`, by default the one running this script, running this file
   with `--edt-worker`): MONAI's recipe done once for all four metrics — crop to the union's bounding
   box with a margin of 1, surfaces = mask XOR binary_erosion(mask) (scipy), `edt.edt(~surface,
   parallel=2)` of each surface, distances gathered at the other surface, then hd, hd95 (numpy linear
@@ -185,7 +187,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--segloss", default="target/release/segloss")
-    ap.add_argument("--edt-python", default="/work/venv-maps/bin/python")
+    ap.add_argument("--edt-python", default=sys.executable,
+                    help="an interpreter with numpy, scipy and edt (default: this one)")
     ap.add_argument("--core", action="store_true",
                     help="time segloss-core's label_metrics (cargo test runner) instead of segloss eval")
     ap.add_argument("--core-bin", action="append", default=[],

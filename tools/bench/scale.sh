@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Issue 9 scale check: a 512³ label volume through `segloss distmap` (and `eval` when available),
+# Scale check: a 512³ label volume through `segloss distmap` (and `eval` when available),
 # and a 16×4×512×512 batch through `segloss loss dice`, with wall time and peak RSS.
-# Usage: tools/bench/scale.sh [WORKDIR]   (needs numpy: /work/venv/bin/python or any python with numpy)
+# Usage: tools/bench/scale.sh [WORKDIR]   (Python with numpy: $PYTHON, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W=${1:-$(mktemp -d)}
 mkdir -p "$W"
-PY=${PYTHON:-/work/venv/bin/python}
+PY=${PYTHON:-python3}
 BIN=target/release/segloss
 [ -x "$BIN" ] || cargo build --release -p segloss-cli
 "$PY" - "$W" <<'PY'
