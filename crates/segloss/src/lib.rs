@@ -85,3 +85,10 @@ pub use spec::{CompositeLoss, LossSpec, SpecError};
 
 /// burn's reduction enum, re-exported for convenience.
 pub use burn::nn::loss::Reduction;
+
+/// The repository README's Rust examples, compiled and run as doctests (`cargo test --doc`), so the
+/// README cannot drift from the API. Only in doctest builds: a packaged crate does not carry the
+/// workspace README.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
