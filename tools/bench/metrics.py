@@ -194,6 +194,7 @@ def main():
     ap.add_argument("--core-bin", action="append", default=[],
                     help="with --core: also time this prebuilt bench_metrics runner (repeatable), "
                          "e.g. one built from an older commit, in the same run")
+    ap.add_argument("--json", default=None, help="also write the run (environment and every time) to this JSON file")
     ap.add_argument("--edt-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--pred", help=argparse.SUPPRESS)
     ap.add_argument("--target", help=argparse.SUPPRESS)
@@ -261,6 +262,28 @@ def main():
     print("|---|---:|---:|---:|")
     for _, (_, key, v) in monai.items():
         print(f"| {key} | {v:.6f} | {edt_res['values'][key]:.6f} | {ours[key]:.6f} |")
+    if args.json:
+        import datetime
+        import platform
+        import monai as monai_pkg
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+                   platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
+        out = dict(script="tools/bench/metrics.py", date=datetime.datetime.now().isoformat(timespec="seconds"),
+                   cpu=cpu, cpus=os.cpu_count(), threads=THREADS, repeats=args.repeats, shape=list(SHAPE),
+                   versions=dict(monai=monai_pkg.__version__, numpy=np.__version__,
+                                 python=platform.python_version()),
+                   load_before=load_before, load_after=load(),
+                   monai_ms={k: v[0] for k, v in monai.items()}, monai_total_ms=monai_total, edt_pass_ms=edt_ms,
+                   segloss_in_process_ms=inproc, segloss_whole_command_ms=None if wall != wall else wall,
+                   segloss_in_process_1thread_ms=inproc1,
+                   ratio_vs_monai=inproc / monai_total, ratio_vs_edt_pass=inproc / edt_ms,
+                   values=dict(monai={key: v for _, (_, key, v) in monai.items()}, edt=edt_res["values"],
+                               segloss=ours))
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1)
+            fh.write("\n")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
