@@ -1674,12 +1674,322 @@ def gen_distance_penalized_ce(fam: Family):
                 reduction=red)
 
 
+# ----------------------------------------------------------------------------- shape_aware (U-Net weight map)
+
+def full_structure(ndim):
+    from scipy.ndimage import generate_binary_structure
+    return generate_binary_structure(ndim, ndim)
+
+
+def cell_mask(r, sp, ncells=(3, 7), side=(2, 4)):
+    """A binary image of a few small boxes ("cells"), some touching or merging, most apart."""
+    m = np.zeros(sp)
+    for _ in range(int(r.integers(ncells[0], ncells[1]))):
+        lo = [int(r.integers(0, s)) for s in sp]
+        hi = [min(s, a + int(r.integers(side[0], side[1]))) for a, s in zip(lo, sp)]
+        m[tuple(slice(a, b) for a, b in zip(lo, hi))] = 1.0
+    return m
+
+
+def cell_labels(r, lshape, c):
+    """[N,1,*sp] or [N,*sp] label map: background 0 with cells of random classes 1..c-1 painted on."""
+    sp = lshape[2:] if len(lshape) >= 3 and lshape[1] == 1 else lshape[1:]
+    lab = np.zeros([lshape[0]] + list(sp), dtype=np.int64)
+    for n in range(lshape[0]):
+        for _ in range(int(r.integers(3, 7))):
+            box = cell_mask(r, sp, (1, 2)) > 0
+            lab[n][box] = int(r.integers(1, c))
+    return lab.reshape(lshape)
+
+
+def unet_weight_map(fg, w0, sigma, balanced):
+    """The U-Net weight map of one binary image, straight from the definition (Ronneberger et al. 2015): the
+    instances are the connected components of fg (scipy.ndimage.label, full connectivity); one full-image scipy
+    EDT per instance, the two smallest per pixel; w = w_c + w0*exp(-(d1+d2)^2/(2 sigma^2)) on background pixels
+    (no cut-off), no border term with fewer than two instances; w_c = N/(2 N_k) per class (0.5 everywhere for a
+    single class) or 1."""
+    from scipy.ndimage import label as nd_label
+    fg = np.asarray(fg) > 0.5
+    n = fg.size
+    if balanced:
+        nf, nb = int(fg.sum()), int((~fg).sum())
+        wc = np.where(fg, n / (2.0 * max(nf, 1)), n / (2.0 * max(nb, 1)))
+    else:
+        wc = np.ones(fg.shape)
+    inst, k = nd_label(fg, structure=full_structure(fg.ndim))
+    if k < 2:
+        return wc
+    d = np.stack([edt(inst != i) for i in range(1, k + 1)])
+    d.sort(axis=0)
+    return wc + w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma ** 2)) * (~fg)
+
+
+def bce_map(t, y, act):
+    """Per-element BCE of logits (sigmoid) or probabilities (none, torch's log clamp at -100)."""
+    if act == "none":
+        return F.binary_cross_entropy(t, T(y), reduction="none")
+    return F.binary_cross_entropy_with_logits(t, T(y), reduction="none")
+
+
+def reduce_batch(l, red, n):
+    return l.sum() / n if red == "batch_mean" else reduce(l, red)
+
+
+def gen_shape_aware(fam: Family):
+    S2, S3 = [2, 1, 12, 13], [1, 1, 5, 7, 8]
+    cases = [
+        # name, spec args, (w0, sigma, balanced), shape, target form, activation, reduction, prediction form
+        ("shape_aware_sigmoid_2d_c1", [], (10.0, 5.0, True), S2, ("cells",), "sigmoid", "mean", "logits"),
+        ("shape_aware_sigmoid_2d_c1_w0_5_sigma_2", ["w0=5", "sigma=2"], (5.0, 2.0, True), [2, 1, 16, 15],
+         ("cells",), "sigmoid", "mean", "logits"),
+        ("shape_aware_sigmoid_2d_c1_sigma_1.5_class_weight_none", ["sigma=1.5", "class_weight=none"],
+         (10.0, 1.5, False), S2, ("cells",), "sigmoid", "mean", "logits"),
+        ("shape_aware_sigmoid_2d_c3", [], (10.0, 5.0, True), [2, 3, 9, 10], ("cells",), "sigmoid", "mean", "logits"),
+        ("shape_aware_sigmoid_3d_c1", [], (10.0, 5.0, True), S3, ("cells",), "sigmoid", "mean", "logits"),
+        ("shape_aware_sigmoid_3d_c2_w0_3_sigma_2_class_weight_none", ["w0=3", "sigma=2", "class_weight=none"],
+         (3.0, 2.0, False), [2, 2, 4, 6, 7], ("cells",), "sigmoid", "mean", "logits"),
+        ("shape_aware_sigmoid_2d_c1_w0_0", ["w0=0"], (0.0, 5.0, True), S2, ("cells",), "sigmoid", "mean", "logits"),
+        ("shape_aware_sigmoid_2d_c1_soft_target", [], (10.0, 5.0, True), S2, ("soft_cells",), "sigmoid", "mean",
+         "logits"),
+        ("shape_aware_sigmoid_2d_c1_saturated", [], (10.0, 5.0, True), S2, ("cells",), "sigmoid", "mean",
+         "saturated"),
+        ("shape_aware_sigmoid_2d_c1_one_cell", [], (10.0, 5.0, True), S2, ("one_cell",), "sigmoid", "mean",
+         "logits"),
+        ("shape_aware_sigmoid_2d_c1_empty_target", [], (10.0, 5.0, True), S2, ("empty",), "sigmoid", "mean",
+         "logits"),
+        ("shape_aware_sigmoid_2d_c1_full_target", [], (10.0, 5.0, True), S2, ("full",), "sigmoid", "mean",
+         "logits"),
+        ("shape_aware_sigmoid_2d_c1_reduction_sum", [], (10.0, 5.0, True), S2, ("cells",), "sigmoid", "sum",
+         "logits"),
+        ("shape_aware_sigmoid_2d_c3_reduction_batch_mean", [], (10.0, 5.0, True), [2, 3, 9, 10], ("cells",),
+         "sigmoid", "batch_mean", "logits"),
+        ("shape_aware_sigmoid_2d_c1_reduction_none", [], (10.0, 5.0, True), S2, ("cells",), "sigmoid", "none",
+         "logits"),
+        ("shape_aware_probs_2d_c1", [], (10.0, 5.0, True), S2, ("cells",), "none", "mean", "probs"),
+        ("shape_aware_softmax_2d_c3_labels", [], (10.0, 5.0, True), [2, 3, 12, 13], ("labels", [2, 1, 12, 13]),
+         "softmax", "mean", "logits"),
+        ("shape_aware_softmax_2d_c4_labels_nhw_w0_8_sigma_3", ["w0=8", "sigma=3"], (8.0, 3.0, True),
+         [2, 4, 11, 12], ("labels", [2, 11, 12]), "softmax", "mean", "logits"),
+        ("shape_aware_softmax_3d_c3_labels_class_weight_none", ["class_weight=none"], (10.0, 5.0, False),
+         [1, 3, 5, 6, 7], ("labels", [1, 5, 6, 7]), "softmax", "mean", "logits"),
+        ("shape_aware_softmax_2d_c3_onehot_mask", [], (10.0, 5.0, True), [2, 3, 10, 11], ("onehot",), "softmax",
+         "mean", "logits"),
+        ("shape_aware_softmax_2d_c3_labels_reduction_sum", [], (10.0, 5.0, True), [2, 3, 10, 11],
+         ("labels", [2, 1, 10, 11]), "softmax", "sum", "logits"),
+        ("shape_aware_softmax_2d_c3_labels_reduction_none", [], (10.0, 5.0, True), [2, 3, 10, 11],
+         ("labels", [2, 1, 10, 11]), "softmax", "none", "logits"),
+    ]
+    for name, sargs, (w0, sigma, balanced), shp, tf, act, red, pform in cases:
+        r = rng_for(name)
+        x = make_pred(r, pform, shp)
+        sp = shp[2:]
+        if tf[0] == "labels":
+            tgt = cell_labels(r, tf[1], shp[1])
+            kind = "labels"
+            lab = tgt if len(tf[1]) == len(shp) - 1 else tgt[:, 0]
+            y = onehot_np(lab, shp[1])
+        elif tf[0] == "onehot":
+            lab = cell_labels(r, [shp[0]] + sp, shp[1])
+            tgt = y = onehot_np(lab, shp[1])
+            kind = "mask"
+        else:
+            kind = "mask"
+            if tf[0] == "cells":
+                tgt = np.stack([np.stack([cell_mask(r, sp) for _ in range(shp[1])]) for _ in range(shp[0])])
+            elif tf[0] == "soft_cells":
+                m = np.stack([np.stack([cell_mask(r, sp) for _ in range(shp[1])]) for _ in range(shp[0])])
+                # soft values on both sides of 0.5: the map sees m, the BCE the soft values
+                tgt = f32(np.where(m > 0, r.uniform(0.55, 1.0, size=shp), r.uniform(0.0, 0.45, size=shp)))
+            elif tf[0] == "one_cell":
+                tgt = np.zeros(shp)
+                tgt[..., 3:7, 4:8] = 1.0
+            elif tf[0] == "empty":
+                tgt = np.zeros(shp)
+            elif tf[0] == "full":
+                tgt = np.ones(shp)
+            else:
+                raise ValueError(tf)
+            y = tgt
+        spec = spec_of("shape_aware", act_spec(act, kind, shp[1]), *sargs, red_spec(red))
+        cw = "balanced" if balanced else "none"
+        if act == "softmax":
+            # one map per sample, from the foreground label != 0 (the background channel < 0.5)
+            w = np.stack([unet_weight_map(y[n, 0] < 0.5, w0, sigma, balanced) for n in range(shp[0])])
+
+            def fn(t, y=y, w=w, red=red, n=shp[0]):
+                ce = -(torch.log_softmax(t, 1) * T(y)).sum(1)
+                return reduce_batch(ce * T(w), red, n)
+            orc = (f"(torch CE(reduction='none') * W){'' if red == 'none' else '.' + red + '()'}, W [N,*spatial] = U-Net "
+                   f"map (w0={fmt_num(w0)}, sigma={fmt_num(sigma)}, class_weight={cw}) of label != 0 per sample: scipy "
+                   "label (full connectivity), one scipy EDT per instance, border term on background pixels; "
+                   "'none' has shape [N,*spatial]; mean over N*S")
+        else:
+            w = per_image(lambda m: unet_weight_map(m, w0, sigma, balanced), y)
+
+            def fn(t, y=y, w=w, red=red, act=act, n=shp[0]):
+                return reduce_batch(bce_map(t, y, act) * T(w), red, n)
+            orc = (f"({'BCELoss' if act == 'none' else 'BCEWithLogitsLoss'}(reduction='none') * W)"
+                   f"{'' if red == 'none' else '.' + red + '()'}, W = U-Net map (w0={fmt_num(w0)}, "
+                   f"sigma={fmt_num(sigma)}, class_weight={cw}) of target > 0.5 per image and channel: scipy label "
+                   "(full connectivity), one scipy EDT per instance, border term on background pixels")
+        fam.add(name, spec, orc.replace(".batch_mean()", ".sum()/N"), x, tgt, kind, fn, reduction=red)
+
+
+# ----------------------------------------------------------------------------- contour_ce
+
+def surface(m):
+    """The boundary every segloss loss and metric uses: foreground voxels that a binary erosion with the
+    face-connected structuring element removes, voxels outside the array counting as background
+    (scipy binary_erosion with border_value=0, as MONAI's get_mask_edges)."""
+    from scipy.ndimage import binary_erosion, generate_binary_structure
+    m = np.asarray(m) > 0.5
+    return m & ~binary_erosion(m, structure=generate_binary_structure(m.ndim, 1), border_value=0)
+
+
+def contour_distance(pm, tm):
+    """E: on the surface of the predicted mask pm, the scipy EDT distance to the nearest surface voxel of the target
+    mask tm; 0 elsewhere, and 0 everywhere when the target has no surface (it is empty)."""
+    tb, pb = surface(tm), surface(pm)
+    e = np.where(pb, edt(~tb), 0.0) if tb.any() else np.zeros(np.shape(pm))
+    check_contour_distance(pm, tm, pb, tb, e)
+    return e
+
+
+def check_contour_distance(pm, tm, pb, tb, e):
+    """Cross-checks: the surfaces against MONAI's get_mask_edges (binary_erosion(m) ^ m), E against the brute-force
+    distances between the two surfaces' voxels."""
+    from monai.metrics.utils import get_mask_edges
+    pm, tm = np.asarray(pm) > 0.5, np.asarray(tm) > 0.5
+    if pm.any() and tm.any():
+        ep, et = get_mask_edges(pm, tm, crop=False)
+        if not (np.array_equal(ep, pb) and np.array_equal(et, tb)):
+            raise AssertionError("cross-check failed: surface vs monai get_mask_edges")
+    want = np.zeros(pm.shape)
+    tp = np.argwhere(tb)
+    if len(tp):
+        for idx in np.argwhere(pb):
+            want[tuple(idx)] = np.sqrt(((tp - idx) ** 2).sum(axis=1).min())
+    close(e, want, rtol=0, atol=1e-12, what="contour distance vs brute force")
+
+
+def away_from_threshold(x, at, gap=1e-3):
+    """Moves values within gap of the threshold to at +- gap (the thresholded mask must not depend on rounding or
+    on a finite-difference step)."""
+    x = np.asarray(x, dtype=np.float64)
+    d = x - at
+    return f32(np.where(np.abs(d) < gap, at + np.where(d < 0, -gap, gap), x))
+
+
+def clear_argmax(x, gap=1e-3):
+    """Raises the largest logit of every pixel whose two largest are within gap (a unique, stable argmax)."""
+    x = np.asarray(x, dtype=np.float64).copy()
+    s = np.sort(x, axis=1)
+    tight = (s[:, -1] - s[:, -2]) < gap
+    am = np.argmax(x, axis=1)
+    oh = np.moveaxis(np.eye(x.shape[1])[am], -1, 1) > 0
+    x = np.where(oh & tight[:, None], x + 2 * gap, x)
+    return f32(x)
+
+
+def contour_pred(r, y, act):
+    """Predictions near the target: the target shifted by one pixel along the last axis, blurred by noise."""
+    base = np.roll(y, 1, axis=-1) * 2.0 - 1.0
+    if act == "none":
+        return away_from_threshold(np.clip(0.5 + 0.3 * base + r.uniform(-0.35, 0.35, size=y.shape), 0.02, 0.98), 0.5)
+    x = f32(2.5 * base + r.normal(0.0, 1.5, size=y.shape))
+    return clear_argmax(x) if act == "softmax" else away_from_threshold(x, 0.0)
+
+
+def gen_contour_ce(fam: Family):
+    S2, S3 = [2, 1, 9, 10], [1, 1, 5, 6, 7]
+    cases = [
+        # name, spec args, shape, target form, activation, reduction
+        ("contour_ce_sigmoid_2d_c1", [], S2, ("mask",), "sigmoid", "mean"),
+        ("contour_ce_sigmoid_3d_c1", [], S3, ("mask",), "sigmoid", "mean"),
+        ("contour_ce_sigmoid_2d_c3", [], [2, 3, 8, 9], ("mask",), "sigmoid", "mean"),
+        ("contour_ce_sigmoid_3d_c2", [], [2, 2, 4, 5, 6], ("mask",), "sigmoid", "mean"),
+        ("contour_ce_sigmoid_2d_c1_edge_target", [], S2, ("edge",), "sigmoid", "mean"),
+        ("contour_ce_sigmoid_2d_c1_full_target", [], S2, ("full",), "sigmoid", "mean"),
+        ("contour_ce_sigmoid_2d_c1_empty_target", [], S2, ("empty",), "sigmoid", "mean"),
+        ("contour_ce_sigmoid_2d_c1_noise", [], S2, ("mask",), "sigmoid", "mean"),
+        ("contour_ce_probs_2d_c1", [], S2, ("mask",), "none", "mean"),
+        ("contour_ce_sigmoid_2d_c1_reduction_sum", [], S2, ("mask",), "sigmoid", "sum"),
+        ("contour_ce_sigmoid_2d_c3_reduction_batch_mean", [], [2, 3, 8, 9], ("mask",), "sigmoid", "batch_mean"),
+        ("contour_ce_sigmoid_2d_c1_reduction_none", [], S2, ("mask",), "sigmoid", "none"),
+        ("contour_ce_softmax_2d_c3_labels", [], [2, 3, 9, 10], ("labels", [2, 1, 9, 10]), "softmax", "mean"),
+        ("contour_ce_softmax_3d_c3_labels", [], [1, 3, 4, 5, 6], ("labels", [1, 4, 5, 6]), "softmax", "mean"),
+        ("contour_ce_softmax_2d_c4_labels_nhw", [], [2, 4, 8, 9], ("labels", [2, 8, 9]), "softmax", "mean"),
+        ("contour_ce_softmax_2d_c3_onehot_mask", [], [2, 3, 8, 9], ("onehot",), "softmax", "mean"),
+        ("contour_ce_softmax_2d_c3_labels_reduction_sum", [], [2, 3, 8, 9], ("labels", [2, 1, 8, 9]), "softmax",
+         "sum"),
+        ("contour_ce_softmax_2d_c3_labels_reduction_none", [], [2, 3, 8, 9], ("labels", [2, 1, 8, 9]), "softmax",
+         "none"),
+    ]
+    for name, sargs, shp, tf, act, red in cases:
+        r = rng_for(name)
+        c, sp = shp[1], shp[2:]
+        if tf[0] in ("labels", "onehot"):
+            lshape = tf[1] if tf[0] == "labels" else [shp[0]] + sp
+            lab = blob_labels(r, lshape, c)
+            lab_n = lab if len(lshape) == len(shp) - 1 else lab[:, 0]
+            y = onehot_np(lab_n, c)
+            tgt, kind = (lab, "labels") if tf[0] == "labels" else (y, "mask")
+        else:
+            kind = "mask"
+            if tf[0] == "edge":
+                # boxes cut by the array's edge: their surface runs along the border
+                y = np.zeros(shp)
+                y[0, ..., : sp[-2] // 2, :] = 1.0
+                y[1, ..., 2:, sp[-1] - 4:] = 1.0
+            else:
+                y, _, _ = boundary_target(r, tf, shp)
+            tgt = y
+        if "noise" in name:
+            x = away_from_threshold(logits(r, shp), 0.0)
+        else:
+            x = contour_pred(r, y, act)
+        spec = spec_of("contour_ce", act_spec(act, kind, c), *sargs, red_spec(red))
+        if act == "softmax":
+            am = np.argmax(x, axis=1)  # ties: the lowest class (none occur: clear_argmax)
+            pm = np.moveaxis(np.eye(c)[am], -1, 1)
+            e = np.zeros(y.shape)
+            for n in range(shp[0]):
+                for k in range(c):
+                    e[n, k] = contour_distance(pm[n, k], y[n, k])
+            w = 1.0 + e.max(axis=1)
+
+            def fn(t, y=y, w=w, red=red, n=shp[0]):
+                ce = -(torch.log_softmax(t, 1) * T(y)).sum(1)
+                return reduce_batch(ce * T(w), red, n)
+            orc = ("(torch CE(reduction='none') * W), W = 1 + max over classes k of E_k, E_k = on the surface of "
+                   "(argmax_c x == k) the scipy EDT distance to the surface of target class k (0 if the class is absent), "
+                   "surface = m & ~binary_erosion(m, face structure, border_value=0); 'none' has shape [N,*spatial]")
+        else:
+            pm = (x > 0.0) if act == "sigmoid" else (x > 0.5)
+            e = np.zeros(y.shape)
+            for n in range(shp[0]):
+                for k in range(c):
+                    e[n, k] = contour_distance(pm[n, k], y[n, k])
+            w = 1.0 + e
+
+            def fn(t, y=y, w=w, red=red, act=act, n=shp[0]):
+                return reduce_batch(bce_map(t, y, act) * T(w), red, n)
+            orc = (f"({'BCELoss' if act == 'none' else 'BCEWithLogitsLoss'}(reduction='none') * (1 + E)), E = on the "
+                   "surface of the predicted mask (p > 0.5) the scipy EDT distance to the target's surface (0 for an "
+                   "empty target), per image and channel; surface = m & ~binary_erosion(m, face structure, "
+                   "border_value=0)")
+        orc += f"; reduction {red.replace('batch_mean', 'sum/N')}"
+        fam.add(name, spec, orc, x, tgt, kind, fn, reduction=red)
+
+
 def build_boundary():
     fam = Family("boundary")
     gen_hausdorff(fam)
     gen_cldice(fam)
     gen_boundary_loss(fam)
     gen_distance_penalized_ce(fam)
+    gen_shape_aware(fam)
+    gen_contour_ce(fam)
     return fam
 
 

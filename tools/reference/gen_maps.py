@@ -6,10 +6,9 @@ The Rust tests (crates/segloss-core/tests/fixtures.rs) read them; they never run
 Generated with (exact versions):
     Python 3.11.7, numpy 2.4.6, scipy 1.17.1, edt 3.1.2, scikit-image 0.26.0
 
-How to run (from the repository root; the venv lives outside the repo):
-    python3 -m venv /work/venv-maps
-    /work/venv-maps/bin/pip install numpy==2.4.6 scipy==1.17.1 edt==3.1.2 scikit-image==0.26.0
-    /work/venv-maps/bin/python tools/reference/gen_maps.py
+How to run (from the repository root; $PYTHON is a Python with those packages, e.g. a venv outside the repo):
+    python3 -m venv ../venv-maps && ../venv-maps/bin/pip install numpy==2.4.6 scipy==1.17.1 edt==3.1.2 scikit-image==0.26.0
+    "${PYTHON:-python3}" tools/reference/gen_maps.py
 
 Metric fixtures (MONAI; needs torch, so they were made where torch is installed):
     python3 -m pip install monai==1.6.1   # there: Python 3.12.3, torch 2.11.0, numpy 2.5.2, scipy 1.18.1
