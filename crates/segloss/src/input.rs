@@ -1,4 +1,4 @@
-//! Input handling shared by every loss (DESIGN.md section 3): activations, the target forms,
+//! Input handling shared by every loss (`docs/conventions.md`): activations, the target forms,
 //! one-hot encoding, `ignore_index`, validation and reductions.
 //!
 //! Every loss flattens its input to `[N, C, S]` (S = the product of the 1–3 spatial sizes), so
@@ -223,7 +223,7 @@ impl Flat {
 /// What a loss accepts: its activation setting and which activations make sense for it.
 #[derive(Debug, Clone)]
 pub(crate) struct InputRules {
-    /// The configured activation (`None` = the default of DESIGN.md section 3).
+    /// The configured activation (`None` = the default of `docs/conventions.md#activations`).
     pub activation: Option<Activation>,
     /// Activations the loss supports.
     pub allowed: &'static [Activation],
@@ -451,7 +451,7 @@ pub(crate) fn check_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<
     }
 }
 
-/// Resolves the activation: DESIGN.md section 3 — softmax for label maps with C ≥ 2, else sigmoid.
+/// Resolves the activation (`docs/conventions.md#activations`): softmax for label maps with C ≥ 2, else sigmoid.
 fn resolve_activation(
     rules: &InputRules,
     is_labels: bool,

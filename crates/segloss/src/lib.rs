@@ -6,7 +6,7 @@
 //! (`Tensor<D>`), so they run on every burn backend; gradients come from the device
 //! (`Device::flex().autodiff()`).
 //!
-//! Conventions (DESIGN.md section 3):
+//! Conventions (`docs/conventions.md` in the repository):
 //! - predictions are `[N, C, *spatial]` logits (or probabilities with `activation = none`);
 //! - targets are a mask of the prediction's shape (`Tensor<D>`) or a label map of class indices
 //!   `[N, 1, *spatial]` / `[N, *spatial]` (`Tensor<_, Int>`), see [`Target`];

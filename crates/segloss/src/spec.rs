@@ -1,4 +1,4 @@
-//! The loss-spec grammar (DESIGN.md section 5) and the composite loss it builds.
+//! The loss-spec grammar (`docs/spec-grammar.md`) and the composite loss it builds.
 //!
 //! ```text
 //! spec  := term (('+' | '-') term)*

@@ -1,5 +1,5 @@
 //! The expected-value cases of the peers' own loss tests, ported case by case (transcribed in
-//! `../shared/reference/peer-test-cases.md`, with the source file named beside each group):
+//! `docs/peer-cases.md`, with the source file named beside each group):
 //!
 //! - MONAI `tests/losses/test_dice_loss.py` (+ `test_masked_dice_loss.py`),
 //!   `test_generalized_dice_loss.py`, `test_tversky_loss.py`, `test_focal_loss.py`,
@@ -1083,7 +1083,7 @@ fn smp_focal_ordering() {
 
 /// 7.2 test_dice_loss_binary and test_tversky_loss_binary (same six cases, abs 1e-5), and 7.3
 /// test_binary_jaccard_loss. smp zeroes the loss of a class with no positive pixel in the
-/// target; DESIGN.md makes no such special case (MONAI's convention), so the fourth case — an
+/// target; `docs/losses.md#dice` makes no such special case (MONAI's convention), so the fourth case — an
 /// all-positive prediction of an empty target — is 1 here, not smp's 0. With smooth = 0 the
 /// all-empty case divides 0 by 0, which segloss reads as perfect agreement (0), as smp's mask
 /// does.
@@ -1094,7 +1094,7 @@ fn smp_binary_dice_tversky_jaccard() {
         (&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0], 0.0, 0.0),
         (&[1.0, 0.0, 1.0], &[1.0, 0.0, 1.0], 0.0, 0.0),
         (&[0.0, 0.0, 0.0], &[0.0, 0.0, 0.0], 0.0, 0.0),
-        // smp: 0.0 (empty target zeroed); segloss: 1.0 (no special case, DESIGN.md / MONAI)
+        // smp: 0.0 (empty target zeroed); segloss: 1.0 (no special case, docs/losses.md#dice / MONAI)
         (&[1.0, 1.0, 1.0], &[0.0, 0.0, 0.0], 0.0, 1.0),
         (&[1.0, 0.0, 1.0], &[0.0, 1.0, 0.0], 1.0, 1.0),
         (&[0.0, 0.0, 0.0], &[1.0, 1.0, 1.0], 1.0, 1.0),
@@ -1193,7 +1193,7 @@ fn smp_multilabel_jaccard() {
 }
 
 /// 7.6 test_soft_ce_loss and 7.7 test_soft_bce_loss (abs 1e-4): smp averages over every
-/// element, the ignored one included (zero-filled); segloss follows PyTorch / DESIGN.md and
+/// element, the ignored one included (zero-filled); segloss follows PyTorch / `docs/conventions.md#ignore_index` and
 /// leaves ignored elements out of the mean's denominator, so its value is smp's × (all / kept).
 #[test]
 fn smp_soft_ce_and_bce_with_ignore() {

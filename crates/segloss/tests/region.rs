@@ -1,5 +1,5 @@
 //! Region-based and compound losses against their oracles (`tests/fixtures/losses/region.json`,
-//! produced by `tools/reference/gen_losses.py` from MONAI, smp and the DESIGN.md formulas),
+//! produced by `tools/reference/gen_losses.py` from MONAI, smp and the formulas of `docs/losses.md`),
 //! finite differences, edge cases and properties.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The loss-spec grammar (DESIGN.md section 5): what parses, what builds, the errors (with the
+//! The loss-spec grammar (`docs/spec-grammar.md`): what parses, what builds, the errors (with the
 //! offending position and the allowed names/keys), and a property test that no input string makes
 //! the parser or the builder panic.
 
@@ -34,7 +34,7 @@ fn every_catalogue_name_builds_with_defaults() {
             .build()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
-    // DESIGN.md section 4, every family
+    // docs/losses.md, every family
     for name in [
         "bce",
         "balanced_bce",

@@ -89,7 +89,7 @@ impl ComboLossConfig {
 /// empty in both target and prediction has DSC = 1 (0/0 is read as perfect agreement), never NaN;
 /// `ignore_index` removes pixels from both terms (the CE mean divides by the C·(valid pixels)).
 ///
-/// Oracle: the formula (DESIGN.md).
+/// Oracle: the formula (`docs/losses.md#combo`).
 ///
 /// ```
 /// use burn::tensor::{Device, Tensor};

@@ -95,7 +95,7 @@ impl ExpLogLossConfig {
 /// (the two-class form needs one channel; use softmax); `ignore_index` everywhere → the CE term is
 /// 0 and each DSC is 1 for an empty prediction.
 ///
-/// Oracle: the formula (DESIGN.md; batch-summed DSC and batch-wide class frequencies).
+/// Oracle: the formula (`docs/losses.md#exp_log`; batch-summed DSC and batch-wide class frequencies).
 ///
 /// ```
 /// use burn::tensor::{Device, Int, Tensor};

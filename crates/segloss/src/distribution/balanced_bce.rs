@@ -35,7 +35,7 @@ impl BalancedBceLossConfig {
 /// all-background target gives β = 1 (only the positive term, which is 0), an all-foreground one
 /// β = 0: the loss is then 0 — documented, finite. Logs as in [`BceLoss`](crate::BceLoss).
 ///
-/// Oracle: the formula (DESIGN.md section 4), written in PyTorch in `tools/reference/`.
+/// Oracle: the formula (`docs/losses.md#balanced_bce`), written in PyTorch in `tools/reference/`.
 #[derive(Module, Debug)]
 pub struct BalancedBceLoss {
     /// Configured activation.

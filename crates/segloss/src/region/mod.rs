@@ -3,7 +3,7 @@
 //! Lovász extension of the Jaccard loss, and the Matthews correlation coefficient.
 //!
 //! Statistics per sample n and channel c are sums over the spatial axes (and over n too with
-//! `batch = true`): `TP = Σ p·y`, `P = Σ p^k`, `Y = Σ y^k` (DESIGN.md section 4). Ignored pixels
+//! `batch = true`): `TP = Σ p·y`, `P = Σ p^k`, `Y = Σ y^k` (`docs/losses.md#region-statistics`). Ignored pixels
 //! (`ignore_index`) are zeroed in both the probabilities and the target before any sum, so they
 //! contribute to none of them.
 //!

@@ -86,7 +86,7 @@ impl SensitivitySpecificityLossConfig {
 /// as written (both terms weigh the squared error by y and 1 − y); a class absent from the batch
 /// → as an empty target; C = 1 with softmax → an error; `ignore_index` everywhere → 0.
 ///
-/// Oracle: the formula (DESIGN.md; MONAI has no such loss, and nnU-Net-era implementations
+/// Oracle: the formula (`docs/losses.md#sensitivity_specificity`; MONAI has no such loss, and nnU-Net-era implementations
 /// differ in where the smoothing goes).
 ///
 /// ```

@@ -316,7 +316,7 @@ impl FocalTverskyLossConfig {
 /// Range: [0, 1] with equal smoothing terms. Edge cases as [`TverskyLoss`].
 ///
 /// Oracle: `monai.losses.TverskyLoss(alpha, beta, reduction="none")(x, y) ** gamma`, then the
-/// reduction (the formula of DESIGN.md).
+/// reduction (the formula of `docs/losses.md#focal_tversky`).
 ///
 /// ```
 /// use burn::tensor::{Device, Int, Tensor};
