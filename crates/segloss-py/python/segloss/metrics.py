@@ -24,18 +24,22 @@ surface voxel of the prediction to the nearest surface voxel of the target.
 - Average surface distance: ``mean d(P->G)`` (``symmetric``: the mean over both directions together).
 - Surface Dice at tolerance t: ``(#{d(P->G) <= t} + #{d(G->P) <= t}) / (|d(P->G)| + |d(G->P)|)``.
 
-MONAI computes these in float32, segloss in float64 before rounding the result to float32: the 95th
-percentile can differ from MONAI's in the sixth significant digit (MONAI's interpolation weight is
-rounded to float32), the other values agree to float32 rounding. ``compute_surface_metrics`` (not in
-MONAI) computes the Hausdorff distance, HD95, the symmetric average surface distance and the surface
-Dice in one pass over each pair of masks.
+The distances are rounded to float32 and the percentiles interpolated in float32, as MONAI does; the
+sorted distances of the last 8 mask pairs are kept (keyed by the masks' contents and the spacing), so
+asking for several of these metrics on the same masks computes the distances once.
+``compute_surface_metrics`` (not in MONAI) computes the Hausdorff distance, HD95, the symmetric average
+surface distance and the surface Dice of each pair in one pass of the native kernel (its HD95 is
+interpolated in float64: it can differ from MONAI's in the sixth significant digit).
 
 ``distance_metric="chessboard"``/``"taxicab"``, ``use_subvoxels=True`` and Dice's ``per_component=True``
 are delegated to MONAI itself (which must then be installed).
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -198,8 +202,8 @@ def compute_hausdorff_distance(
     """Hausdorff distance per batch item and class, as ``monai.metrics.compute_hausdorff_distance``.
 
     ``hd = max(max d(P->G), max d(G->P))`` (``directed``: ``max d(P->G)``); with ``percentile=q``, the q-th
-    percentile of each direction, then the larger. NaN when both masks are empty, ``inf`` when one is
-    (NaN with a percentile). Returns ``[B, C]``.
+    percentile of each direction (linear interpolation), then the larger. NaN when both masks are empty,
+    ``inf`` when one is (NaN with a percentile). Returns ``[B, C]``.
     """
     if distance_metric != "euclidean":
         return _monai("compute_hausdorff_distance", y_pred, y, include_background, distance_metric,
@@ -211,40 +215,73 @@ def compute_hausdorff_distance(
     spacings = _prepare_spacing(spacing, b_n, p.ndim - 2)
     offset = 0 if include_background else 1
     out = np.empty((b_n, c_n), np.float32)
-    fast = not directed and (not percentile or percentile == 95)
     for b, c in np.ndindex(b_n, c_n):
         if ignore_index is not None and c + offset == ignore_index:
             out[b, c] = math.nan
             continue
-        pb, gb = _channel(p[b, c], g[b, c])
-        if fast:
-            n_p, n_g, hd, hd95, _, _ = _native.binary_surface_metrics(pb, gb, spacings[b], 0.0)
-            if n_p == 0 and n_g == 0:
-                out[b, c] = math.nan
-            elif n_p == 0 or n_g == 0:
-                out[b, c] = math.nan if percentile else math.inf
-            else:
-                out[b, c] = hd95 if percentile else hd
-            continue
-        d_pg, d_gp = _directions(pb, gb, spacings[b])
+        d_pg, d_gp = _sorted_distances(p[b, c], g[b, c], spacings[b])
         dirs = [d_pg] if directed else [d_pg, d_gp]
-        if all(d.size == 0 for d in dirs):
-            out[b, c] = math.nan
-            continue
-        vals = [(_quantile(d, percentile) if percentile else (float(d.max()) if d.size else math.nan))
+        vals = [(_quantile(d, percentile) if percentile else (float(d[-1]) if d.size else math.nan))
                 for d in dirs]
-        out[b, c] = max(vals) if not any(math.isnan(v) for v in vals) else math.nan
+        out[b, c] = math.nan if any(math.isnan(v) for v in vals) else max(vals)
     return _result(out, y_pred)
 
 
-def _directions(pb: np.ndarray, gb: np.ndarray, spacing):
-    """MONAI's surface distances ``(d(P->G), d(G->P))`` as float32; when one mask is empty, MONAI's
-    ``inf`` at every surface voxel of the other (both directions), and nothing when both are."""
+# The sorted surface distances of the last few mask pairs, keyed by their contents: a script that asks
+# for several metrics of the same pair (Hausdorff, HD95, ASD, surface Dice) computes them once.
+_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_CACHE_SIZE = 8
+_CACHE_LOCK = threading.Lock()
+
+
+def _crop(pb: np.ndarray, gb: np.ndarray):
+    """Both masks cropped to the bounding box of their union (the surfaces and distances are the same:
+    outside the box both are background), or ``None`` when both are empty."""
+    union = pb | gb
+    box = []
+    for ax in range(union.ndim):
+        other = tuple(a for a in range(union.ndim) if a != ax)
+        nz = np.flatnonzero(union.any(axis=other)) if other else np.flatnonzero(union)
+        if nz.size == 0:
+            return None
+        box.append(slice(int(nz[0]), int(nz[-1]) + 1))
+    box = tuple(box)
+    return np.ascontiguousarray(pb[box]), np.ascontiguousarray(gb[box])
+
+
+def _sorted_distances(p: np.ndarray, g: np.ndarray, spacing):
+    """MONAI's surface distances ``(d(P->G), d(G->P))`` of one channel, float32 and sorted; when one mask
+    is empty, MONAI's ``inf`` at every surface voxel of the other (both directions); nothing when both
+    are empty."""
+    pb, gb = _binary(p), _binary(g)
+    cropped = _crop(pb, gb)
+    if cropped is None:
+        empty = np.empty(0, np.float32)
+        return empty, empty
+    pb, gb = cropped
+    h = hashlib.blake2b(digest_size=16)
+    h.update(pb.view(np.uint8).data)
+    h.update(b"|")
+    h.update(gb.view(np.uint8).data)
+    key = (pb.shape, None if spacing is None else tuple(spacing), h.digest())
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
     d_pg, d_gp = _native.surface_distances(pb, gb, spacing)
-    if d_pg is not None and d_gp is not None:
-        return d_pg.astype(np.float32), d_gp.astype(np.float32)
-    n = int(_native.surface(pb).sum()) + int(_native.surface(gb).sum())
-    return np.full(n, np.inf, np.float32), np.full(n, np.inf, np.float32)
+    if d_pg is None or d_gp is None:
+        n = int(_native.surface(pb).sum()) + int(_native.surface(gb).sum())
+        d_pg = d_gp = np.full(n, np.inf, np.float32)
+    else:
+        d_pg, d_gp = np.sort(d_pg.astype(np.float32)), np.sort(d_gp.astype(np.float32))
+    d_pg.flags.writeable = False
+    d_gp.flags.writeable = False
+    with _CACHE_LOCK:
+        _CACHE[key] = (d_pg, d_gp)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return d_pg, d_gp
 
 
 def compute_surface_metrics(y_pred, y, class_thresholds=None, include_background: bool = False,
@@ -304,18 +341,10 @@ def compute_average_surface_distance(
     spacings = _prepare_spacing(spacing, b_n, p.ndim - 2)
     out = np.empty((b_n, c_n), np.float32)
     for b, c in np.ndindex(b_n, c_n):
-        pb, gb = _channel(p[b, c], g[b, c])
-        if symmetric:
-            n_p, n_g, _, _, assd, _ = _native.binary_surface_metrics(pb, gb, spacings[b], 0.0)
-            if n_p == 0 and n_g == 0:
-                out[b, c] = math.nan
-            elif n_p == 0 or n_g == 0:
-                out[b, c] = math.inf
-            else:
-                out[b, c] = assd
-            continue
-        d_pg, _ = _directions(pb, gb, spacings[b])
-        out[b, c] = math.nan if d_pg.size == 0 else float(d_pg.astype(np.float64).mean())
+        d_pg, d_gp = _sorted_distances(p[b, c], g[b, c], spacings[b])
+        n = d_pg.size + (d_gp.size if symmetric else 0)
+        total = float(d_pg.sum(dtype=np.float64)) + (float(d_gp.sum(dtype=np.float64)) if symmetric else 0.0)
+        out[b, c] = math.nan if n == 0 else total / n
     return _result(out, y_pred)
 
 
@@ -363,14 +392,12 @@ def compute_surface_dice(
     spacings = _prepare_spacing(spacing, b_n, p.ndim - 2)
     out = np.empty((b_n, c_n), np.float32)
     for b, c in np.ndindex(b_n, c_n):
-        pb, gb = _channel(p[b, c], g[b, c])
-        n_p, n_g, _, _, _, nsd = _native.binary_surface_metrics(pb, gb, spacings[b], float(thresholds[c]))
-        if n_p == 0 and n_g == 0:
-            out[b, c] = math.nan
-        elif n_p == 0 or n_g == 0:
-            out[b, c] = 0.0
-        else:
-            out[b, c] = nsd
+        d_pg, d_gp = _sorted_distances(p[b, c], g[b, c], spacings[b])
+        n = d_pg.size + d_gp.size
+        # MONAI compares float32 distances with the threshold as float32.
+        t = np.float32(thresholds[c])
+        close = np.searchsorted(d_pg, t, side="right") + np.searchsorted(d_gp, t, side="right")
+        out[b, c] = math.nan if n == 0 else close / n
     return _result(out, y_pred)
 
 
