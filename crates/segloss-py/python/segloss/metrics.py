@@ -174,12 +174,11 @@ def _channel(p: np.ndarray, g: np.ndarray):
     return np.ascontiguousarray(_binary(p)), np.ascontiguousarray(_binary(g))
 
 
-def _quantile(d: np.ndarray, percentile: float) -> float:
-    """``torch.quantile(d, percentile / 100)`` of float32 distances as MONAI computes it: the rank and
-    the linear interpolation in float32 (NaN when the values are all inf)."""
-    if d.size == 0:
+def _quantile(s: np.ndarray, percentile: float) -> float:
+    """``torch.quantile(s, percentile / 100)`` of sorted float32 distances as MONAI computes it: the rank
+    and the linear interpolation in float32 (NaN when the values are all inf)."""
+    if s.size == 0:
         return math.nan
-    s = np.sort(d.astype(np.float32))
     rank = np.float32(percentile / 100) * np.float32(s.size - 1)
     lo = int(np.floor(rank))
     hi = min(int(np.ceil(rank)), s.size - 1)
