@@ -259,9 +259,9 @@ def _sorted_distances(p: np.ndarray, g: np.ndarray, spacing):
         return empty, empty
     pb, gb = cropped
     h = hashlib.blake2b(digest_size=16)
-    h.update(pb.view(np.uint8).data)
+    h.update(np.packbits(pb).data)
     h.update(b"|")
-    h.update(gb.view(np.uint8).data)
+    h.update(np.packbits(gb).data)
     key = (pb.shape, None if spacing is None else tuple(spacing), h.digest())
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
