@@ -16,8 +16,9 @@
 //! tversky, generalized_dice, their sums, hausdorff_dt) run fused kernels: one pass over the logits
 //! for the forward statistics and one for the gradient, registered with burn's autodiff through a
 //! backend extension. Elsewhere (GPU backends, `f64`, options the kernels do not cover) the same
-//! formulas are composed from burn tensor operations; [`set_fused_kernels`] switches the kernels
-//! off to compare. Both paths are tested against the same PyTorch/MONAI fixtures.
+//! formulas are composed from burn tensor operations; [`with_fused_kernels`] (one thread) and
+//! [`set_fused_kernels`] (the whole process) switch the kernels off to compare. Both paths are
+//! tested against the same PyTorch/MONAI fixtures.
 //!
 //! Each loss is a burn-style `XxxLossConfig` / `XxxLoss` pair with `forward(…, Reduction)`,
 //! `forward_no_reduction` and a fallible `try_forward`; [`LossSpec`] builds any loss or weighted
@@ -64,7 +65,7 @@ pub use distribution::ce::{CeLoss, CeLossConfig};
 pub use distribution::focal::{FocalLoss, FocalLossConfig};
 pub use distribution::weighted_ce::{WeightedCeLoss, WeightedCeLossConfig};
 pub use error::LossError;
-pub use fused::{fused_calls, fused_kernels, set_fused_kernels};
+pub use fused::{fused_calls, fused_kernels, set_fused_kernels, with_fused_kernels};
 pub use input::{
     set_value_checks, value_checks, Activation, Flat, LossReduction, LossValue, Target,
 };

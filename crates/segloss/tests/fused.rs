@@ -4,10 +4,11 @@
 //! sizes, and saturated logits (±1e4). Both paths are also checked against the PyTorch/MONAI
 //! fixtures by `distribution.rs` and `region.rs` (f32 runs the fused path, f64 the composed one).
 //!
-//! One `#[test]` only: `set_fused_kernels` is process-wide.
+//! The paths are chosen per thread with `with_fused_kernels`, so the tests may run in parallel; no
+//! test here changes the process-wide `set_fused_kernels`.
 
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use segloss::{fused_calls, set_fused_kernels, LossReduction, LossSpec, Target};
+use segloss::{fused_calls, fused_kernels, with_fused_kernels, LossReduction, LossSpec, Target};
 
 fn data<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
@@ -24,16 +25,16 @@ fn run(
     reduction: LossReduction,
     fused: bool,
 ) -> (Vec<f32>, Vec<f32>) {
-    set_fused_kernels(fused);
-    let loss = LossSpec::parse(spec).unwrap().build().unwrap();
-    let x = logits.clone().require_grad();
-    let v = loss
-        .try_forward(x.clone(), target.clone(), None, reduction)
-        .unwrap_or_else(|e| panic!("{spec}: {e}"));
-    let grads = v.values.clone().sum().backward();
-    let g = x.grad(&grads).expect("gradient");
-    set_fused_kernels(true);
-    (data(v.values), data(g))
+    with_fused_kernels(fused, || {
+        let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+        let x = logits.clone().require_grad();
+        let v = loss
+            .try_forward(x.clone(), target.clone(), None, reduction)
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let grads = v.values.clone().sum().backward();
+        let g = x.grad(&grads).expect("gradient");
+        (data(v.values), data(g))
+    })
 }
 
 /// Absolute gradient tolerance: 1e-5 of the largest gradient, except for the Lovász losses. Their
@@ -212,8 +213,12 @@ fn fused_kernels_match_the_composed_path() {
         fused_calls() > calls_before + compared,
         "the fused path ran"
     );
+}
 
-    // 1D and 3D spatial shapes.
+/// Fused against composed on 1D and 3D spatial shapes.
+#[test]
+fn fused_kernels_match_the_composed_path_in_1d_and_3d() {
+    let device = Device::flex().autodiff();
     for dims in [vec![2, 3, 100], vec![1, 2, 5, 6, 7]] {
         let numel: usize = dims.iter().product();
         let vals: Vec<f32> = (0..numel)
@@ -226,32 +231,47 @@ fn fused_kernels_match_the_composed_path() {
             "tversky(alpha=0.2,beta=0.8)",
             "generalized_dice",
         ] {
-            let (v1, v0) = if dims.len() == 3 {
-                let x =
-                    Tensor::<3>::from_data(TensorData::new(vals.clone(), dims.clone()), &device);
-                let y = Tensor::<3>::from_data(TensorData::new(ys.clone(), dims.clone()), &device);
-                let loss = LossSpec::parse(spec).unwrap().build().unwrap();
-                let a = data(loss.forward(x.clone(), y.clone(), None));
-                set_fused_kernels(false);
-                let b = data(loss.forward(x, y, None));
-                set_fused_kernels(true);
-                (a, b)
-            } else {
-                let x =
-                    Tensor::<5>::from_data(TensorData::new(vals.clone(), dims.clone()), &device);
-                let y = Tensor::<5>::from_data(TensorData::new(ys.clone(), dims.clone()), &device);
-                let loss = LossSpec::parse(spec).unwrap().build().unwrap();
-                let a = data(loss.forward(x.clone(), y.clone(), None));
-                set_fused_kernels(false);
-                let b = data(loss.forward(x, y, None));
-                set_fused_kernels(true);
-                (a, b)
+            let loss = LossSpec::parse(spec).unwrap().build().unwrap();
+            let value = |fused: bool| {
+                with_fused_kernels(fused, || {
+                    if dims.len() == 3 {
+                        let x = Tensor::<3>::from_data(
+                            TensorData::new(vals.clone(), dims.clone()),
+                            &device,
+                        );
+                        let y = Tensor::<3>::from_data(
+                            TensorData::new(ys.clone(), dims.clone()),
+                            &device,
+                        );
+                        data(loss.forward(x, y, None))
+                    } else {
+                        let x = Tensor::<5>::from_data(
+                            TensorData::new(vals.clone(), dims.clone()),
+                            &device,
+                        );
+                        let y = Tensor::<5>::from_data(
+                            TensorData::new(ys.clone(), dims.clone()),
+                            &device,
+                        );
+                        data(loss.forward(x, y, None))
+                    }
+                })
             };
-            close(spec, &format!("{dims:?}"), &v1, &v0, 2e-5, 1e-6);
+            close(
+                spec,
+                &format!("{dims:?}"),
+                &value(true),
+                &value(false),
+                2e-5,
+                1e-6,
+            );
         }
     }
+}
 
-    // Without autodiff (inference) the fused forward runs too.
+/// Without autodiff (inference) the fused forward runs too.
+#[test]
+fn fused_forward_runs_without_autodiff() {
     let plain = Device::flex();
     let x = Tensor::<4>::random([2, 3, 9, 9], Distribution::Normal(0.0, 2.0), &plain);
     let l = Tensor::<3, Int>::random([2, 9, 9], Distribution::Uniform(0.0, 3.0), &plain);
@@ -259,11 +279,54 @@ fn fused_kernels_match_the_composed_path() {
         .unwrap()
         .build()
         .unwrap();
-    let a = data(loss.forward(x.clone(), l.clone(), None));
-    set_fused_kernels(false);
-    let b = data(loss.forward(x, l, None));
-    set_fused_kernels(true);
+    let before = fused_calls();
+    let a = with_fused_kernels(true, || data(loss.forward(x.clone(), l.clone(), None)));
+    assert!(fused_calls() > before, "the fused path ran");
+    let b = with_fused_kernels(false, || data(loss.forward(x, l, None)));
     close("dice+ce no autodiff", "value", &a, &b, 2e-5, 1e-6);
+}
+
+/// `with_fused_kernels` affects the calling thread only, nests, and restores the previous choice
+/// when its closure returns or panics; `fused_calls` counts this thread's fused kernels.
+#[test]
+fn the_path_choice_is_per_thread_and_scoped() {
+    // No test of this binary changes the process-wide default (on).
+    assert!(fused_kernels());
+    with_fused_kernels(false, || {
+        assert!(!fused_kernels());
+        let elsewhere = std::thread::spawn(fused_kernels).join().unwrap();
+        assert!(elsewhere, "another thread keeps the process-wide default");
+        with_fused_kernels(true, || assert!(fused_kernels()));
+        assert!(!fused_kernels(), "restored after the inner call");
+    });
+    assert!(fused_kernels());
+    let caught = std::panic::catch_unwind(|| with_fused_kernels(false, || panic!("inside")));
+    assert!(caught.is_err());
+    assert!(fused_kernels(), "restored after a panic");
+
+    let device = Device::flex();
+    let x = Tensor::<4>::from_floats([[[[0.5, -1.0, 2.0]]]], &device);
+    let y = Tensor::<4>::from_floats([[[[1.0, 0.0, 1.0]]]], &device);
+    let loss = LossSpec::parse("bce").unwrap().build().unwrap();
+    let before = fused_calls();
+    with_fused_kernels(false, || loss.forward(x.clone(), y.clone(), None));
+    assert_eq!(fused_calls(), before, "no fused kernel while off");
+    // Another thread's fused kernels do not count here.
+    let (x2, y2) = (x.clone(), y.clone());
+    std::thread::spawn(move || {
+        let loss = LossSpec::parse("bce").unwrap().build().unwrap();
+        let before = fused_calls();
+        loss.forward(x2, y2, None);
+        assert!(fused_calls() > before);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(fused_calls(), before);
+    loss.forward(x, y, None);
+    assert!(
+        fused_calls() > before,
+        "the fused kernel ran on this thread"
+    );
 }
 
 /// The fused value checks (one pass for finite/min/max) report what the composed ones do.

@@ -18,7 +18,7 @@
 //! `activation = none` in bce/focal.
 //!
 //! Each returns `None` where the fused path does not apply (another device, `f64`, or fused
-//! kernels switched off with [`set_fused_kernels`]); the caller then
+//! kernels switched off with [`set_fused_kernels`] or [`with_fused_kernels`]); the caller then
 //! composes the same formula from burn operations, which also runs on every other backend. Both
 //! paths are tested against the same fixtures and against each other. Targets are constants: no
 //! gradient flows into them, as with every segloss loss.
@@ -26,7 +26,8 @@
 mod kernels;
 mod math;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -45,25 +46,70 @@ pub(crate) use kernels::Act;
 use kernels::{Labels, Tgt, CE_FLAG, NSTATS, SIGN_FLAG};
 
 static FUSED: AtomicBool = AtomicBool::new(true);
-static CALLS: AtomicUsize = AtomicUsize::new(0);
 
-/// How many times a fused kernel was chosen in this process (for tests that check which path
-/// ran).
-#[doc(hidden)]
-pub fn fused_calls() -> usize {
-    CALLS.load(Ordering::Relaxed)
+thread_local! {
+    /// This thread's choice made by [`with_fused_kernels`] (`None`: the process-wide one).
+    static FUSED_HERE: Cell<Option<bool>> = const { Cell::new(None) };
+    /// Fused kernels chosen on this thread (see [`fused_calls`]).
+    static CALLS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Turns the fused CPU kernels on (the default) or off, process-wide. Off, every loss composes
-/// its formula from burn tensor operations (as it always does on GPU backends and in `f64`);
-/// values agree to float precision. Meant for testing and benchmarking the two paths.
+/// How many times a fused kernel was chosen on the calling thread (for tests that check which
+/// path ran; other threads' losses do not count).
+#[doc(hidden)]
+pub fn fused_calls() -> usize {
+    CALLS.get()
+}
+
+/// Turns the fused CPU kernels on (the default) or off, process-wide: the default of every thread
+/// not inside [`with_fused_kernels`]. Off, every loss composes its formula from burn tensor
+/// operations (as it always does on GPU backends and in `f64`); values agree to float precision.
+/// Meant for benchmarking the two paths in a whole program; code that runs beside other work (a
+/// test among parallel tests) uses [`with_fused_kernels`], which affects only its own thread.
 pub fn set_fused_kernels(enabled: bool) {
     FUSED.store(enabled, Ordering::Relaxed);
 }
 
-/// Whether the fused kernels are on (see [`set_fused_kernels`]).
+/// Runs `f` with the fused CPU kernels on or off for the losses computed on the calling thread,
+/// whatever the process-wide setting ([`set_fused_kernels`]) and without changing it for any
+/// other thread. The previous choice comes back when `f` returns or panics; an inner call
+/// overrides an outer one. The path is chosen when a loss is computed (the forward); the
+/// backward of a graph follows the path of its forward, wherever it runs.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use segloss::{with_fused_kernels, LossSpec};
+///
+/// let device = Device::flex();
+/// let x = Tensor::<4>::from_floats([[[[2.0, -1.0, 0.5]]]], &device);
+/// let y = Tensor::<4>::from_floats([[[[1.0, 0.0, 0.0]]]], &device);
+/// let loss = LossSpec::parse("bce").unwrap().build().unwrap();
+/// let fused: f32 = loss.forward(x.clone(), y.clone(), None).into_scalar();
+/// let composed: f32 = with_fused_kernels(false, || {
+///     assert!(!segloss::fused_kernels());
+///     loss.forward(x, y, None).into_scalar()
+/// });
+/// assert!((fused - composed).abs() <= 1e-6 * composed);
+/// assert!(segloss::fused_kernels());
+/// ```
+pub fn with_fused_kernels<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
+    /// Puts the previous choice back on drop (also while unwinding).
+    struct Restore(Option<bool>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FUSED_HERE.set(self.0);
+        }
+    }
+    let _restore = Restore(FUSED_HERE.replace(Some(enabled)));
+    f()
+}
+
+/// Whether the fused kernels are on for the calling thread: its [`with_fused_kernels`] choice,
+/// else the process-wide [`set_fused_kernels`] setting.
 pub fn fused_kernels() -> bool {
-    FUSED.load(Ordering::Relaxed)
+    FUSED_HERE
+        .get()
+        .unwrap_or_else(|| FUSED.load(Ordering::Relaxed))
 }
 
 /// Whether the fused kernels can run on `x`: on, Flex (with or without autodiff), `f32`.
@@ -78,7 +124,7 @@ pub(crate) fn applies<const D: usize>(x: &Tensor<D>) -> bool {
         _ => false,
     };
     if flex {
-        CALLS.fetch_add(1, Ordering::Relaxed);
+        CALLS.set(CALLS.get() + 1);
     }
     flex
 }
