@@ -177,38 +177,128 @@ pub fn f64_supported() -> bool {
     Device::flex().supports_dtype(DType::F64)
 }
 
-/// Checks a whole fixture file against the spec-built losses: values and gradients in f32
-/// (DESIGN tolerances for f32 inputs: value 2e-4 relative, gradient 1e-4 relative to the gradient's
-/// scale) and, where flex supports it, in f64 (value 1e-5, gradient 1e-4, tighter in practice).
-pub fn check_fixture_file(rel: &str, filter: impl Fn(&Case) -> bool) -> usize {
-    let cases = load_cases(rel);
-    let mut n = 0;
-    for c in cases.iter().filter(|c| filter(c)) {
-        n += 1;
-        let (v, g) = run(c, &c.pred, DType::F32, c.grad.is_some());
+/// Which implementation of a loss a fixture check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// `f32` with the fused CPU kernels on (the default path; losses without a fused kernel, or
+    /// options it does not cover, compose their formula).
+    F32Fused,
+    /// `f32` with the fused kernels off for this thread: the composed burn-operation path.
+    F32Composed,
+    /// `f64` (always composed).
+    F64,
+}
+
+/// [`run`] on one [`Path`]; also returns how many fused kernels ran (on this thread).
+pub fn run_on(
+    c: &Case,
+    pred: &Arr,
+    path: Path,
+    with_grad: bool,
+) -> (Vec<f64>, Option<Vec<f64>>, usize) {
+    let before = segloss::fused_calls();
+    let (v, g) = match path {
+        Path::F32Fused => segloss::with_fused_kernels(true, || run(c, pred, DType::F32, with_grad)),
+        Path::F32Composed => {
+            segloss::with_fused_kernels(false, || run(c, pred, DType::F32, with_grad))
+        }
+        Path::F64 => run(c, pred, DType::F64, with_grad),
+    };
+    (v, g, segloss::fused_calls() - before)
+}
+
+/// The relative value tolerance of the f64 comparisons ([`check_case`]).
+pub const F64_VALUE_RTOL: f64 = 1e-5;
+
+/// Compares one case on one path with its oracle: f32 (the tolerances for f32 inputs: value
+/// 2e-4 relative, gradient 1e-4 relative to the gradient's scale) or f64 (value 1e-5, gradient
+/// 1e-4, tighter in practice). Returns how many fused kernels ran.
+pub fn check_case(c: &Case, path: Path) -> usize {
+    check_case_with(c, path, F64_VALUE_RTOL)
+}
+
+/// [`check_case`] with another relative value tolerance in f64 (for a loss whose map is exact
+/// only within a stated tolerance).
+pub fn check_case_with(c: &Case, path: Path, f64_value_rtol: f64) -> usize {
+    let (v, g, fused) = run_on(c, &c.pred, path, c.grad.is_some());
+    let what = |w: &str| format!("{w} ({path:?})");
+    if path == Path::F64 {
+        assert_close(
+            &c.name,
+            &what("value"),
+            &v,
+            &c.value.data,
+            f64_value_rtol,
+            1e-9,
+        );
+    } else {
         let scale = max_abs(&c.value.data).max(1e-3);
         assert_close(
             &c.name,
-            "value (f32)",
+            &what("value"),
             &v,
             &c.value.data,
             2e-4,
             2e-6 * scale,
         );
-        if let (Some(g), Some(want)) = (g, &c.grad) {
-            let gs = max_abs(&want.data).max(1e-12);
-            assert_close(&c.name, "grad (f32)", &g, &want.data, 1e-4, 1e-4 * gs);
-        }
+    }
+    if let (Some(g), Some(want)) = (g, &c.grad) {
+        let gs = max_abs(&want.data).max(1e-12);
+        let atol = if path == Path::F64 { 1e-6 } else { 1e-4 };
+        assert_close(&c.name, &what("grad"), &g, &want.data, 1e-4, atol * gs);
+    }
+    fused
+}
+
+/// Checks a whole fixture file against the spec-built losses: values and gradients in f32 (on
+/// the default path: fused where a kernel applies) and, where flex supports it, in f64.
+pub fn check_fixture_file(rel: &str, filter: impl Fn(&Case) -> bool) -> usize {
+    let cases = load_cases(rel);
+    let mut n = 0;
+    for c in cases.iter().filter(|c| filter(c)) {
+        n += 1;
+        check_case(c, Path::F32Fused);
         if f64_supported() {
-            let (v, g) = run(c, &c.pred, DType::F64, c.grad.is_some());
-            assert_close(&c.name, "value (f64)", &v, &c.value.data, 1e-5, 1e-9);
-            if let (Some(g), Some(want)) = (g, &c.grad) {
-                let gs = max_abs(&want.data).max(1e-12);
-                assert_close(&c.name, "grad (f64)", &g, &want.data, 1e-4, 1e-6 * gs);
-            }
+            check_case(c, Path::F64);
         }
     }
     n
+}
+
+/// What [`check_fixture_paths`] ran.
+#[derive(Debug, Default)]
+pub struct PathsChecked {
+    /// Cases checked.
+    pub cases: usize,
+    /// Cases whose f32 run took a fused kernel.
+    pub fused: usize,
+}
+
+/// [`check_fixture_file`] on every path: f32 with the fused kernels on, f32 with them off (this
+/// thread only, see `segloss::with_fused_kernels`), and f64 where flex supports it (relative
+/// value tolerance `f64_value_rtol`, [`F64_VALUE_RTOL`] unless the loss states another).
+pub fn check_fixture_paths(
+    rel: &str,
+    filter: impl Fn(&Case) -> bool,
+    f64_value_rtol: f64,
+) -> PathsChecked {
+    let mut out = PathsChecked::default();
+    for c in load_cases(rel).iter().filter(|c| filter(c)) {
+        out.cases += 1;
+        if check_case(c, Path::F32Fused) > 0 {
+            out.fused += 1;
+        }
+        assert_eq!(
+            check_case(c, Path::F32Composed),
+            0,
+            "{}: a fused kernel ran while switched off",
+            c.name
+        );
+        if f64_supported() {
+            check_case_with(c, Path::F64, f64_value_rtol);
+        }
+    }
+    out
 }
 
 /// Central finite differences of the loss (f64 where flex supports it) against the autodiff

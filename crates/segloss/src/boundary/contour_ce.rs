@@ -5,7 +5,7 @@ use burn::module::Module;
 use ndarray::{ArrayViewD, IxDyn};
 use rayon::prelude::*;
 
-use super::maps::{host, inner_boundary};
+use super::maps::host;
 use crate::distribution::weighted_ce::weighted_ce_prepared;
 use crate::error::LossError;
 use crate::input::{const_tensor, prepare, Activation, Flat, InputRules, LossReduction, LossValue};
@@ -34,17 +34,24 @@ impl ContourCeLossConfig {
 ///
 /// ```text
 /// L = mean(CE) + mean(E ⊙ CE) = mean((1 + E) ⊙ CE)
-/// E(x) = distance from x to the nearest target-boundary voxel, for x on the boundary of the
-///        thresholded prediction; 0 elsewhere
+/// E(x) = distance from x to the nearest voxel of the target's surface, for x on the surface of
+///        the thresholded prediction; 0 elsewhere
 /// ```
 ///
-/// Boundaries are inner boundaries (foreground voxels with a background face neighbour). The
-/// prediction is thresholded at p > 0.5 per channel (sigmoid / none) or by argmax (softmax, where
-/// E(x) is the largest over the classes). A target channel without boundary (empty or full) has
-/// E = 0 there: the loss is then plain cross-entropy. E is a constant of the graph (computed by
-/// `segloss-core` on a detached copy).
+/// Surfaces are those of [`segloss_core::surface`], the one boundary definition of the library
+/// (the surface metrics use it too): the foreground voxels that have a face neighbour in the
+/// background or lie on the array's border (what a binary erosion with the face-connected
+/// structuring element removes, voxels outside the array counting as background: scipy's
+/// `binary_erosion` with `border_value=0`, MONAI's `get_mask_edges`). So a target touching the
+/// array's edge has its surface there, and a full target channel has the array's border as its
+/// surface. Distances are Euclidean in voxels. The prediction is thresholded at p > 0.5 per
+/// channel (sigmoid / none), or by argmax over the classes (softmax; ties go to the lowest class,
+/// as numpy's and PyTorch's argmax), where E(x) is the largest over the classes. A target channel
+/// without foreground has E = 0: the loss is then plain cross-entropy there. E is a constant of
+/// the graph (computed by `segloss-core` on a detached copy, one image per task in parallel).
 ///
-/// Oracle: the formula (no peer implements it); tested against a brute-force E.
+/// Oracle: the formula with scipy's `binary_erosion` surfaces and `distance_transform_edt`,
+/// differentiated by PyTorch (`tools/reference/gen_losses.py`, fixtures `contour_ce_*`).
 #[derive(Module, Debug)]
 pub struct ContourCeLoss {
     /// Configured activation.
@@ -54,30 +61,36 @@ pub struct ContourCeLoss {
 
 pixel_loss_methods!(ContourCeLoss);
 
-/// E for `k` images: predicted masks `pm`, target masks `tm` (`k·S` each).
+/// One C-order image of shape `spatial`.
+fn image<'a>(m: &'a [bool], spatial: &[usize]) -> ArrayViewD<'a, bool> {
+    ArrayViewD::from_shape(IxDyn(spatial), m).expect("contiguous image")
+}
+
+/// E for `k` images: predicted masks `pm`, target masks `tm` (`k·S` each, spatial shape
+/// `spatial`).
 pub(crate) fn contour_distance(
     pm: &[bool],
     tm: &[bool],
     spatial: &[usize],
 ) -> Result<Vec<f64>, LossError> {
     let s: usize = spatial.iter().product();
+    let map_err = |e: segloss_core::CoreError| LossError::Map {
+        what: "contour distance".into(),
+        message: e.to_string(),
+    };
     let mut out = vec![0.0f64; pm.len()];
     out.par_chunks_mut(s)
         .zip(pm.par_chunks(s).zip(tm.par_chunks(s)))
         .try_for_each(|(o, (p, t))| {
-            let tb = inner_boundary(t, spatial);
-            if !tb.iter().any(|&b| b) {
+            if !t.iter().any(|&v| v) {
                 return Ok(());
             }
-            let pb = inner_boundary(p, spatial);
-            let not_tb: Vec<bool> = tb.iter().map(|b| !b).collect();
-            let view = ArrayViewD::from_shape(IxDyn(spatial), &not_tb[..]).expect("image");
-            let d: ndarray::ArrayD<f64> =
-                segloss_core::edt(&view, None).map_err(|e| LossError::Map {
-                    what: "contour distance".into(),
-                    message: e.to_string(),
-                })?;
-            for ((dst, &on), v) in o.iter_mut().zip(&pb).zip(d.iter()) {
+            let tb = segloss_core::surface(&image(t, spatial)).map_err(map_err)?;
+            let pb = segloss_core::surface(&image(p, spatial)).map_err(map_err)?;
+            // Distances to the nearest target-surface voxel: the EDT of its complement.
+            let off_tb = tb.mapv(|b| !b);
+            let d: ndarray::ArrayD<f64> = segloss_core::edt(&off_tb, None).map_err(map_err)?;
+            for ((dst, &on), v) in o.iter_mut().zip(pb.iter()).zip(d.iter()) {
                 if on {
                     *dst = *v;
                 }
@@ -112,9 +125,14 @@ impl SegLoss for ContourCeLoss {
             let mut m = vec![false; n * c * s];
             for b in 0..n {
                 for i in 0..s {
-                    let best = (0..c)
-                        .max_by(|&a, &k| x[(b * c + a) * s + i].total_cmp(&x[(b * c + k) * s + i]))
-                        .unwrap_or(0);
+                    // The first of equal maxima (numpy's and PyTorch's argmax).
+                    let best = (1..c).fold(0, |best, k| {
+                        if x[(b * c + k) * s + i] > x[(b * c + best) * s + i] {
+                            k
+                        } else {
+                            best
+                        }
+                    });
                     m[(b * c + best) * s + i] = true;
                 }
             }

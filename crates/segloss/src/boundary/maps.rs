@@ -81,25 +81,3 @@ pub(crate) fn target_masks(p: &Prepared) -> Vec<bool> {
         .map(|v| v > 0.5)
         .collect()
 }
-
-/// The inner boundary of a mask (C order, spatial shape `spatial`): foreground voxels with at
-/// least one face neighbour in the background (the image edge does not count).
-pub(crate) fn inner_boundary(mask: &[bool], spatial: &[usize]) -> Vec<bool> {
-    let nd = spatial.len();
-    let mut strides = vec![1usize; nd];
-    for k in (0..nd.saturating_sub(1)).rev() {
-        strides[k] = strides[k + 1] * spatial[k + 1];
-    }
-    (0..mask.len())
-        .map(|i| {
-            if !mask[i] {
-                return false;
-            }
-            (0..nd).any(|k| {
-                let coord = (i / strides[k]) % spatial[k];
-                (coord > 0 && !mask[i - strides[k]])
-                    || (coord + 1 < spatial[k] && !mask[i + strides[k]])
-            })
-        })
-        .collect()
-}

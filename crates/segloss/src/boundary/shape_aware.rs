@@ -105,7 +105,9 @@ impl ShapeAwareLossConfig {
 /// assert!(v.into_scalar::<f32>() > std::f32::consts::LN_2); // the border pixels weigh more than 1
 /// ```
 ///
-/// Oracle: the weight-map reference (one EDT per instance) × `weighted_ce`.
+/// Oracle: the U-Net map from scipy (`label` with full connectivity, one `distance_transform_edt`
+/// per instance, no cut-off) times PyTorch's weighted BCE / CE and its autograd
+/// (`tools/reference/gen_losses.py`, fixtures `shape_aware_*`), on the fused and the composed path.
 #[derive(Module, Debug)]
 pub struct ShapeAwareLoss {
     /// w0.
