@@ -38,7 +38,7 @@ impl ContourCeLossConfig {
 ///        the thresholded prediction; 0 elsewhere
 /// ```
 ///
-/// Surfaces are those of [`segloss_core::surface`], the one boundary definition of the library
+/// Surfaces are those of [`segloss_core::surface()`], the one boundary definition of the library
 /// (the surface metrics use it too): the foreground voxels that have a face neighbour in the
 /// background or lie on the array's border (what a binary erosion with the face-connected
 /// structuring element removes, voxels outside the array counting as background: scipy's
