@@ -70,6 +70,17 @@ fn main() {
         ));
     }
 
+    // The 3-D weight map of an instance-label volume, when the inputs include one.
+    if run("weight3d") && dir.join("nuclei3d.npy").exists() {
+        let l3: ArrayD<u16> = load(dir, "nuclei3d.npy");
+        out.push((
+            "weight3d",
+            best(repeats.min(5), || {
+                unet_weight_map_from_instances::<f32, _, _, _>(&l3, None, &config).unwrap()
+            }),
+        ));
+    }
+
     // Sanity: the result agrees with the Python reference written next to the inputs.
     let want: ArrayD<f64> = load(dir, "cells_weight_reference.npy");
     let got: ArrayD<f64> = unet_weight_map(&w, None, &config).unwrap();

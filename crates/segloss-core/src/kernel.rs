@@ -55,13 +55,6 @@ impl Scratch {
         }
     }
 
-    /// Grows a [`Scratch::line`] scratch to lines of `n` voxels.
-    pub(crate) fn fit_line(&mut self, n: usize) {
-        if self.g.len() < n + 1 || self.v.len() < n + 2 {
-            *self = Scratch::line(n);
-        }
-    }
-
     pub(crate) fn new(n: usize, features: bool) -> Scratch {
         Scratch {
             g: vec![0.0; TILE * pitch(n)],
@@ -845,84 +838,6 @@ pub(crate) fn multilabel_edt<T: Voxel, F: Float>(
         strided_pass(buf, None, g, 1, LineKind::Labels(labels), false);
     }
     label_contiguous_pass(buf, labels, g, squared);
-}
-
-/// As [`binary_edt`] with squared distances, but the last pass hands the rows that meet the boxes
-/// `eval` (crop coordinates), over the span of the boxes that hold each row, to
-/// `emit(row index, first column, values)` instead of writing them back. Runs on the calling thread.
-///
-/// `is_target(k, j)` takes the index `k` along the first axis of length > 1 (`first`) and the flat index
-/// `j` over the axes after it; only the lanes `j` in `lanes` can hold targets, and `buf` must hold
-/// infinity everywhere else on entry. After the sweeps, only the columns (last axis) in `cols` hold
-/// finite values. Rows whose values all exceed `cap` may be skipped, and values above `cap` may be
-/// too large (see [`envelope_at`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn binary_edt_emit<F: Float>(
-    buf: &mut [F],
-    g: &Grid,
-    first: usize,
-    is_target: impl Fn(usize, usize) -> bool + Sync,
-    lanes: (usize, usize),
-    cols: (usize, usize),
-    eval: &[[[usize; 2]; 3]],
-    cap: f64,
-    sc: &mut Scratch,
-    mut emit: impl FnMut(usize, usize, &[f64]),
-) {
-    sweep_pass(buf, g, first, &is_target, lanes, true);
-    if first == 0 && g.shape[1] > 1 {
-        strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, true);
-    }
-    let [_, n1, n] = g.shape;
-    sc.fit_line(n);
-    // Rows: the hull of the evaluation boxes; columns: per row, the span of the boxes holding it.
-    let mut hull = [[usize::MAX, 0]; 2];
-    for e in eval {
-        for a in 0..2 {
-            hull[a] = [hull[a][0].min(e[a][0]), hull[a][1].max(e[a][1])];
-        }
-    }
-    for i0 in hull[0][0]..hull[0][1] {
-        for i1 in hull[1][0]..hull[1][1] {
-            let (mut c0, mut c1) = (usize::MAX, 0);
-            for e in eval {
-                if (e[0][0]..e[0][1]).contains(&i0) && (e[1][0]..e[1][1]).contains(&i1) {
-                    c0 = c0.min(e[2][0]);
-                    c1 = c1.max(e[2][1]);
-                }
-            }
-            let c1 = c1.min(n);
-            if c0 >= c1 {
-                continue;
-            }
-            let r = i0 * n1 + i1;
-            let row = &buf[r * n..(r + 1) * n];
-            if first < 2 {
-                let (a, b) = (cols.0.min(n), cols.1.min(n));
-                for (d, x) in sc.g[a..b].iter_mut().zip(row[a..b].iter()) {
-                    *d = x.to_f64();
-                }
-                if envelope_at(
-                    &sc.g[a..b],
-                    a,
-                    g.spacing[2],
-                    cap,
-                    &mut sc.o[..n],
-                    &mut sc.v,
-                    &mut sc.z,
-                    &mut [],
-                    (c0, c1),
-                ) {
-                    emit(r, c0, &sc.o[c0..c1]);
-                }
-            } else {
-                for (d, x) in sc.g[..n].iter_mut().zip(row.iter()) {
-                    *d = x.to_f64();
-                }
-                emit(r, c0, &sc.g[c0..c1]);
-            }
-        }
-    }
 }
 
 /// The column distance that stands for "no change of class in this direction": larger than any

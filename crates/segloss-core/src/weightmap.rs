@@ -14,10 +14,13 @@
 //! evaluated only where a border term with a neighbouring instance is possible (a lens between the
 //! two boxes); each value is offered as one of the two smallest at that voxel.
 //!
-//! 3-D images: each instance gets an exact EDT (the same kernel as [`edt`](crate::edt())) on its
-//! bounding box dilated by `B`, and every background voxel of that box keeps the two smallest squared
-//! distances seen so far (two `f32` per voxel, one pair of buffers per worker thread, merged at the
-//! end). The cost is the sum of the dilated boxes' sizes, not instances × image size.
+//! 3-D images take the separable path of `weightmap/volume.rs`: one pass per axis over the whole
+//! volume, each voxel carrying its nearest instance's squared distance and label and the squared
+//! distance to the nearest *other* instance (enough for the next pass: the nearest site of another
+//! instance than `L` at a line position is its nearest one unless that is `L`, else its second), as
+//! lower envelopes of parabolas along each line; values beyond the band are dropped. No per-instance
+//! crops: the cost is a few passes over the volume whatever the number of instances and how many
+//! touch.
 //!
 //! Memory stays O(image). Voxels with fewer than two instances within `B` get no border term, which is
 //! off by less than `ε` (default 5·10⁻⁵) from the exact definition.
@@ -26,16 +29,15 @@ use std::any::TypeId;
 use std::mem::MaybeUninit;
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
-use rayon::prelude::*;
 
 use crate::edt::{c_order, to_array};
 use crate::element::{Float, Voxel};
 use crate::error::{CoreError, Result};
 use crate::grid::Grid;
-use crate::kernel;
 use crate::label::{label_buffer, relabel_buffer, Connectivity};
 
 mod plane;
+mod volume;
 
 /// The class-weight term `w_c` of the U-Net weight map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -293,57 +295,6 @@ pub fn unet_weight_map_into_uninit<'a, F: Float>(
 /// `[lo, hi)` per padded axis.
 type BBox = [[usize; 2]; 3];
 
-/// The bounding boxes of labels 0..=k (index 0 unused; empty boxes `[usize::MAX, 0]`) and the number
-/// of labelled voxels, rows in parallel (each worker a run of rows, merged at the end).
-fn instance_boxes(labels: &[u32], k: usize, g: &Grid, parallel: bool) -> (Vec<BBox>, usize) {
-    let [n0, n1, n2] = g.shape;
-    let rows = n0 * n1;
-    let empty: BBox = [[usize::MAX, 0]; 3];
-    let row_boxes = |r0: usize, r1: usize| {
-        let mut boxes: Vec<BBox> = vec![empty; k + 1];
-        let mut count = 0usize;
-        for r in r0..r1 {
-            let (i0, i1) = (r / n1, r % n1);
-            let row = &labels[r * n2..(r + 1) * n2];
-            let mut j = 0;
-            while j < n2 {
-                let l = row[j];
-                let mut e = j + 1;
-                while e < n2 && row[e] == l {
-                    e += 1;
-                }
-                if l != 0 {
-                    count += e - j;
-                    let b = &mut boxes[l as usize];
-                    b[0] = [b[0][0].min(i0), b[0][1].max(i0 + 1)];
-                    b[1] = [b[1][0].min(i1), b[1][1].max(i1 + 1)];
-                    b[2] = [b[2][0].min(j), b[2][1].max(e)];
-                }
-                j = e;
-            }
-        }
-        (boxes, count)
-    };
-    let parts = if parallel && labels.len() >= 1 << 16 {
-        rayon::current_num_threads().clamp(1, rows)
-    } else {
-        1
-    };
-    let per = rows.div_ceil(parts);
-    (0..parts)
-        .into_par_iter()
-        .map(|p| row_boxes(p * per, ((p + 1) * per).min(rows)))
-        .reduce_with(|(mut a, ca), (b, cb)| {
-            for (x, y) in a.iter_mut().zip(&b) {
-                for d in 0..3 {
-                    x[d] = [x[d][0].min(y[d][0]), x[d][1].max(y[d][1])];
-                }
-            }
-            (a, ca + cb)
-        })
-        .unwrap_or_else(|| (vec![empty; k + 1], 0))
-}
-
 /// The instances of a weight map.
 enum Source<'a> {
     /// A label image with instances 1..=k.
@@ -376,17 +327,9 @@ fn weight_map_into<F: Float, T: Voxel>(
     out: &mut [MaybeUninit<F>],
 ) {
     let n = mask.len();
-    let boxes_of_labels;
     let (k, n_fg) = match source {
-        Source::Labels(labels, k) => {
-            let (b, n_fg) = instance_boxes(labels, k, g, config.parallel);
-            boxes_of_labels = b;
-            (k, n_fg)
-        }
-        Source::Plane(runs) => {
-            boxes_of_labels = Vec::new();
-            (runs.k, runs.n_fg)
-        }
+        Source::Labels(labels, k) => (k, labels.iter().filter(|&&l| l != 0).count()),
+        Source::Plane(runs) => (runs.k, runs.n_fg),
     };
     let n_bg = n - n_fg;
     let (w_bg, w_fg) = match config.class_weight {
@@ -491,15 +434,9 @@ fn weight_map_into<F: Float, T: Voxel>(
     };
     // `nearest_two` hands every one of the `n` slots to `finish`, which writes each one.
     match source {
-        Source::Labels(labels, _) => nearest_two(
-            labels,
-            &boxes_of_labels,
-            g,
-            band,
-            config.parallel,
-            out,
-            &finish,
-        ),
+        Source::Labels(labels, _) => {
+            volume::volume_nearest_two(labels, g, band, config.parallel, out, &finish)
+        }
         Source::Plane(runs) => {
             plane::plane_nearest_two(runs, g, band, config.parallel, out, &finish)
         }
@@ -660,88 +597,6 @@ fn split_rows(
     split_rows(spans, plane, a + best, b, t2, cuts);
 }
 
-/// `b` grown by `r` (spacing units) on every side, clipped to the grid.
-fn dilate(b: &BBox, r: f64, g: &Grid) -> BBox {
-    let mut o = *b;
-    for a in 0..3 {
-        let v = (r / g.spacing[a]).ceil() as usize;
-        o[a] = [b[a][0].saturating_sub(v), (b[a][1] + v).min(g.shape[a])];
-    }
-    o
-}
-
-/// Where each instance must be known: for the border term at `x` to reach the tolerance, `d1 + d2 ≤ B`,
-/// so the nearest instance `i` is within `B/2` of `x` and the second-nearest `j` within `B` (and the
-/// other way round). Instance `i` is therefore needed on the union, over its neighbours `j` (boxes at
-/// most `B` apart), of `(box_i ⊕ B/2 ∩ box_j ⊕ B) ∪ (box_i ⊕ B ∩ box_j ⊕ B/2)`; its crop is the bounding
-/// box of that union and of `box_i` itself (so that its EDT on the crop is exact). An instance without
-/// neighbours needs no crop. Returns `(label, crop, evaluation box, parts)`: the evaluation box is the
-/// union's bounding box (inside the crop), `parts` the boxes of the union.
-fn crops(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(u32, BBox, BBox, Vec<BBox>)> {
-    let k = boxes.len();
-    let grown: Vec<BBox> = boxes.iter().map(|b| dilate(b, band, g)).collect();
-    let half: Vec<BBox> = boxes.iter().map(|b| dilate(b, band / 2.0, g)).collect();
-    let mut crop: Vec<Option<BBox>> = vec![None; k];
-    let mut parts: Vec<Vec<BBox>> = vec![Vec::new(); k];
-    let inter = |p: &BBox, q: &BBox| -> Option<BBox> {
-        let mut o = *p;
-        for a in 0..3 {
-            o[a] = [p[a][0].max(q[a][0]), p[a][1].min(q[a][1])];
-            if o[a][0] >= o[a][1] {
-                return None;
-            }
-        }
-        Some(o)
-    };
-    let join = |c: &mut Option<BBox>, add: Option<BBox>| {
-        if let Some(add) = add {
-            let base = c.unwrap_or(add);
-            let mut h = base;
-            for a in 0..3 {
-                h[a] = [base[a][0].min(add[a][0]), base[a][1].max(add[a][1])];
-            }
-            *c = Some(h);
-        }
-    };
-    for (i, j) in near_pairs(boxes, g, band) {
-        // Per axis, d_i + d_j ≤ B needs the axis distances to the two boxes to add up to at most
-        // B: beyond the pair's span each step away adds 2, so the band reaches B/2 past the
-        // near ends and only (B − span)/2 past the far ones.
-        let mut pair = [[0usize; 2]; 3];
-        for (a, pa) in pair.iter_mut().enumerate() {
-            let (bi, bj) = (boxes[i][a], boxes[j][a]);
-            let r = band / g.spacing[a];
-            let lo = ((bi[0] + bj[0]) as f64 - r) / 2.0;
-            let hi = ((bi[1] - 1 + bj[1] - 1) as f64 + r) / 2.0;
-            *pa = [
-                lo.ceil().max(0.0) as usize,
-                (hi.floor() as usize + 1).min(g.shape[a]),
-            ];
-        }
-        let near_i = inter(&half[i], &grown[j]).and_then(|b| inter(&b, &pair));
-        let near_j = inter(&grown[i], &half[j]).and_then(|b| inter(&b, &pair));
-        for add in [near_i, near_j].into_iter().flatten() {
-            join(&mut crop[i], Some(add));
-            join(&mut crop[j], Some(add));
-            parts[i].push(add);
-            parts[j].push(add);
-        }
-    }
-    crop.into_iter()
-        .zip(parts)
-        .enumerate()
-        .filter_map(|(i, (e, p))| {
-            e.map(|e| {
-                let mut c = e;
-                for a in 0..3 {
-                    c[a] = [e[a][0].min(boxes[i][a][0]), e[a][1].max(boxes[i][a][1])];
-                }
-                (i as u32 + 1, c, e, p)
-            })
-        })
-        .collect()
-}
-
 /// The pairs `(i, j)` of instances whose boxes are at most `band` apart (spacing units), by a sort
 /// and sweep along the longest axis (in sweep order); empty boxes are in none. Shared by the crop
 /// path (3-D) and the plane path (1-D/2-D).
@@ -777,171 +632,4 @@ fn near_pairs(boxes: &[BBox], g: &Grid, band: f64) -> Vec<(usize, usize)> {
         }
     }
     pairs
-}
-
-/// For every background voxel, the two smallest squared distances to distinct instances among those
-/// within `band` (infinity when fewer), handed stripe by stripe to `finish(labels, d1, d2, out)` with
-/// the stripe's part of `out`.
-#[allow(clippy::too_many_arguments)]
-fn nearest_two<F: Float>(
-    labels: &[u32],
-    boxes: &[BBox],
-    g: &Grid,
-    band: f64,
-    parallel: bool,
-    out: &mut [MaybeUninit<F>],
-    finish: &(impl Fn(usize, &[f32], &[f32], &mut [MaybeUninit<F>], usize, &[[u32; 2]]) + Sync),
-) {
-    let [_, n1, n2] = g.shape;
-    let crops = crops(&boxes[1..], g, band);
-    let size = |b: &BBox| (0..3).map(|a| b[a][1] - b[a][0]).product::<usize>();
-    let total: usize = crops.iter().map(|(_, b, _, _)| size(b)).sum();
-    // Stripes along the outermost axis, one per worker: each stripe runs the crops that overlap it and
-    // keeps the results that fall inside it (a crop across a stripe border is computed twice).
-    let ax = if g.shape[0] > 1 { 0 } else { 1 };
-    let len_ax = g.shape[ax];
-    let plane: usize = g.shape[ax + 1..].iter().product();
-    let threads = rayon::current_num_threads().max(1);
-    let stripes = if total < (1 << 15) || !parallel {
-        1
-    } else {
-        threads.min(len_ax)
-    };
-    let spans: Vec<(usize, usize, f64)> = crops
-        .iter()
-        .map(|(_, b, _, _)| (b[ax][0], b[ax][1], size(b) as f64))
-        .collect();
-    let mut cuts = vec![0usize];
-    split_rows(&spans, plane, 0, len_ax, stripes, &mut cuts);
-    cuts.dedup();
-    let band2 = (band * band) as f32;
-    let work = |(si, o): (usize, &mut [MaybeUninit<F>])| {
-        let mut d1 = vec![f32::INFINITY; o.len()];
-        let mut d2 = vec![f32::INFINITY; o.len()];
-        let (a1, a2) = (&mut d1[..], &mut d2[..]);
-        let (r0, r1) = (cuts[si], cuts[si + 1]);
-        let mut buf: Vec<f32> = Vec::new();
-        let mut sc = kernel::Scratch::line(0);
-        let mut ev: Vec<BBox> = Vec::new();
-        for (l, b, e, parts) in &crops {
-            if e[ax][1] <= r0 || e[ax][0] >= r1 {
-                continue;
-            }
-            let c1 = b[1][1] - b[1][0];
-            // The evaluation boxes in crop coordinates, their rows clipped to the stripe.
-            ev.clear();
-            for p in parts {
-                let mut q = [[0usize; 2]; 3];
-                for a in 0..3 {
-                    q[a] = [p[a][0] - b[a][0], p[a][1] - b[a][0]];
-                }
-                q[ax] = [
-                    q[ax][0].max(r0.saturating_sub(b[ax][0])),
-                    q[ax][1].min(r1.saturating_sub(b[ax][0])),
-                ];
-                if q[ax][0] < q[ax][1] {
-                    ev.push(q);
-                }
-            }
-            if ev.is_empty() {
-                continue;
-            }
-            let emit = |r: usize, from: usize, out: &[f64]| {
-                let (i0, i1) = (r / c1 + b[0][0], r % c1 + b[1][0]);
-                let along = if ax == 0 { i0 } else { i1 };
-                if along < r0 || along >= r1 {
-                    return;
-                }
-                let w = out.len();
-                let dst = (i0 * n1 + i1) * n2 + b[2][0] + from;
-                let lab = &labels[dst..dst + w];
-                let local = dst - r0 * plane;
-                let x1s = &mut a1[local..local + w];
-                let x2s = &mut a2[local..local + w];
-                // Branch-free top-2 insertion: d1' = min(d1, d), d2' = min(d2, max(d1, d)).
-                for (((x1, x2), &o), &lb) in x1s.iter_mut().zip(x2s.iter_mut()).zip(out).zip(lab) {
-                    let o = o as f32;
-                    let d = if o <= band2 && lb == 0 {
-                        o
-                    } else {
-                        f32::INFINITY
-                    };
-                    let (lo, hi) = if d < *x1 { (d, *x1) } else { (*x1, d) };
-                    *x1 = lo;
-                    *x2 = if hi < *x2 { hi } else { *x2 };
-                }
-            };
-            crop_distances(
-                labels,
-                g,
-                *l,
-                &boxes[*l as usize],
-                b,
-                &ev,
-                band * band,
-                &mut buf,
-                &mut sc,
-                emit,
-            );
-        }
-        let len = d1.len();
-        finish(r0 * plane, &d1, &d2, o, len, &[[0, len as u32]]);
-    };
-    let mut pieces = Vec::with_capacity(cuts.len() - 1);
-    let mut rest = out;
-    for w in cuts.windows(2) {
-        let (head, tail) = rest.split_at_mut((w[1] - w[0]) * plane);
-        pieces.push(head);
-        rest = tail;
-    }
-    pieces.into_par_iter().enumerate().for_each(work);
-}
-
-/// Squared distances to instance `l` (bounding box `bb`) over the crop `b`, handed row by row (C order)
-/// to `emit` for the rows and columns of `eval` (crop coordinates); values above `cap` may be too large
-/// and rows without any value below it skipped; `buf` is scratch.
-#[allow(clippy::too_many_arguments)]
-fn crop_distances(
-    labels: &[u32],
-    g: &Grid,
-    l: u32,
-    bb: &BBox,
-    b: &BBox,
-    eval: &[BBox],
-    cap: f64,
-    buf: &mut Vec<f32>,
-    sc: &mut kernel::Scratch,
-    emit: impl FnMut(usize, usize, &[f64]),
-) {
-    let [_, n1, n2] = g.shape;
-    let shape = [b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]];
-    buf.clear();
-    buf.resize(shape.iter().product(), f32::INFINITY);
-    let cg = Grid {
-        shape,
-        spacing: g.spacing,
-        ndim: g.ndim,
-    };
-    let first = (0..3).find(|&a| shape[a] > 1).unwrap_or(2);
-    // The instance's box relative to the crop.
-    let r = |a: usize| [bb[a][0] - b[a][0], bb[a][1] - b[a][0]];
-    let base = (b[0][0] * n1 + b[1][0]) * n2 + b[2][0];
-    let cols = (r(2)[0], r(2)[1]);
-    match first {
-        0 => {
-            let c2 = shape[2];
-            let lanes = (r(1)[0] * c2 + r(2)[0], (r(1)[1] - 1) * c2 + r(2)[1]);
-            let target = |k: usize, j: usize| labels[base + (k * n1 + j / c2) * n2 + j % c2] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, cap, sc, emit);
-        }
-        1 => {
-            let lanes = (r(2)[0], r(2)[1]);
-            let target = |k: usize, j: usize| labels[base + k * n2 + j] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, lanes, cols, eval, cap, sc, emit);
-        }
-        _ => {
-            let target = |k: usize, _: usize| labels[base + k] == l;
-            kernel::binary_edt_emit(buf, &cg, first, target, (0, 1), cols, eval, cap, sc, emit);
-        }
-    }
 }
