@@ -312,8 +312,11 @@ fn connected_components(
     })
 }
 
-/// Whether a label image holds more than one distinct non-zero value.
+/// Whether a label image holds more than one distinct non-zero value (never for `bool`).
 fn several_labels<T: Elem>(v: &ArrayViewD<'_, T>) -> bool {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<bool>() {
+        return false;
+    }
     let mut first: Option<T> = None;
     for &x in v.iter() {
         if x.is_foreground() {
