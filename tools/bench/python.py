@@ -248,7 +248,7 @@ def main():
         uptime_before=load_before, uptime_after=load_after,
         machine=dict(cpu=_cpu_model(), cores=os.cpu_count(), python=platform.python_version()),
         versions=dict(segloss=segloss.__version__, numpy=np.__version__, scipy=scipy.__version__,
-                      edt=getattr(edt, "__version__", None), torch=torch.__version__, monai=monai.__version__),
+                      edt=_dist_version("edt"), torch=torch.__version__, monai=monai.__version__),
         results=results,
     )
     if args.json:
@@ -258,6 +258,15 @@ def main():
             json.dump(run, fh, indent=1)
             fh.write("\n")
         os.replace(tmp, args.json)
+
+
+def _dist_version(name):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def _cpu_model():
