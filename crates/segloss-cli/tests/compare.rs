@@ -212,8 +212,12 @@ fn tiny_compare_writes_the_report_folder() {
         "--quick",
         "--losses",
         "bce; dice",
-        "--epochs",
+        "--steps",
+        "2",
+        "--val-every",
         "1",
+        "--repeats",
+        "2",
         "--train-images",
         "2",
         "--val-images",
@@ -239,14 +243,38 @@ fn tiny_compare_writes_the_report_folder() {
     ] {
         non_empty(&out.join(f));
     }
+    // 2 losses × 2 seeds × 2 validations.
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(csv.starts_with("loss,spec,epoch,train_loss,val_dice"));
+    assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
+    assert!(csv.starts_with("loss,spec,repeat,seed,step,final,train_loss,val_dice"));
+    let finals: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(5) == Some("1"))
+        .collect();
+    assert_eq!(finals.len(), 4, "{csv}");
+    assert!(
+        finals.iter().all(|l| l.split(',').nth(4) == Some("2")),
+        "{csv}"
+    );
+    let seeds: std::collections::BTreeSet<&str> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(3))
+        .collect();
+    assert_eq!(seeds.into_iter().collect::<Vec<_>>(), ["42", "43"]);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         report.contains("| `bce` |") && report.contains("| `dice` |"),
         "{report}"
     );
+    assert!(
+        report.contains("mean ± standard deviation over 2 seeds"),
+        "{report}"
+    );
+    assert!(report.contains(" ± "), "{report}");
+    assert!(report.contains("## Conclusions"), "{report}");
+    assert!(report.contains("after the last step (step 2)"), "{report}");
     assert!(!report.contains("In progress"), "{report}");
     for png in ["curves.png", "samples.png"] {
         let bytes = std::fs::read(out.join(png)).unwrap();
@@ -257,6 +285,22 @@ fn tiny_compare_writes_the_report_folder() {
     let o = segloss().args(args).arg(&out).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+
+    // --min-dice fails the run (exit 1) naming the losses below it; the report is still written.
+    let out2 = dir.path().join("cmp2");
+    let o = segloss()
+        .args(&args[..args.len() - 1])
+        .args(["--repeats", "1", "--min-dice", "1", "--out"])
+        .arg(&out2)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--min-dice 1") && stderr.contains("bce"),
+        "{stderr}"
+    );
+    non_empty(&out2.join("report.md"));
 }
 
 #[test]
@@ -268,7 +312,12 @@ fn bad_compare_and_train_input_is_exit_code_2() {
         vec!["compare", "--losses", " ; "],
         vec!["train", "--loss", "0.5*"],
         vec!["train", "--loss", "bce", "--size", "30"],
-        vec!["train", "--loss", "bce", "--epochs", "0"],
+        vec!["train", "--loss", "bce", "--steps", "0"],
+        vec!["train", "--loss", "bce", "--val-every", "0"],
+        vec!["train", "--loss", "bce", "--repeats", "0"],
+        vec!["train", "--loss", "bce", "--val-fraction", "1.5"],
+        vec!["train", "--loss", "bce", "--percentiles", "99,1"],
+        vec!["train", "--loss", "bce", "--min-dice", "2"],
         vec!["train", "--loss", "bce", "--data", "/nonexistent/folder"],
         vec!["train", "--loss", "bce", "--device", "tpu"],
     ];
@@ -284,54 +333,73 @@ fn bad_compare_and_train_input_is_exit_code_2() {
     }
 }
 
-#[test]
-fn train_on_a_folder_dataset() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(data.join("images")).unwrap();
-    std::fs::create_dir_all(data.join("masks")).unwrap();
-    let opts = segloss_io::WriteOptions { force: false };
-    for (i, s) in synth::synth_dataset(3, 64, 5, 1, "f").iter().enumerate() {
+fn write_npy(path: &Path, a: &Array2<f32>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    segloss_io::write_npy_f32(
+        path,
+        &a.clone().into_dyn(),
+        segloss_io::WriteOptions { force: true },
+    )
+    .unwrap();
+}
+
+/// A folder of `n` synthetic image/mask pairs of side `side` (the first mask binary, the others
+/// instance labels), the images in 16-bit-like units.
+fn folder_of(root: &Path, n: usize, side: usize) {
+    for (i, s) in synth::synth_dataset(n, side, 5, 1, "f").iter().enumerate() {
         let name = format!("cells{i}.npy");
-        segloss_io::write_npy_f32(
-            data.join("images").join(&name),
-            &s.image.clone().into_dyn(),
-            opts,
-        )
-        .unwrap();
-        // One binary mask, the others instance labels.
+        write_npy(
+            &root.join("images").join(&name),
+            &s.image.mapv(|v| 300.0 + 2000.0 * v),
+        );
         let mask = if i == 0 {
             s.mask.clone()
         } else {
             s.instances.mapv(|l| l as f32)
         };
-        segloss_io::write_npy_f32(data.join("masks").join(&name), &mask.into_dyn(), opts).unwrap();
+        write_npy(&root.join("masks").join(&name), &mask);
     }
-    let out = dir.path().join("run");
-    let o = segloss()
+}
+
+fn train_on(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    segloss()
         .args([
             "train",
             "--loss",
             "0.5*dice + 0.5*bce",
-            "--epochs",
-            "1",
+            "--steps",
+            "2",
             "--size",
             "32",
             "--depth",
             "2",
+            "--batch",
+            "2",
         ])
+        .args(extra)
         .arg("--data")
-        .arg(&data)
+        .arg(data)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn train_on_a_folder_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    folder_of(&data, 3, 64);
+    let out = dir.path().join("run");
+    let o = train_on(&data, &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "train failed: {stderr}");
     assert!(
-        stderr.contains("3 image/mask pairs, 8 training and 4 validation tiles"),
+        stderr.contains("2 training images (8192 px")
+            && stderr.contains("1 validation images (4096 px"),
         "{stderr}"
     );
+    assert!(stderr.contains("percentiles 1 and 99.8"), "{stderr}");
     for f in [
         "report.md",
         "metrics.csv",
@@ -344,16 +412,89 @@ fn train_on_a_folder_dataset() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.starts_with("# segloss train"), "{report}");
     assert!(report.contains("| `0.5*dice + 0.5*bce` |"), "{report}");
+    assert!(report.contains("one seed"), "{report}");
 
     // A mask missing for an image is bad input.
-    std::fs::remove_file(data.join("masks").join("cells2.npy")).unwrap();
-    let o = segloss()
-        .args(["train", "--loss", "bce", "--size", "32", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(dir.path().join("run2"))
-        .output()
-        .unwrap();
+    std::fs::rename(
+        data.join("masks").join("cells2.npy"),
+        dir.path().join("cells2.npy"),
+    )
+    .unwrap();
+    let o = train_on(&data, &dir.path().join("run2"), &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no mask named 'cells2'"));
+}
+
+#[test]
+fn a_val_folder_validates_whole_images_of_any_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Two training images of 48×48 and one validation image of 38×45 (not a multiple of 2^depth).
+    folder_of(&data, 2, 48);
+    let v = synth::synth_dataset(1, 64, 9, 2, "v").remove(0);
+    let crop = |a: &Array2<f32>| a.slice(s![3..41, 10..55]).to_owned();
+    write_npy(&data.join("val/images/v.npy"), &crop(&v.image));
+    write_npy(
+        &data.join("val/masks/v.npy"),
+        &crop(&v.instances.mapv(|l| l as f32)),
+    );
+    let out = dir.path().join("run");
+    let o = train_on(&data, &out, &["--val-every", "1"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "train failed: {stderr}");
+    assert!(
+        stderr.contains("2 training images") && stderr.contains("1 validation images (1710 px"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("from val/"), "{stderr}");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+}
+
+#[test]
+fn bad_folders_are_exit_code_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |data: &Path, needle: &str| {
+        let o = train_on(data, &dir.path().join("out"), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", data.display());
+        assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    };
+
+    // No pairs at all.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("images")).unwrap();
+    std::fs::create_dir_all(empty.join("masks")).unwrap();
+    check(&empty, "no image/mask pairs");
+
+    // One pair only.
+    let one = dir.path().join("one");
+    folder_of(&one, 1, 48);
+    check(&one, "cells0.npy: the only image/mask pair");
+
+    // A mask whose shape differs from its image's.
+    let shape = dir.path().join("shape");
+    folder_of(&shape, 3, 48);
+    write_npy(
+        &shape.join("masks/cells1.npy"),
+        &Array2::<f32>::zeros((48, 40)),
+    );
+    check(&shape, "cells1.npy: mask shape [48, 40]");
+
+    // An RGB mask.
+    let rgb = dir.path().join("rgb");
+    folder_of(&rgb, 3, 48);
+    segloss_io::write_npy_f32(
+        rgb.join("masks/cells2.npy"),
+        &ndarray::Array3::<f32>::zeros((48, 48, 3)).into_dyn(),
+        segloss_io::WriteOptions { force: true },
+    )
+    .unwrap();
+    check(&rgb, "cells2.npy: shape [48, 48, 3] (an RGB(A) image)");
+
+    // An image smaller than the crops.
+    let small = dir.path().join("small");
+    folder_of(&small, 3, 24);
+    check(&small, "expected at least 32×32 (--size)");
 }

@@ -14,7 +14,8 @@ pub struct CompareArgs {
     /// tversky(alpha=0.3,beta=0.7); lovasz; shape_aware", those this build has].
     #[arg(long)]
     pub losses: Option<String>,
-    /// A small, fast run of the same pipeline (CI smoke test): fewer, smaller images and epochs.
+    /// A small, fast run of the same pipeline (CI smoke test): fewer, smaller images and fewer
+    /// steps.
     #[arg(long)]
     pub quick: bool,
     /// Options shared with `segloss train`.

@@ -18,9 +18,10 @@ pub struct TrainArgs {
     pub opts: RunOptions,
 }
 
-/// Runs `segloss train`: per-epoch training loss and validation Dice, IoU, HD95 and object F1
-/// on the terminal; `report.md`, `metrics.csv`, `curves.png`, `samples.png` and the checkpoint
-/// `model.bpk` in the report folder (default `runs/train-<loss>`).
+/// Runs `segloss train`: training loss and validation Dice, IoU, HD95 and object F1 every
+/// `--val-every` steps on the terminal; `report.md`, `metrics.csv`, `curves.png`,
+/// `samples.png` and the checkpoint `model.bpk` in the report folder (default
+/// `runs/train-<loss>`).
 pub fn run(a: TrainArgs) -> Result<(), CliError> {
     let planned = train::plan(std::slice::from_ref(&a.loss), &a.opts, true)?;
     let out = a.opts.out.clone().unwrap_or_else(|| {

@@ -1,10 +1,24 @@
-//! Training data: the built-in synthetic cells or a folder of `images/` and `masks/`, their U-Net
-//! weight maps, and batches with random flips and rotations.
+//! Training data: the built-in synthetic cells or a folder of images and masks, their U-Net
+//! weight maps, intensity normalisation, and training batches of random crops with flips, quarter
+//! turns and a mild intensity change.
+//!
+//! # Folders
+//! `DIR/images/` and `DIR/masks/` hold 2D grey images and their masks, paired by file name without
+//! the extension (`.png`, `.tif`, `.tiff`, `.npy`, `.nii`, `.nii.gz`; singleton axes such as a
+//! NIfTI slice's `[H, W, 1]` are dropped). When `DIR/val/images/` and `DIR/val/masks/` exist they
+//! are the validation set and every pair of `DIR/images/` trains; otherwise the last
+//! `--val-fraction` of the pairs (by name, at least one) validates. Images of any size at least
+//! `--size` pixels on each side; masks are 0/1 masks or instance-label images.
+//!
+//! # Normalisation
+//! Every folder image is scaled by its own percentiles, `(x − p_lo) / (p_hi − p_lo)` with
+//! `p_lo`, `p_hi` the 1st and 99.8th percentiles by default (as csbdeep and stardist do), without
+//! clipping; so 8- and 16-bit images, floats and scanner units all arrive on the same scale.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{s, Array2, ArrayView2, Ix2};
+use ndarray::{s, Array2, ArrayView2, Axis, Ix2};
 use segloss_core::{connected_components, unet_weight_map, Connectivity, WeightMapConfig};
 
 use super::synth::{separate_instances, synth_dataset, Rng, Sample};
@@ -15,7 +29,7 @@ use crate::error::CliError;
 pub enum DataSource {
     /// The built-in generator ([`super::synth`]).
     Synthetic,
-    /// A folder with `images/` and `masks/`, files paired by name.
+    /// A folder with `images/` and `masks/` (and optionally `val/images/`, `val/masks/`).
     Folder(PathBuf),
 }
 
@@ -32,15 +46,15 @@ impl std::str::FromStr for DataSource {
     }
 }
 
-/// A training and a validation set of equally sized square samples.
+/// Training and validation images (whole, of any size of at least `crop` on each side).
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    /// Training samples.
+    /// Training images; batches are random `crop`×`crop` crops of them.
     pub train: Vec<Sample>,
-    /// Validation samples.
+    /// Validation images, predicted whole.
     pub val: Vec<Sample>,
-    /// Side of every sample.
-    pub size: usize,
+    /// Side of the training crops.
+    pub crop: usize,
     /// One line saying where the data came from.
     pub description: String,
 }
@@ -59,7 +73,7 @@ pub fn synthetic(n_train: usize, n_val: usize, size: usize, seed: u64) -> Datase
     Dataset {
         train,
         val,
-        size,
+        crop: size,
         description,
     }
 }
@@ -74,8 +88,12 @@ fn stem(name: &str) -> Option<&str> {
 }
 
 fn list(dir: &Path) -> Result<BTreeMap<String, PathBuf>, CliError> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| CliError::input(format!("{}: cannot read the folder: {e}", dir.display())))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        CliError::input(format!(
+            "{}: cannot read the folder ({e}); expected a data folder with images/ and masks/",
+            dir.display()
+        ))
+    })?;
     let mut out = BTreeMap::new();
     for entry in rd {
         let entry = entry.map_err(|e| {
@@ -92,25 +110,49 @@ fn list(dir: &Path) -> Result<BTreeMap<String, PathBuf>, CliError> {
     Ok(out)
 }
 
-fn read_2d_f32(path: &Path) -> Result<Array2<f32>, CliError> {
+/// Drops axes of length 1 beyond the first two (`[H, W, 1]` NIfTI slices, `[1, H, W]` stacks).
+fn squeeze<T: Clone>(a: ndarray::ArrayD<T>) -> ndarray::ArrayD<T> {
+    let mut a = a;
+    while a.ndim() > 2 {
+        match (0..a.ndim()).rev().find(|&i| a.shape()[i] == 1) {
+            Some(i) => a = a.remove_axis(Axis(i)),
+            None => break,
+        }
+    }
+    a
+}
+
+fn read_image(path: &Path) -> Result<Array2<f32>, CliError> {
     let v = segloss_io::read(path)?;
-    let a = v.data.to_f32();
+    let a = squeeze(v.data.to_f32());
     let shape = a.shape().to_vec();
-    a.into_dimensionality::<Ix2>().map_err(|_| {
+    let a = a.into_dimensionality::<Ix2>().map_err(|_| {
         CliError::input(format!(
             "{}: shape {shape:?}; expected a 2D grey image [H, W]",
             path.display()
         ))
-    })
+    })?;
+    if let Some(v) = a.iter().find(|v| !v.is_finite()) {
+        return Err(CliError::input(format!(
+            "{}: value {v}; expected finite intensities",
+            path.display()
+        )));
+    }
+    Ok(a)
 }
 
 fn read_labels(path: &Path) -> Result<Array2<u32>, CliError> {
     let v = segloss_io::read(path)?;
-    let a = v.data.to_labels()?;
+    let a = squeeze(v.data.to_labels()?);
     let shape = a.shape().to_vec();
     let a = a.into_dimensionality::<Ix2>().map_err(|_| {
+        let what = if shape.len() == 3 && matches!(shape[2], 3 | 4) {
+            "an RGB(A) image"
+        } else {
+            "not 2D"
+        };
         CliError::input(format!(
-            "{}: shape {shape:?}; expected a 2D mask [H, W]",
+            "{}: shape {shape:?} ({what}); expected a single-channel 2D mask [H, W] of 0/1 or instance labels",
             path.display()
         ))
     })?;
@@ -127,18 +169,46 @@ fn read_labels(path: &Path) -> Result<Array2<u32>, CliError> {
     Ok(out)
 }
 
-/// One image and its mask as a [`Sample`]: the image scaled to [0, 1] by its minimum and
-/// maximum; a 0/1 mask is the training mask as it is and its instances are its connected
-/// components (8-connectivity); a mask with more labels is an instance-label image, made into a
-/// training mask with background lines between touching instances as for the synthetic data.
+/// The `q`-th percentile (0..=100) of `values` with linear interpolation (numpy's default).
+pub fn percentile(values: &mut [f32], q: f64) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let pos = q / 100.0 * (values.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let (_, &mut a, _) = values.select_nth_unstable_by(lo, |x, y| x.total_cmp(y));
+    let b = if hi == lo {
+        a
+    } else {
+        // The smallest value above position `lo` is the minimum of the upper part.
+        values[lo + 1..]
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min)
+    };
+    a + (b - a) * (pos - lo as f64) as f32
+}
+
+/// `(x − p_lo) / (p_hi − p_lo)` with the image's own `lo`-th and `hi`-th percentiles (no clipping;
+/// a constant image becomes 0).
+pub fn normalize_percentiles(image: &Array2<f32>, lo: f64, hi: f64) -> Array2<f32> {
+    let mut v: Vec<f32> = image.iter().copied().collect();
+    let a = percentile(&mut v, lo);
+    let b = percentile(&mut v, hi);
+    let range = b - a;
+    if range > 0.0 && range.is_finite() {
+        image.mapv(|x| (x - a) / range)
+    } else {
+        image.mapv(|x| x - a)
+    }
+}
+
+/// One image and its mask as a [`Sample`]: a 0/1 mask is the training mask as it is and its
+/// instances are its connected components (8-connectivity); a mask with more labels is an
+/// instance-label image, made into a training mask with background lines between touching
+/// instances as for the synthetic data.
 fn folder_sample(name: &str, image: Array2<f32>, labels: Array2<u32>) -> Sample {
-    let (lo, hi) = image
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-            (l.min(v), h.max(v))
-        });
-    let range = if hi > lo { hi - lo } else { 1.0 };
-    let image = image.mapv(|v| (v - lo) / range);
     let max = labels.iter().copied().max().unwrap_or(0);
     let (mask, instances) = if max <= 1 {
         let (cc, _) =
@@ -155,100 +225,152 @@ fn folder_sample(name: &str, image: Array2<f32>, labels: Array2<u32>) -> Sample 
     }
 }
 
-/// Cuts a sample into non-overlapping `size`×`size` tiles (row-major; the remainder at the right
-/// and bottom edges is dropped).
-fn tiles(s: &Sample, size: usize) -> Vec<Sample> {
-    let (h, w) = s.image.dim();
-    let mut out = Vec::new();
-    for ty in 0..h / size {
-        for tx in 0..w / size {
-            let sl = s![ty * size..(ty + 1) * size, tx * size..(tx + 1) * size];
-            let inst = s.instances.slice(sl).to_owned();
-            let (inst, _) = segloss_core::relabel_sequential(&inst).expect("a non-empty tile");
-            let name = if h == size && w == size {
-                s.name.clone()
-            } else {
-                format!("{}-{ty}-{tx}", s.name)
-            };
-            out.push(Sample {
-                name,
-                image: s.image.slice(sl).to_owned(),
-                instances: inst,
-                mask: s.mask.slice(sl).to_owned(),
-            });
-        }
-    }
-    out
-}
+type Pair = (String, PathBuf, PathBuf);
 
-/// A folder dataset: `dir/images/` and `dir/masks/`, files paired by name without extension
-/// (`.png`, `.tif`, `.tiff`, `.npy`, `.nii`, `.nii.gz`), 2D grey images of any size of at least
-/// `size`×`size`, cut into `size`×`size` tiles. The last fifth of the pairs (by name, at least
-/// one) is the validation set.
-pub fn folder(dir: &Path, size: usize) -> Result<Dataset, CliError> {
-    let images = list(&dir.join("images"))?;
-    let masks = list(&dir.join("masks"))?;
+fn pairs_of(images: &Path, masks: &Path) -> Result<Vec<Pair>, CliError> {
+    let im = list(images)?;
+    let ma = list(masks)?;
     let mut pairs = Vec::new();
-    for (name, ip) in &images {
-        match masks.get(name) {
+    for (name, ip) in &im {
+        match ma.get(name) {
             Some(mp) => pairs.push((name.clone(), ip.clone(), mp.clone())),
             None => {
                 return Err(CliError::input(format!(
-                    "{}: no mask named '{name}' in {}",
+                    "{}: no mask named '{name}' in {}; expected one mask per image, paired by name",
                     ip.display(),
-                    dir.join("masks").display()
+                    masks.display()
                 )))
             }
         }
     }
-    if pairs.len() < 2 {
+    if let Some((name, mp)) = ma.iter().find(|(n, _)| !im.contains_key(*n)) {
         return Err(CliError::input(format!(
-            "{}: {} image/mask pair(s); expected at least 2 (one for training, one for validation)",
-            dir.display(),
-            pairs.len()
+            "{}: no image named '{name}' in {}; expected one image per mask, paired by name",
+            mp.display(),
+            images.display()
         )));
     }
-    let n_val = (pairs.len() as f64 * 0.2).round().max(1.0) as usize;
-    let split = pairs.len() - n_val;
-    let mut train = Vec::new();
-    let mut val = Vec::new();
-    for (i, (name, ip, mp)) in pairs.iter().enumerate() {
-        let image = read_2d_f32(ip)?;
-        let labels = read_labels(mp)?;
-        if image.dim() != labels.dim() {
-            return Err(CliError::input(format!(
-                "{}: image shape {:?} but mask shape {:?} in {}",
-                ip.display(),
-                image.shape(),
-                labels.shape(),
-                mp.display()
-            )));
-        }
-        if image.nrows() < size || image.ncols() < size {
-            return Err(CliError::input(format!(
-                "{}: shape {:?}; expected at least {size}×{size} (--size)",
-                ip.display(),
-                image.shape()
-            )));
-        }
-        let t = tiles(&folder_sample(name, image, labels), size);
-        if i < split {
-            train.extend(t);
-        } else {
-            val.extend(t);
-        }
+    Ok(pairs)
+}
+
+fn load_pair(
+    (name, ip, mp): &Pair,
+    crop: usize,
+    percentiles: (f64, f64),
+) -> Result<Sample, CliError> {
+    let image = read_image(ip)?;
+    let labels = read_labels(mp)?;
+    if image.dim() != labels.dim() {
+        return Err(CliError::input(format!(
+            "{}: mask shape {:?} but its image {} has shape {:?}; expected the same shape",
+            mp.display(),
+            labels.shape(),
+            ip.display(),
+            image.shape()
+        )));
     }
+    if image.nrows() < crop || image.ncols() < crop {
+        return Err(CliError::input(format!(
+            "{}: shape {:?}; expected at least {crop}×{crop} (--size)",
+            ip.display(),
+            image.shape()
+        )));
+    }
+    let image = normalize_percentiles(&image, percentiles.0, percentiles.1);
+    Ok(folder_sample(name, image, labels))
+}
+
+/// A folder dataset (see the [module docs](self)): `crop` is the side of the training crops,
+/// `val_fraction` the share of `images/` that validates when there is no `val/`, `percentiles`
+/// the normalisation's lower and upper percentiles.
+pub fn folder(
+    dir: &Path,
+    crop: usize,
+    val_fraction: f64,
+    percentiles: (f64, f64),
+) -> Result<Dataset, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::input(format!(
+            "{}: not a folder; expected 'synthetic' or a folder with images/ and masks/",
+            dir.display()
+        )));
+    }
+    let pairs = pairs_of(&dir.join("images"), &dir.join("masks"))?;
+    let val_dir = dir.join("val");
+    let has_val = val_dir.join("images").is_dir() || val_dir.join("masks").is_dir();
+    let (train_pairs, val_pairs) = if has_val {
+        let vp = pairs_of(&val_dir.join("images"), &val_dir.join("masks"))?;
+        if pairs.is_empty() || vp.is_empty() {
+            let empty = if pairs.is_empty() {
+                dir.join("images")
+            } else {
+                val_dir.join("images")
+            };
+            return Err(CliError::input(format!(
+                "{}: no image/mask pairs; expected at least one training pair in images/ + masks/ and one validation pair in val/images/ + val/masks/",
+                empty.display()
+            )));
+        }
+        (pairs, vp)
+    } else {
+        match pairs.len() {
+            0 => {
+                return Err(CliError::input(format!(
+                    "{}: no image/mask pairs (.png, .tif, .tiff, .npy, .nii, .nii.gz, paired by name with masks/); expected at least 2",
+                    dir.join("images").display()
+                )))
+            }
+            1 => {
+                return Err(CliError::input(format!(
+                    "{}: the only image/mask pair; expected at least 2 (training and validation), or a validation pair in val/images/ + val/masks/",
+                    pairs[0].1.display()
+                )))
+            }
+            _ => {}
+        }
+        let n_val =
+            ((pairs.len() as f64 * val_fraction).round() as usize).clamp(1, pairs.len() - 1);
+        let mut train = pairs;
+        let val = train.split_off(train.len() - n_val);
+        (train, val)
+    };
+    let train = train_pairs
+        .iter()
+        .map(|p| load_pair(p, crop, percentiles))
+        .collect::<Result<Vec<_>, _>>()?;
+    let val = val_pairs
+        .iter()
+        .map(|p| load_pair(p, 1, percentiles))
+        .collect::<Result<Vec<_>, _>>()?;
+    let px = |v: &[Sample]| v.iter().map(|s| s.image.len()).sum::<usize>();
+    let cells = |v: &[Sample]| v.iter().map(Sample::num_instances).sum::<usize>();
+    let shapes = |v: &[Sample]| {
+        let mut d: Vec<String> = v
+            .iter()
+            .map(|s| format!("{}×{}", s.image.nrows(), s.image.ncols()))
+            .collect();
+        d.dedup();
+        d.join(", ")
+    };
     let description = format!(
-        "folder {}: {} image/mask pairs, {} training and {} validation tiles of {size}×{size} pixels",
+        "folder {}: {} training images ({} px, {} cells; {}) and {} validation images ({} px, {} cells; {}){}, each image's intensity percentiles {} and {} scaled to 0 and 1",
         dir.display(),
-        pairs.len(),
         train.len(),
-        val.len()
+        px(&train),
+        cells(&train),
+        shapes(&train),
+        val.len(),
+        px(&val),
+        cells(&val),
+        shapes(&val),
+        if has_val { " from val/" } else { "" },
+        percentiles.0,
+        percentiles.1
     );
     Ok(Dataset {
         train,
         val,
-        size,
+        crop,
         description,
     })
 }
@@ -274,10 +396,10 @@ fn dihedral(a: ArrayView2<'_, f32>, t: u8) -> ArrayView2<'_, f32> {
         v = v.reversed_axes();
     }
     if t & 2 != 0 {
-        v.invert_axis(ndarray::Axis(0));
+        v.invert_axis(Axis(0));
     }
     if t & 1 != 0 {
-        v.invert_axis(ndarray::Axis(1));
+        v.invert_axis(Axis(1));
     }
     v
 }
@@ -295,31 +417,122 @@ pub struct Batch {
     pub weights: Option<Vec<f32>>,
 }
 
-/// The samples `idx` of `samples` (with their weight maps when given), each flipped / turned by a
-/// transform drawn from `rng` when given.
-pub fn batch(
-    samples: &[Sample],
-    weights: Option<&[Array2<f32>]>,
-    idx: &[usize],
-    mut rng: Option<&mut Rng>,
-) -> Batch {
-    let per = samples.first().map(|s| s.image.len()).unwrap_or(0);
-    let mut images = Vec::with_capacity(idx.len() * per);
-    let mut masks = Vec::with_capacity(idx.len() * per);
-    let mut wbuf = weights.map(|_| Vec::with_capacity(idx.len() * per));
-    for &i in idx {
-        let t = rng.as_deref_mut().map(|r| r.below(8) as u8).unwrap_or(0);
-        let s = &samples[i];
-        images.extend(dihedral(s.image.view(), t).iter());
-        masks.extend(dihedral(s.mask.view(), t).iter());
-        if let (Some(wb), Some(w)) = (wbuf.as_mut(), weights) {
-            wb.extend(dihedral(w[i].view(), t).iter());
+/// Draws training batches: each crop from the next image of a shuffled pass over the training
+/// images (a new order every pass), at a random position, with (when augmenting) one of the 8
+/// flips and quarter turns and an intensity `x·a + b`, a ∈ [0.9, 1.1], b ∈ [−0.05, 0.05]. All
+/// of it comes from the seed, so every loss sees the same batches.
+pub struct CropSampler {
+    rng: Rng,
+    order: Vec<usize>,
+    next: usize,
+    augment: bool,
+}
+
+impl CropSampler {
+    /// A sampler for the seed.
+    pub fn new(seed: u64, augment: bool) -> Self {
+        CropSampler {
+            rng: Rng::stream(seed, 1_000),
+            order: Vec::new(),
+            next: 0,
+            augment,
         }
     }
-    Batch {
-        n: idx.len(),
-        images,
-        masks,
-        weights: wbuf,
+
+    /// The next batch of `n` crops of side `crop` from `samples` (with their weight maps when
+    /// given).
+    pub fn batch(
+        &mut self,
+        samples: &[Sample],
+        weights: Option<&[Array2<f32>]>,
+        n: usize,
+        crop: usize,
+    ) -> Batch {
+        let per = crop * crop;
+        let mut images = Vec::with_capacity(n * per);
+        let mut masks = Vec::with_capacity(n * per);
+        let mut wbuf = weights.map(|_| Vec::with_capacity(n * per));
+        for _ in 0..n {
+            if self.next >= self.order.len() {
+                self.order = self.rng.permutation(samples.len());
+                self.next = 0;
+            }
+            let i = self.order[self.next];
+            self.next += 1;
+            let s = &samples[i];
+            let (h, w) = s.image.dim();
+            let y0 = self.rng.below(h - crop + 1);
+            let x0 = self.rng.below(w - crop + 1);
+            let (t, a, b) = if self.augment {
+                let t = self.rng.below(8) as u8;
+                let a = self.rng.range(0.9, 1.1) as f32;
+                let b = self.rng.range(-0.05, 0.05) as f32;
+                (t, a, b)
+            } else {
+                (0, 1.0, 0.0)
+            };
+            let sl = s![y0..y0 + crop, x0..x0 + crop];
+            images.extend(dihedral(s.image.slice(sl), t).iter().map(|&v| v * a + b));
+            masks.extend(dihedral(s.mask.slice(sl), t).iter());
+            if let (Some(wb), Some(wm)) = (wbuf.as_mut(), weights) {
+                wb.extend(dihedral(wm[i].slice(sl), t).iter());
+            }
+        }
+        Batch {
+            n,
+            images,
+            masks,
+            weights: wbuf,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_as_numpy() {
+        // numpy.percentile(np.arange(1, 11), [1, 99.8, 50]) = [1.09, 9.982, 5.5]
+        let mut v: Vec<f32> = (1..=10).rev().map(|x| x as f32).collect();
+        assert!((percentile(&mut v, 1.0) - 1.09).abs() < 1e-5);
+        assert!((percentile(&mut v, 99.8) - 9.982).abs() < 1e-5);
+        assert!((percentile(&mut v, 50.0) - 5.5).abs() < 1e-5);
+        assert_eq!(percentile(&mut v, 100.0), 10.0);
+        assert_eq!(percentile(&mut v, 0.0), 1.0);
+    }
+
+    #[test]
+    fn normalisation_maps_the_percentiles_to_0_and_1() {
+        let img = Array2::from_shape_fn((20, 50), |(y, x)| (y * 50 + x) as f32 * 7.0 + 100.0);
+        let n = normalize_percentiles(&img, 1.0, 99.8);
+        let mut v: Vec<f32> = n.iter().copied().collect();
+        assert!(percentile(&mut v, 1.0).abs() < 1e-4);
+        assert!((percentile(&mut v, 99.8) - 1.0).abs() < 1e-4);
+        // A constant image is all zeros, never NaN.
+        let c = normalize_percentiles(&Array2::from_elem((4, 4), 5.0), 1.0, 99.8);
+        assert!(c.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn crops_are_deterministic_and_inside_the_images() {
+        let s = Sample {
+            name: "a".into(),
+            image: Array2::from_shape_fn((40, 70), |(y, x)| (y * 70 + x) as f32),
+            instances: Array2::zeros((40, 70)),
+            mask: Array2::from_shape_fn((40, 70), |(y, x)| ((y + x) % 2) as f32),
+        };
+        let samples = vec![s];
+        let a = CropSampler::new(3, true).batch(&samples, None, 4, 16);
+        let b = CropSampler::new(3, true).batch(&samples, None, 4, 16);
+        assert_eq!(a.images, b.images);
+        assert_eq!(a.images.len(), 4 * 256);
+        let c = CropSampler::new(3, false).batch(&samples, None, 4, 16);
+        // Without augmentation a crop is a window of the image: consecutive values along x.
+        for k in 0..4 {
+            let w = &c.images[k * 256..(k + 1) * 256];
+            assert!(w.windows(2).take(15).all(|p| p[1] - p[0] == 1.0));
+            assert!(w[0] >= 0.0 && w[255] < 2800.0);
+        }
     }
 }

@@ -15,11 +15,21 @@ use segloss_core::{connected_components, Connectivity};
 use super::metrics::ImageMetrics;
 use super::report::write_atomic;
 use super::synth::Sample;
-use super::trainer::EpochRecord;
 use crate::error::CliError;
 
 /// A per-epoch value to plot.
-type Metric = fn(&EpochRecord) -> f64;
+type Metric = fn(&CurvePoint) -> f64;
+
+/// One point of a validation curve (means over the seeds).
+#[derive(Debug, Clone, Copy)]
+pub struct CurvePoint {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Validation Dice.
+    pub dice: f64,
+    /// Validation object F1.
+    pub f1: f64,
+}
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -65,66 +75,56 @@ fn encode_png(buf: &[u8], w: u32, h: u32) -> Result<Vec<u8>, CliError> {
     Ok(out)
 }
 
-/// `curves.png`: validation Dice and object F1 per epoch, one line per loss, with a legend.
-pub fn curves_png(runs: &[(String, Vec<EpochRecord>)], path: &Path) -> Result<(), CliError> {
+/// `curves.png`: validation Dice and object F1 against optimizer steps, one line per loss (the
+/// mean over the seeds), with a legend.
+pub fn curves_png(runs: &[(String, Vec<CurvePoint>)], path: &Path) -> Result<(), CliError> {
     fonts();
     let (w, h) = (1500u32, 600u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
-    let max_epoch = runs
+    let max_step = runs
         .iter()
-        .flat_map(|(_, hh)| hh.iter().map(|e| e.epoch))
+        .flat_map(|(_, hh)| hh.iter().map(|e| e.step))
         .max()
         .unwrap_or(1)
-        .max(1);
+        .max(1) as f64;
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(perr("curves"))?;
         let (left, right) = root.split_horizontally(w / 2);
         let panels: [(_, &str, &str, Metric); 2] = [
-            (left, "Validation Dice", "Dice", |e| e.val.dice),
+            (left, "Validation Dice", "Dice", |e| e.dice),
             (
                 right,
                 "Validation object F1 (cells matched at IoU ≥ 0.5)",
                 "object F1",
-                |e| e.val.objects.f1(),
+                |e| e.f1,
             ),
         ];
         for (area, title, ylabel, value) in panels {
-            let x0 = if max_epoch == 1 { 0.5 } else { 0.8 };
-            let x1 = max_epoch as f64 + (1.0 - x0);
             let mut chart = ChartBuilder::on(&area)
                 .caption(title, (FAMILY, 24))
                 .margin(14)
                 .x_label_area_size(50)
                 .y_label_area_size(64)
-                .build_cartesian_2d(x0..x1, 0f64..1.0)
+                .build_cartesian_2d(0f64..max_step * 1.02, 0f64..1.0)
                 .map_err(perr("curves"))?;
-            let step = max_epoch.div_ceil(15).max(1);
             chart
                 .configure_mesh()
                 .light_line_style(RGBColor(238, 238, 238))
                 .bold_line_style(RGBColor(205, 205, 205))
-                .x_desc("epoch")
+                .x_desc("optimizer step")
                 .y_desc(ylabel)
                 .label_style((FAMILY, 15))
                 .axis_desc_style((FAMILY, 18))
-                .x_labels(max_epoch + 2)
-                .x_label_formatter(&|x| {
-                    let r = x.round();
-                    if (x - r).abs() < 1e-6 && r >= 1.0 && (r as usize - 1).is_multiple_of(step) {
-                        format!("{r:.0}")
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_labels(8)
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .y_labels(11)
                 .y_label_formatter(&|y| format!("{y:.1}"))
                 .draw()
                 .map_err(perr("curves"))?;
             for (i, (label, hist)) in runs.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
-                let pts: Vec<(f64, f64)> =
-                    hist.iter().map(|e| (e.epoch as f64, value(e))).collect();
+                let pts: Vec<(f64, f64)> = hist.iter().map(|e| (e.step as f64, value(e))).collect();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                     .map_err(perr("curves"))?
