@@ -657,12 +657,23 @@ fn monai_test_focal_loss() {
         r,
         a,
     );
-    // include_background=False: segloss's focal has no include_background option; dropping
-    // channel 0 is the loss on channels 1.. of the prediction and the one-hot target.
+    // include_background=False: channel 0 left out of the loss and its mean, which is the loss
+    // on channels 1.. of the prediction and the one-hot target.
+    close(
+        "focal no background",
+        value(
+            "focal(activation=sigmoid,include_background=false)",
+            x.clone(),
+            l.clone(),
+        ),
+        0.36498,
+        r,
+        a,
+    );
     let x12 = x.clone().slice([0..1, 1..3, 0..2, 0..2]);
     let y12 = onehot.clone().slice([0..1, 1..3, 0..2, 0..2]);
     close(
-        "focal no background",
+        "focal on channels 1..",
         value("focal", x12, y12),
         0.36498,
         r,
