@@ -20,11 +20,14 @@
 //!
 //! # Writing
 //!
-//! [`write()`] writes an `f32` array as `.npy`, `.tif`/`.tiff` or `.nii`/`.nii.gz` (copying the
-//! geometry of a NIfTI input); [`write_npy_f32`], [`write_npy_f64`] and [`write_npy`] write
-//! `.npy` whatever the name. Every write goes to a temporary file in the output's folder that
-//! is renamed into place once complete, so a failure never leaves a partial file, and an
-//! existing file is only replaced with [`WriteOptions::force`].
+//! [`write()`] writes an `f32` array (and [`write_map`] an `f32` or `f64` one) as `.npy`,
+//! `.tif`/`.tiff` or `.nii`/`.nii.gz` (copying the geometry of a NIfTI input);
+//! [`write_npy_f32`], [`write_npy_f64`] and [`write_npy`] write `.npy` whatever the name. Every
+//! write goes to a temporary file in the output's folder that is renamed into place once
+//! complete, so a failure never leaves a partial file and a reader sees the old file or the
+//! new one, never a mix; an existing file is only replaced with [`WriteOptions::force`]. Like
+//! `numpy.save`, the writers leave flushing to the disk to the operating system (no `fsync`):
+//! the guarantee is against errors and concurrent readers, not against a power cut.
 //!
 //! ```
 //! use ndarray::ArrayD;
@@ -625,7 +628,8 @@ fn temp_in(path: &Path) -> Result<tempfile::NamedTempFile, IoError> {
         .map_err(|e| write_err(dir, format!("cannot create a file in this folder: {e}")))
 }
 
-/// Writes through a temporary file in the same folder, renamed into place when complete.
+/// Writes through a temporary file in the same folder, renamed into place when complete (not
+/// fsynced: see the crate docs).
 fn atomic_write(
     path: &Path,
     opts: WriteOptions,
@@ -638,9 +642,6 @@ fn atomic_write(
     }
     let mut tmp = temp_in(path)?;
     body(tmp.as_file_mut()).map_err(|d| write_err(path, d))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| write_err(path, e.to_string()))?;
     let res = if opts.force {
         tmp.persist(path)
     } else {
@@ -684,9 +685,7 @@ pub fn write_npy_f32(
     data: &ArrayD<f32>,
     opts: WriteOptions,
 ) -> Result<(), IoError> {
-    atomic_write(path.as_ref(), opts, |f| {
-        buffered(f, |w| npy::encode_array(w, "<f4", data, f32::to_le_bytes))
-    })
+    atomic_write(path.as_ref(), opts, |f| npy_floats(f, data))
 }
 
 /// Writes an `f64` array as `<f8` `.npy`, whatever the file name, atomically.
@@ -695,9 +694,109 @@ pub fn write_npy_f64(
     data: &ArrayD<f64>,
     opts: WriteOptions,
 ) -> Result<(), IoError> {
-    atomic_write(path.as_ref(), opts, |f| {
-        buffered(f, |w| npy::encode_array(w, "<f8", data, f64::to_le_bytes))
-    })
+    atomic_write(path.as_ref(), opts, |f| npy_floats(f, data))
+}
+
+/// The element types of written maps: `f32` and `f64` (sealed).
+pub trait MapFloat: Copy + Default + Send + Sync + sealed::Sealed + 'static {}
+impl MapFloat for f32 {}
+impl MapFloat for f64 {}
+
+mod sealed {
+    use std::io::{Seek, Write};
+
+    use tiff::encoder::{colortype, TiffEncoder, TiffKind};
+
+    /// What a writer needs to know about a map's element type.
+    pub trait Sealed: Copy {
+        /// The `.npy` type string (`<f4`, `<f8`).
+        const NPY_DESCR: &'static str;
+        /// NIfTI `datatype` (16 float32, 64 float64).
+        const NIFTI_DATATYPE: i16;
+        /// Bytes per element.
+        const SIZE: usize;
+        /// Appends the little-endian bytes of `self` to `out`.
+        fn put_le(self, out: &mut Vec<u8>);
+        /// Writes one TIFF page of `w`×`h` samples.
+        fn tiff_page<W: Write + Seek, K: TiffKind>(
+            enc: &mut TiffEncoder<W, K>,
+            w: u32,
+            h: u32,
+            s: &[Self],
+        ) -> Result<(), String>;
+    }
+
+    macro_rules! map_float {
+        ($t:ty, $descr:literal, $dt:literal, $colour:ty) => {
+            impl Sealed for $t {
+                const NPY_DESCR: &'static str = $descr;
+                const NIFTI_DATATYPE: i16 = $dt;
+                const SIZE: usize = std::mem::size_of::<$t>();
+                #[inline]
+                fn put_le(self, out: &mut Vec<u8>) {
+                    out.extend_from_slice(&self.to_le_bytes());
+                }
+                fn tiff_page<W: Write + Seek, K: TiffKind>(
+                    enc: &mut TiffEncoder<W, K>,
+                    w: u32,
+                    h: u32,
+                    s: &[Self],
+                ) -> Result<(), String> {
+                    enc.write_image::<$colour>(w, h, s)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        };
+    }
+    map_float!(f32, "<f4", 16, colortype::Gray32Float);
+    map_float!(f64, "<f8", 64, colortype::Gray64Float);
+}
+/// The bytes of a float slice as stored little-endian (the slice itself on a little-endian
+/// machine, a converted copy otherwise).
+fn le_bytes<T: MapFloat>(s: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: f32/f64 have no padding and every byte pattern is a valid u8; same lifetime,
+        // `size_of_val(s)` bytes.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s))
+        })
+    } else {
+        let mut v = Vec::with_capacity(std::mem::size_of_val(s));
+        for &x in s {
+            x.put_le(&mut v);
+        }
+        std::borrow::Cow::Owned(v)
+    }
+}
+
+/// Writes a float array as `.npy` (header, then the data in one write when it is in standard
+/// layout).
+fn npy_floats<T: MapFloat>(f: &mut File, data: &ArrayD<T>) -> Result<(), String> {
+    let header = npy::header_bytes(T::NPY_DESCR, data.shape());
+    let mut run = || -> std::io::Result<()> {
+        match data.as_slice() {
+            Some(s) => {
+                f.write_all(&header)?;
+                f.write_all(&le_bytes(s))
+            }
+            None => {
+                let mut w = BufWriter::with_capacity(1 << 20, &mut *f);
+                w.write_all(&header)?;
+                let mut buf = Vec::with_capacity(1 << 16);
+                for &x in data.iter() {
+                    x.put_le(&mut buf);
+                    if buf.len() >= (1 << 16) - 8 {
+                        w.write_all(&buf)?;
+                        buf.clear();
+                    }
+                }
+                w.write_all(&buf)?;
+                w.flush()
+            }
+        }
+    };
+    run().map_err(|e| e.to_string())
 }
 
 /// Writes an `f32` array, choosing the format by the extension, atomically:
@@ -711,16 +810,42 @@ pub fn write_npy_f64(
 ///   `srow` rows, units, slice timing and description; intent, scaling and calibration are
 ///   reset. Otherwise the voxel size is `like`'s [`Volume::spacing`], or 1.
 ///
-/// PNG is not written (`IoError::UnknownExtension`).
+/// PNG is not written (`IoError::UnknownExtension`). [`write_map`] writes `f64` arrays the
+/// same way.
 pub fn write(
     path: impl AsRef<Path>,
     data: &ArrayD<f32>,
     like: Option<&Volume>,
     opts: WriteOptions,
 ) -> Result<(), IoError> {
+    write_map(path, data, like, opts)
+}
+
+/// [`write()`] for `f32` or `f64` arrays: `.npy` `<f4`/`<f8`, TIFF 32/64-bit float samples,
+/// NIfTI `float32`/`float64`.
+///
+/// ```
+/// use ndarray::ArrayD;
+/// use segloss_io::{read, write_map, WriteOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("w.nii");
+/// let a = ArrayD::from_shape_vec(vec![2, 2], vec![0.5f64, 1.0, 1.5, 2.0])?;
+/// write_map(&path, &a, None, WriteOptions::default())?;
+/// let v = read(&path)?;
+/// assert_eq!(v.data.dtype_name(), "float64");
+/// assert_eq!(v.data.to_f64(), a);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_map<T: MapFloat>(
+    path: impl AsRef<Path>,
+    data: &ArrayD<T>,
+    like: Option<&Volume>,
+    opts: WriteOptions,
+) -> Result<(), IoError> {
     let path = path.as_ref();
     match FileFormat::from_path(path) {
-        Some(FileFormat::Npy) => write_npy_f32(path, data, opts),
+        Some(FileFormat::Npy) => atomic_write(path, opts, |f| npy_floats(f, data)),
         Some(FileFormat::Tiff) => {
             // Refuse bad shapes before touching the disk.
             if !matches!(data.ndim(), 2 | 3) || data.is_empty() {
@@ -739,7 +864,7 @@ pub fn write(
             })
         }
         Some(FileFormat::Nifti { gz }) => {
-            let header = nifti::header_for(
+            let header = nifti::header_for::<T>(
                 data.shape(),
                 like.and_then(|v| v.nifti.as_ref()),
                 like.and_then(|v| v.spacing.as_deref()),

@@ -601,9 +601,9 @@ fn apply_scaling(data: ArrayData, slope: f64, inter: f64) -> ArrayData {
     }
 }
 
-/// The header for writing `shape` as `f32`, copying the geometry of `like` when given, else
-/// taking the voxel size from `spacing`.
-pub(crate) fn header_for(
+/// The header for writing `shape` as `T` (`f32` or `f64`), copying the geometry of `like` when
+/// given, else taking the voxel size from `spacing`.
+pub(crate) fn header_for<T: crate::MapFloat>(
     shape: &[usize],
     like: Option<&Header>,
     spacing: Option<&[f64]>,
@@ -662,15 +662,19 @@ pub(crate) fn header_for(
         h.version = 1;
         h.vox_offset = (N1_SIZE + 4) as f64;
     }
-    h.datatype = 16;
-    h.bitpix = 32;
+    h.datatype = T::NIFTI_DATATYPE;
+    h.bitpix = (T::SIZE * 8) as i16;
     h.scl_slope = 1.0;
     h.scl_inter = 0.0;
     Ok(h)
 }
 
 /// Writes a NIfTI stream (uncompressed; the caller wraps it in gzip for `.nii.gz`).
-pub(crate) fn encode<W: Write>(w: &mut W, h: &Header, data: &ArrayD<f32>) -> io::Result<()> {
+pub(crate) fn encode<W: Write, T: crate::MapFloat>(
+    w: &mut W,
+    h: &Header,
+    data: &ArrayD<T>,
+) -> io::Result<()> {
     w.write_all(&serialize(h))?;
     // Voxel data, x (the first index) fastest.
     let data = data.as_standard_layout();
@@ -678,7 +682,9 @@ pub(crate) fn encode<W: Write>(w: &mut W, h: &Header, data: &ArrayD<f32>) -> io:
     let mut bytes = Vec::new();
     crate::raw::for_each_fortran_chunk(flat, data.shape(), |chunk| {
         bytes.clear();
-        bytes.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+        for &x in chunk {
+            x.put_le(&mut bytes);
+        }
         w.write_all(&bytes)
     })
 }
@@ -690,7 +696,7 @@ mod tests {
     #[test]
     fn n1_and_n2_headers_round_trip() {
         for shape in [vec![3usize, 4, 5], vec![40000, 2]] {
-            let mut h = header_for(&shape, None, Some(&[0.5, 2.0, 3.0])).unwrap();
+            let mut h = header_for::<f32>(&shape, None, Some(&[0.5, 2.0, 3.0])).unwrap();
             h.qform_code = 1;
             h.sform_code = 2;
             h.quatern = [0.0, 0.5, 0.25];

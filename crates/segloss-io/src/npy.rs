@@ -421,7 +421,7 @@ fn descr_of(data: &ArrayData) -> &'static str {
 }
 
 /// The preamble and header of a version 1.0 (or 2.0 when needed) C-order `.npy` file.
-fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
+pub(crate) fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims = match shape {
         [n] => format!("({n},)"),
         _ => format!(

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 use tiff::decoder::{Decoder, DecodingResult, Limits};
-use tiff::encoder::{colortype, TiffEncoder};
+use tiff::encoder::TiffEncoder;
 use tiff::ColorType;
 
 use crate::error::{corrupt, unsupported, IoError};
@@ -261,8 +261,11 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<ArrayData, IoError> {
         .ok_or_else(|| corrupt(path, FORMAT, "image dimensions are too large"))
 }
 
-/// Writes a 2D array as one `f32` page or a 3D array `[pages, H, W]` as several.
-pub(crate) fn encode<W: Write + Seek>(w: W, data: &ArrayD<f32>) -> Result<(), String> {
+/// Writes a 2D array as one float page or a 3D array `[pages, H, W]` as several.
+pub(crate) fn encode<W: Write + Seek, T: crate::MapFloat>(
+    w: W,
+    data: &ArrayD<T>,
+) -> Result<(), String> {
     let (pages, h, wd) = match data.shape() {
         &[h, w] => (1, h, w),
         &[p, h, w] => (p, h, w),
@@ -287,7 +290,7 @@ pub(crate) fn encode<W: Write + Seek>(w: W, data: &ArrayD<f32>) -> Result<(), St
     } else {
         data.view()
     };
-    let total = pages as u64 * h as u64 * wd as u64 * 4;
+    let total = pages as u64 * h as u64 * wd as u64 * T::SIZE as u64;
     let big = total > 3 << 30;
     macro_rules! pages {
         ($enc:expr) => {{
@@ -295,8 +298,7 @@ pub(crate) fn encode<W: Write + Seek>(w: W, data: &ArrayD<f32>) -> Result<(), St
             for page in data3.axis_iter(Axis(0)) {
                 let page = page.as_standard_layout();
                 let s = page.as_slice().expect("standard layout");
-                enc.write_image::<colortype::Gray32Float>(wu, hu, s)
-                    .map_err(|e| e.to_string())?;
+                T::tiff_page(&mut enc, wu, hu, s)?;
             }
         }};
     }
