@@ -30,6 +30,15 @@ struct Shared<T>(*mut T);
 unsafe impl<T> Sync for Shared<T> {}
 unsafe impl<T> Send for Shared<T> {}
 
+/// One plane of the passes along axes 1 and 2: its index, its `D1`, `L1`, `D2` and output slots.
+type PlaneItem<'a, F> = (
+    usize,
+    (
+        ((&'a mut [f32], &'a mut [u32]), &'a mut [f32]),
+        &'a mut [MaybeUninit<F>],
+    ),
+);
+
 /// Scratch of one worker's lines.
 #[derive(Default)]
 struct Lines {
@@ -130,10 +139,10 @@ fn line(s: &mut Lines, n: usize, w: f64, cap: f64, reach: usize) {
     // D1 and its instance: the envelope of the finite D1 values.
     p.clear();
     h.clear();
-    for c in 0..n {
-        if g1[c] != f32::INFINITY {
+    for (c, &x) in g1[..n].iter().enumerate() {
+        if x != f32::INFINITY {
             p.push(c);
-            h.push(g1[c] as f64);
+            h.push(x as f64);
         }
     }
     d1[..n].fill(f32::INFINITY);
@@ -300,14 +309,7 @@ pub(super) fn volume_nearest_two<F: Float>(
 
     // Along axes 1 and 2, plane by plane, each plane then finished.
     let dirty = vec![[0u32, n2 as u32]; n1];
-    let per_plane = |s: &mut Lines,
-                     (z, (((pd1, pl1), pd2), o)): (
-        usize,
-        (
-            ((&mut [f32], &mut [u32]), &mut [f32]),
-            &mut [MaybeUninit<F>],
-        ),
-    )| {
+    let per_plane = |s: &mut Lines, (z, (((pd1, pl1), pd2), o)): PlaneItem<'_, F>| {
         // Axis 1: the columns of the plane.
         s.resize(n1.max(n2));
         for x in 0..n2 {
