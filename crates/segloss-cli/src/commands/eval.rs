@@ -32,7 +32,7 @@
 //!   reading and computing metrics to stderr.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -44,6 +44,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use super::image::{check_output, parse_spacing, Image, Spacing};
+use crate::batch::{progress_bar, stem_of};
 use crate::error::CliError;
 
 /// One metric of DESIGN §7.
@@ -242,18 +243,6 @@ struct CaseResult {
     rows: Vec<(i64, ClassMetrics)>,
     read_s: f64,
     metrics_s: f64,
-}
-
-/// The image extensions, longest first, lower case.
-const EXTENSIONS: [&str; 6] = [".nii.gz", ".tiff", ".npy", ".png", ".tif", ".nii"];
-
-/// A file name without its image extension, or `None` if it has none.
-fn stem_of(name: &str) -> Option<&str> {
-    let lower = name.to_ascii_lowercase();
-    EXTENSIONS
-        .iter()
-        .find(|e| lower.ends_with(*e) && lower.len() > e.len())
-        .map(|e| &name[..name.len() - e.len()])
 }
 
 /// The name of a case given by one file: its name without the image extension.
@@ -763,18 +752,7 @@ fn run_folders(a: &EvalArgs, o: &Opts, metrics: &[Metric]) -> Result<(), CliErro
             u.file, u.missing_in
         );
     }
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(pairs.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} cases ({elapsed}, eta {eta})",
-        ) {
-            b.set_style(style.progress_chars("=> "));
-        }
-        b.set_prefix("segloss eval");
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(pairs.len(), "segloss eval", "cases");
     let t0 = Instant::now();
     let results: Vec<Result<CaseResult, String>> = pairs
         .par_iter()

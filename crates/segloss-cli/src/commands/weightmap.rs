@@ -1,5 +1,6 @@
 //! `segloss weightmap IN -o OUT [--w0 10] [--sigma 5] [--class-weight balanced|none] [--instances]
-//! [--connectivity face|full]`.
+//! [--connectivity face|full] [--dtype f32|f64]`, on one file or on every image of a folder
+//! (`segloss weightmap DIR -o OUTDIR [--recursive] [--format npy|tif|nii|nii-gz]`).
 
 use std::path::PathBuf;
 
@@ -7,7 +8,12 @@ use clap::{Args, ValueEnum};
 use ndarray::ArrayD;
 use segloss_core::{ClassWeight, Connectivity, WeightMapConfig};
 
-use super::image::{check_output, core_err, parse_spacing, write_map, Image, Spacing};
+use segloss_io::MapFloat;
+
+use super::image::{
+    core_err, map_file, parse_spacing, with_labels, Dtype, Image, MapCompute, Spacing,
+};
+use crate::batch::{map_folder, FolderRun, OutFormat};
 use crate::error::CliError;
 
 /// `w_c` of the weight map.
@@ -31,9 +37,11 @@ pub enum ConnectivityArg {
 /// Arguments of `segloss weightmap`.
 #[derive(Args, Debug)]
 pub struct WeightmapArgs {
-    /// Binary mask (instances = connected components) or, with --instances, an instance-label image.
+    /// Binary mask (instances = connected components) or, with --instances, an instance-label
+    /// image; or a folder of them.
     pub input: PathBuf,
-    /// Output (.npy, .tif, .nii/.nii.gz), float32.
+    /// Output file (.npy, .tif, .nii/.nii.gz), or the output folder when the input is a folder
+    /// (created if missing; each map keeps its input's name and format, a PNG's becomes .tif).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Height of the border term.
@@ -54,14 +62,49 @@ pub struct WeightmapArgs {
     /// Voxel spacing per axis (default: the NIfTI header's, else 1).
     #[arg(long, value_parser = parse_spacing)]
     pub spacing: Option<Spacing>,
-    /// Overwrite an existing output.
+    /// Element type of the written map.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// Folder mode: also map the images of subfolders (mirrored under the output folder).
+    #[arg(long)]
+    pub recursive: bool,
+    /// Folder mode: write every map in this format instead of its input's.
+    #[arg(long, value_enum)]
+    pub format: Option<OutFormat>,
+    /// Overwrite existing outputs.
     #[arg(long)]
     pub force: bool,
+    /// Print the time spent reading, computing and writing to stderr.
+    #[arg(long)]
+    pub timing: bool,
+}
+
+/// What one weight map is computed with.
+struct WeightMap {
+    config: WeightMapConfig,
+    instances: bool,
+}
+
+impl MapCompute for WeightMap {
+    fn compute<F: segloss_core::Float + MapFloat>(
+        &self,
+        img: &Image,
+    ) -> Result<ArrayD<F>, CliError> {
+        let err = core_err(&img.path);
+        let sp = img.spacing();
+        if self.instances {
+            with_labels!(img.typed_labels()?, a => {
+                segloss_core::unet_weight_map_from_instances(a, sp, &self.config).map_err(err)
+            })
+        } else {
+            segloss_core::unet_weight_map(&*img.mask()?, sp, &self.config).map_err(err)
+        }
+    }
 }
 
 /// Runs `segloss weightmap`.
 pub fn run(a: WeightmapArgs) -> Result<(), CliError> {
-    check_output(&a.output, a.force)?;
+    let folder = a.input.is_dir();
     let config = WeightMapConfig {
         w0: a.w0,
         sigma: a.sigma,
@@ -73,18 +116,39 @@ pub fn run(a: WeightmapArgs) -> Result<(), CliError> {
             ConnectivityArg::Face => Connectivity::Face,
             ConnectivityArg::Full => Connectivity::Full,
         },
+        // A folder runs one map per thread: splitting each map as well only adds work.
+        parallel: !folder,
         ..WeightMapConfig::default()
     };
     config
         .validate()
         .map_err(|e| CliError::input(format!("--w0 {} --sigma {}: {e}", a.w0, a.sigma)))?;
-    let img = Image::read(&a.input, a.spacing.as_ref())?;
-    let err = core_err(&a.input);
-    let map: ArrayD<f32> = if a.instances {
-        segloss_core::unet_weight_map_from_instances(&img.labels()?, img.spacing(), &config)
-            .map_err(err)?
-    } else {
-        segloss_core::unet_weight_map(&img.mask()?, img.spacing(), &config).map_err(err)?
+    let job = WeightMap {
+        config,
+        instances: a.instances,
     };
-    write_map(&a.output, &map, &img, a.force)
+    let spacing = a.spacing.as_ref();
+    let one = |input: &std::path::Path, output: &std::path::Path| {
+        map_file(input, output, spacing, a.dtype, a.force, &job)
+    };
+    if folder {
+        return map_folder(
+            &FolderRun {
+                name: "segloss weightmap",
+                input: &a.input,
+                output: &a.output,
+                recursive: a.recursive,
+                format: a.format,
+                force: a.force,
+                timing: a.timing,
+            },
+            one,
+        );
+    }
+    super::image::check_output(&a.output, a.force)?;
+    let t = one(&a.input, &a.output)?;
+    if a.timing {
+        eprintln!("segloss weightmap: {}", t.summary());
+    }
+    Ok(())
 }
