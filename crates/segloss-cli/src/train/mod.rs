@@ -384,8 +384,7 @@ fn shown_side(data: &Dataset, rows: &[usize]) -> usize {
         })
         .min()
         .unwrap_or(1)
-        .min(256)
-        .max(1)
+        .clamp(1, 256)
 }
 
 fn center_crop<T: Clone>(a: &Array2<T>, side: usize) -> Array2<T> {

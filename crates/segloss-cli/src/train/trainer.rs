@@ -312,13 +312,16 @@ fn fmt_hd(h: Option<f64>) -> String {
     h.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into())
 }
 
+/// Probabilities, per-image metrics and set metrics of one validation.
+type Validation = (Vec<Array2<f32>>, Vec<ImageMetrics>, SetMetrics);
+
 /// Validation metrics of `model` on the whole validation images.
 fn validate(
     model: &UNet,
     data: &Dataset,
     depth: usize,
     device: &Device,
-) -> Result<(Vec<Array2<f32>>, Vec<ImageMetrics>, SetMetrics), CliError> {
+) -> Result<Validation, CliError> {
     let probs = predict(model, &data.val, depth, device)?;
     let images: Vec<ImageMetrics> = probs
         .iter()
