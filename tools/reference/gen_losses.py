@@ -228,7 +228,7 @@ def kv(key, v):
 # ============================================================================= distribution
 
 def bce_torch(x, y, *, pos_weight=None, smoothing=0.0, ignore_index=None, activation="sigmoid", reduction="mean"):
-    """DESIGN bce: -[b*y'*ln p + (1-y')*ln(1-p)], y' smoothed; ignore_index excluded from sum and denominator."""
+    """docs/losses.md bce: -[b*y'*ln p + (1-y')*ln(1-p)], y' smoothed; ignore_index excluded from sum and denominator."""
     y = T(y)
     keep = None
     if ignore_index is not None:
@@ -310,7 +310,7 @@ def gen_bce(fam: Family):
         y[r.random(size=shp) < 0.2] = 255.0
         fam.add(name, spec_of("bce", *spec_args, "ignore_index=255"),
                 "keep=(y!=255); l=BCEWithLogitsLoss(reduction='none', pos_weight)(x, smooth(where(keep,y,0))); "
-                "sum(l*keep)/sum(keep)  (DESIGN convention; smp SoftBCEWithLogitsLoss divides by all elements)",
+                "sum(l*keep)/sum(keep)  (docs/conventions.md convention; smp SoftBCEWithLogitsLoss divides by all elements)",
                 x, y, "mask", lambda t, y=y, kw=kw: bce_torch(t, y, ignore_index=255, **kw))
     name = "bce_2d_ignore_index_reduction_none"
     r = rng_for(name)
@@ -510,7 +510,7 @@ def monai_focal_f64(x, target, *, to_onehot_y=False, include_background=True, ga
                     weight=None, use_softmax=False, reduction="mean", plain_sum=True):
     """MONAI 1.6 FocalLoss.forward, re-run in float64 (the module casts to float32).
 
-    reduction='sum': plain_sum=True gives DESIGN's plain sum; False reproduces MONAI (mean over spatial, then sum).
+    reduction='sum': plain_sum=True gives the plain sum of docs/losses.md; False reproduces MONAI (mean over spatial, then sum).
     """
     from monai.losses.focal_loss import sigmoid_focal_loss, softmax_focal_loss
     n = x.shape[1]
@@ -621,7 +621,7 @@ def gen_focal(fam: Family):
         ctor = {k: v for k, v in mkw.items()}
         oracle = f"monai.losses.FocalLoss({', '.join(f'{k}={v!r}' for k, v in ctor.items())})"
         if red == "sum":
-            oracle += (" -- value is the PLAIN sum of the reduction='none' tensor (DESIGN); MONAI's own 'sum' "
+            oracle += (" -- value is the PLAIN sum of the reduction='none' tensor (docs/losses.md#focal); MONAI's own 'sum' "
                        "takes the spatial mean first")
         oracle += " [evaluated in float64 via monai.losses.focal_loss.{sigmoid,softmax}_focal_loss]"
 
@@ -1029,7 +1029,7 @@ def gen_focal_tversky(fam: Family):
         add_monai_region(fam, name, "focal_tversky", sargs, "monai.losses.TverskyLoss", ctor, shp, pf, tf,
                          reduction=red, fn_builder=builder(gamma, red),
                          oracle=f"monai.losses.TverskyLoss(alpha={a}, beta={b}, reduction='none', ...)(x, y) ** {gamma}, "
-                                f"then {red} (tversky loss per (n, c); formula of DESIGN.md)")
+                                f"then {red} (tversky loss per (n, c); formula of docs/losses.md)")
 
 
 def region_probs(t, activation):

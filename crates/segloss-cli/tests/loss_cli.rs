@@ -114,7 +114,7 @@ fn check_file(rel: &str, min_runs: usize) {
     let mut checked = 0;
     for (k, c) in root["cases"].as_array().unwrap().iter().enumerate() {
         let name = c["name"].as_str().unwrap();
-        // float64 for every case; float32 for every third (DESIGN tolerance 2e-4).
+        // float64 for every case; float32 for every third (docs/testing.md tolerance 2e-4).
         for as_f32 in [false, true] {
             if as_f32 && k % 3 != 0 {
                 continue;

@@ -181,7 +181,7 @@ fn distmap_and_weightmap_match_the_references_on_every_format() {
                         );
                     }
                     run_ok(&a);
-                    // weight maps: the DESIGN bound of 1e-4 from the exact definition; EDTs: f32
+                    // weight maps: the docs/maps.md bound of 1e-4 from the exact definition; EDTs: f32
                     let tol = if kind.starts_with("weightmap") {
                         1e-4
                     } else {

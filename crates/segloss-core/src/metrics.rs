@@ -10,7 +10,7 @@
 //! - `nsd` = (#{d(P→G) ≤ τ} + #{d(G→P) ≤ τ}) / (|P| + |G|) (`compute_surface_dice`,
 //!   `use_subvoxels=False`, tolerance τ).
 //!
-//! Empty cases (DESIGN §7): both masks empty → dice = iou = nsd = 1 and distances 0; exactly one empty →
+//! Empty cases (docs/metrics.md): both masks empty → dice = iou = nsd = 1 and distances 0; exactly one empty →
 //! dice = iou = nsd = 0 and distances undefined (`None`). Precision, recall and specificity are `None`
 //! when their denominator is 0, except that precision and recall are 1 when both masks are empty.
 //! Each class costs one pass over the arrays, one over the bounding box of its two masks (the surfaces),

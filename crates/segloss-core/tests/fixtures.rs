@@ -183,7 +183,7 @@ fn metrics_match_monai() {
             for (key, ours) in fields {
                 let theirs = want[key].as_f64();
                 if both_empty && !["dice", "iou", "specificity"].contains(&key) {
-                    // MONAI gives NaN here; DESIGN §7 fixes 1 (nsd, precision, recall) and 0 (distances).
+                    // MONAI gives NaN here; docs/metrics.md fixes 1 (nsd, precision, recall) and 0 (distances).
                     let expected = if ["hd", "hd95", "assd"].contains(&key) {
                         0.0
                     } else {

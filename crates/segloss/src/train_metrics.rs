@@ -3,7 +3,7 @@
 //!
 //! Each metric scores predicted label maps against target label maps, `[N, spatial…]` with one to
 //! three spatial axes (`D` = 2, 3 or 4), per sample and per class, with the definitions of
-//! [`segloss_core::label_metrics`] (MONAI's, DESIGN §7):
+//! [`segloss_core::label_metrics`] (MONAI's, `docs/metrics.md`):
 //! - Dice = 2·|P∩G| / (|P| + |G|), IoU = |P∩G| / |P∪G|; both 1 when the class is absent from
 //!   prediction and target (the class is only scored if it is listed in
 //!   [`with_classes`](SegmentationMetric::with_classes));

@@ -76,7 +76,7 @@ fn gradients_match_finite_differences() {
 }
 
 /// MONAI `tests/losses/test_hausdorff_loss.py` (`TEST_CASES`, rtol 1e-5; transcribed in
-/// `../shared/reference/peer-test-cases.md` §6). MONAI passes `include_background` explicitly in
+/// `docs/peer-cases.md#monai-hausdorffdtloss`). MONAI passes `include_background` explicitly in
 /// every case; `other_act` cases (tanh, log_softmax) have no segloss equivalent and are skipped.
 #[test]
 fn hausdorff_dt_monai_peer_cases() {

@@ -56,7 +56,7 @@ fn case_input<const D: usize>(
 }
 
 /// MONAI's per-class values of a case for `key`; a class empty in both maps scores 1 (Dice, IoU)
-/// and 0 (HD95) by DESIGN §7 where MONAI gives NaN; `null` (one mask empty) is left out.
+/// and 0 (HD95) by `docs/metrics.md` where MONAI gives NaN; `null` (one mask empty) is left out.
 fn monai_mean(case: &Value, key: &str) -> f64 {
     let mut vals = Vec::new();
     for e in case["expected"].as_array().unwrap() {

@@ -1,7 +1,7 @@
 //! `segloss eval --pred P --target T [--metrics dice,iou,…] [--classes 1,2] [--spacing a,b[,c]]
 //! [--nsd-tolerance 1] [--format json|csv] [-o OUT] [--force] [--timing]`.
 //!
-//! Segmentation metrics (DESIGN §7, MONAI's definitions, computed by
+//! Segmentation metrics (`docs/metrics.md`, MONAI's definitions, computed by
 //! [`segloss_core::label_metrics`]) of a predicted label map against a target, on two files or on two
 //! folders.
 //!
@@ -47,7 +47,7 @@ use super::image::{check_output, parse_spacing, Image, Spacing};
 use crate::batch::{progress_bar, stem_of};
 use crate::error::CliError;
 
-/// One metric of DESIGN §7.
+/// One metric of `docs/metrics.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// 2·|P∩G| / (|P| + |G|).

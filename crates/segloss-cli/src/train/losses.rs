@@ -4,7 +4,7 @@
 //! the U-Net weight map of each training mask, computed once before training. While the library
 //! has no `shape_aware` loss, a `shape_aware(w0=…, sigma=…, class_weight=…)` term is run as
 //! exactly what it is defined to be: `weighted_ce` with the U-Net weight map of the target
-//! (DESIGN.md section 4), the maps precomputed with those parameters. As soon as
+//! (`docs/losses.md#shape_aware`), the maps precomputed with those parameters. As soon as
 //! [`segloss::loss_names`] lists `shape_aware`, the library's loss is used instead.
 
 use segloss::spec::{SpecTerm, SpecValue};
@@ -83,7 +83,7 @@ fn bad(label: &str, key: &str, v: &SpecValue, expected: &str) -> CliError {
     ))
 }
 
-/// The weight-map parameters of a `shape_aware` term (DESIGN.md defaults: w0 10, σ 5, balanced).
+/// The weight-map parameters of a `shape_aware` term (docs/losses.md: w0 10, σ 5, balanced).
 fn shape_aware_params(
     label: &str,
     t: &SpecTerm,

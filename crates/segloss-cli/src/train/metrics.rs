@@ -3,7 +3,7 @@
 //!
 //! This module depends only on `ndarray` and `segloss-core`, so the tests include it directly.
 //!
-//! Conventions (DESIGN.md section 7): both masks empty → Dice = IoU = 1 and HD95 = 0; exactly one
+//! Conventions (`docs/metrics.md`): both masks empty → Dice = IoU = 1 and HD95 = 0; exactly one
 //! empty → Dice = IoU = 0 and HD95 undefined (`None`, left out of means). Surfaces and HD95 follow
 //! MONAI (`use_subvoxels=False`): the surface of a mask is its foreground pixels with a
 //! face-neighbour outside the mask (outside the image counts as outside the mask); HD95 is the

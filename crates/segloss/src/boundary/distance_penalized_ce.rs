@@ -28,7 +28,7 @@ impl DistancePenalizedCeLossConfig {
 
 /// Distance-penalised cross-entropy (Caliva et al. 2019, "Distance map loss penalty term for
 /// semantic segmentation"): cross-entropy weighted by `1 + Φ`, Φ ∈ [0, 1] the penalty map of the
-/// target (1 at the boundary, falling to 0 at the farthest voxel of each side; DESIGN.md §6):
+/// target (1 at the boundary, falling to 0 at the farthest voxel of each side; `docs/maps.md`):
 ///
 /// ```text
 /// sigmoid:  mean_{n,c,x}((1 + Φ_c) ⊙ BCE)
