@@ -52,19 +52,19 @@ fn folder(root: &Path) -> PathBuf {
     let d = root.join("in");
     std::fs::create_dir_all(d.join("sub")).unwrap();
     let opts = WriteOptions { force: true };
-    segloss_io::write_npy(&d.join("a.npy"), &ArrayData::U8(mask(1).into_dyn()), opts).unwrap();
+    segloss_io::write_npy(d.join("a.npy"), &ArrayData::U8(mask(1).into_dyn()), opts).unwrap();
     write_png(&d.join("b.png"), &mask(2));
     let f3 = mask(3).mapv(f32::from).into_dyn();
-    segloss_io::write(&d.join("c.tif"), &f3, None, opts).unwrap();
+    segloss_io::write(d.join("c.tif"), &f3, None, opts).unwrap();
     let f4 = mask(4).mapv(f32::from).into_dyn();
     let like = Volume::new(ArrayData::F32(f4.clone()), Some(vec![1.0, 2.0]), "x");
-    segloss_io::write(&d.join("d.nii.gz"), &f4, Some(&like), opts).unwrap();
+    segloss_io::write(d.join("d.nii.gz"), &f4, Some(&like), opts).unwrap();
     let mut bad = mask(5).mapv(f64::from);
     bad[[3, 4]] = f64::NAN;
-    segloss_io::write_npy(&d.join("bad.npy"), &ArrayData::F64(bad.into_dyn()), opts).unwrap();
+    segloss_io::write_npy(d.join("bad.npy"), &ArrayData::F64(bad.into_dyn()), opts).unwrap();
     std::fs::write(d.join("notes.txt"), "not an image").unwrap();
     segloss_io::write_npy(
-        &d.join("sub").join("e.npy"),
+        d.join("sub").join("e.npy"),
         &ArrayData::U8(mask(6).into_dyn()),
         opts,
     )
