@@ -148,7 +148,13 @@ fn check_file(rel: &str, min_runs: usize) {
             } else {
                 arr(&c["value"]).1
             };
-            let (rtol, gtol) = if as_f32 { (2e-4, 1e-4) } else { (1e-5, 1e-5) };
+            // shape_aware's U-Net map drops border terms below 5e-5 (segloss-core's cut-off) and
+            // its weights are at least 0.5, so its f64 bound is 1e-4 (docs/testing.md).
+            let (rtol, gtol) = if as_f32 || name.starts_with("shape_aware") {
+                (2e-4, 1e-4)
+            } else {
+                (1e-5, 1e-5)
+            };
             close(
                 name,
                 "value",
