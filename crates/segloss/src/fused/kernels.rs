@@ -174,7 +174,7 @@ unsafe impl Sync for Out {}
 
 impl Out {
     /// # Safety
-    /// `start + src.len()` within the allocation and the range written by this task only.
+    /// `start + src.len()` within the allocation and the range written by this rayon task only.
     #[inline(always)]
     unsafe fn write(self, start: usize, src: &[f32]) {
         std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(start), src.len());
@@ -501,7 +501,7 @@ fn region_task(
         block_probs(x, n, nc, s, s0, len, act, p, q, lse);
         if let Some(kp) = keep {
             for c in 0..nc {
-                // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+                // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
                 unsafe { kp.write((n * nc + c) * s + s0, &p[c * len..][..len]) };
             }
         }
@@ -644,7 +644,7 @@ fn region_backward_task(
         // no activation evaluated again.
         for c in 0..nc {
             let pc = &mut p[c * len..][..len];
-            // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+            // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
             unsafe { probs.read((n * nc + c) * s + s0, pc) };
             for (qi, &pi) in q[c * len..][..len].iter_mut().zip(pc.iter()) {
                 *qi = 1.0 - pi;
@@ -681,7 +681,7 @@ fn region_backward_task(
             }
         }
         for c in 0..nc {
-            // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+            // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
             unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
         }
     }
@@ -941,7 +941,7 @@ fn ce_task(
     block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
     if let Some(kp) = keep {
         for c in 0..nc {
-            // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+            // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
             unsafe { kp.write((n * nc + c) * s + s0, &p[c * len..][..len]) };
         }
     }
@@ -1036,7 +1036,7 @@ fn ce_backward_task(
     let mut lab = vec![0usize; len];
     labels.indices(n * s + s0, &mut lab);
     for c in 0..nc {
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only, and no reference to the
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only, and no reference to the
         // whole buffer is alive meanwhile.
         let row = unsafe { buf.slice_mut((n * nc + c) * s + s0, len) };
         for (v, &k) in row.iter_mut().zip(&lab) {
@@ -1285,7 +1285,7 @@ fn focal_soft_backward_task(
         for ((pi, &b), &tt) in pc.iter_mut().zip(bc).zip(&tot) {
             *pi = b - *pi * tt;
         }
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
         unsafe { out.write((n * nc + c) * s + s0, pc) };
     }
 }
@@ -1439,7 +1439,7 @@ fn wsq_backward_task(
     }
     act_jacobian(&mut a, &p, &q, &mut lse, nc, len, act);
     for c in 0..nc {
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this task only.
+        // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
         unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
     }
 }
