@@ -134,6 +134,27 @@ pub struct FolderRun<'a> {
     pub timing: bool,
 }
 
+impl FolderRun<'_> {
+    /// Runs `map_file` on every image of the input folder ([`map_folder`]) when `folder`, else on
+    /// the one input file, after refusing an existing output without `force`; prints the time
+    /// spent reading, computing and writing when `timing`.
+    pub fn run(
+        &self,
+        folder: bool,
+        map_file: impl Fn(&Path, &Path) -> Result<Timing, CliError> + Sync,
+    ) -> Result<(), CliError> {
+        if folder {
+            return map_folder(self, map_file);
+        }
+        crate::commands::image::check_output(self.output, self.force)?;
+        let t = map_file(self.input, self.output)?;
+        if self.timing {
+            eprintln!("{}: {}", self.name, t.summary());
+        }
+        Ok(())
+    }
+}
+
 /// Maps every image file of `run.input` into `run.output` with `map_file(input, output)`, files in
 /// parallel. A file that fails is reported on stderr in one line and the others are still
 /// processed; the result is then a bad-input error (exit 2) counting the failures. Each output is

@@ -11,7 +11,7 @@ use segloss_io::MapFloat;
 use super::image::{
     core_err, map_file, parse_spacing, with_labels, Dtype, Image, MapCompute, Spacing,
 };
-use crate::batch::{map_folder, FolderRun, OutFormat};
+use crate::batch::{FolderRun, OutFormat};
 use crate::error::CliError;
 
 /// Which map.
@@ -83,24 +83,14 @@ pub fn run(a: DistmapArgs) -> Result<(), CliError> {
     let one = |input: &std::path::Path, output: &std::path::Path| {
         map_file(input, output, spacing, a.dtype, a.force, &a.kind)
     };
-    if a.input.is_dir() {
-        return map_folder(
-            &FolderRun {
-                name: "segloss distmap",
-                input: &a.input,
-                output: &a.output,
-                recursive: a.recursive,
-                format: a.format,
-                force: a.force,
-                timing: a.timing,
-            },
-            one,
-        );
+    FolderRun {
+        name: "segloss distmap",
+        input: &a.input,
+        output: &a.output,
+        recursive: a.recursive,
+        format: a.format,
+        force: a.force,
+        timing: a.timing,
     }
-    super::image::check_output(&a.output, a.force)?;
-    let t = one(&a.input, &a.output)?;
-    if a.timing {
-        eprintln!("segloss distmap: {}", t.summary());
-    }
-    Ok(())
+    .run(a.input.is_dir(), one)
 }

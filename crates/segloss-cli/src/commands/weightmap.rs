@@ -13,7 +13,7 @@ use segloss_io::MapFloat;
 use super::image::{
     core_err, map_file, parse_spacing, with_labels, Dtype, Image, MapCompute, Spacing,
 };
-use crate::batch::{map_folder, FolderRun, OutFormat};
+use crate::batch::{FolderRun, OutFormat};
 use crate::error::CliError;
 
 /// `w_c` of the weight map.
@@ -131,24 +131,14 @@ pub fn run(a: WeightmapArgs) -> Result<(), CliError> {
     let one = |input: &std::path::Path, output: &std::path::Path| {
         map_file(input, output, spacing, a.dtype, a.force, &job)
     };
-    if folder {
-        return map_folder(
-            &FolderRun {
-                name: "segloss weightmap",
-                input: &a.input,
-                output: &a.output,
-                recursive: a.recursive,
-                format: a.format,
-                force: a.force,
-                timing: a.timing,
-            },
-            one,
-        );
+    FolderRun {
+        name: "segloss weightmap",
+        input: &a.input,
+        output: &a.output,
+        recursive: a.recursive,
+        format: a.format,
+        force: a.force,
+        timing: a.timing,
     }
-    super::image::check_output(&a.output, a.force)?;
-    let t = one(&a.input, &a.output)?;
-    if a.timing {
-        eprintln!("segloss weightmap: {}", t.summary());
-    }
-    Ok(())
+    .run(folder, one)
 }
