@@ -9,6 +9,7 @@ use burn::nn::loss::Reduction;
 use burn::tensor::{activation, Int, Tensor};
 
 use crate::error::LossError;
+use crate::spec::SpecWord;
 
 /// How a loss turns raw predictions into probabilities.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -30,6 +31,14 @@ impl Activation {
             Activation::None => "none",
         }
     }
+}
+
+impl SpecWord for Activation {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("sigmoid", Activation::Sigmoid),
+        ("softmax", Activation::Softmax),
+        ("none", Activation::None),
+    ];
 }
 
 /// The target of a loss: a mask of the prediction's shape or a label map of class indices.
@@ -159,6 +168,15 @@ impl LossReduction {
             LossReduction::None => "none",
         }
     }
+}
+
+impl SpecWord for LossReduction {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("mean", LossReduction::Mean),
+        ("sum", LossReduction::Sum),
+        ("batch_mean", LossReduction::BatchMean),
+        ("none", LossReduction::None),
+    ];
 }
 
 impl From<Reduction> for LossReduction {

@@ -58,6 +58,7 @@ pub use boundary::distance_penalized_ce::{DistancePenalizedCeLoss, DistancePenal
 pub use boundary::hausdorff_dt::{HausdorffDtLoss, HausdorffDtLossConfig};
 pub use boundary::shape_aware::{ShapeAwareLoss, ShapeAwareLossConfig, UnetClassWeight};
 pub use compound::combo::{ComboLoss, ComboLossConfig};
+pub use compound::composite::{CompositeLoss, CompositeTerm};
 pub use compound::exp_log::{ExpLogLoss, ExpLogLossConfig};
 pub use distribution::balanced_bce::{BalancedBceLoss, BalancedBceLossConfig};
 pub use distribution::bce::{BceLoss, BceLossConfig};
@@ -69,7 +70,7 @@ pub use fused::{fused_calls, fused_kernels, set_fused_kernels, with_fused_kernel
 pub use input::{
     set_value_checks, value_checks, Activation, Flat, LossReduction, LossValue, Target,
 };
-pub use loss::SegLoss;
+pub use loss::{DicePart, SegLoss, SumPart};
 pub use region::dice::{DiceLoss, DiceLossConfig};
 pub use region::generalized_dice::{GeneralizedDiceLoss, GeneralizedDiceLossConfig, WeightType};
 pub use region::log_cosh_dice::{LogCoshDiceLoss, LogCoshDiceLossConfig};
@@ -82,7 +83,7 @@ pub use region::tversky::{
     FocalTverskyLoss, FocalTverskyLossConfig, TverskyLoss, TverskyLossConfig,
 };
 pub use registry::loss_names;
-pub use spec::{CompositeLoss, LossSpec, SpecError};
+pub use spec::{LossSpec, SpecError};
 
 /// burn's reduction enum, re-exported for convenience.
 pub use burn::nn::loss::Reduction;

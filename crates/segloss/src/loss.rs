@@ -41,10 +41,10 @@ pub trait SegLoss: std::fmt::Debug + Send + Sync {
         Ok(v)
     }
 
-    /// The loss as [`Any`](std::any::Any), for the losses a composite can fuse (Dice and CE:
-    /// `dice + ce` runs as one pass); `None` by default, and implementors need not override it.
-    #[doc(hidden)]
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
+    /// The part this loss can take in a fused weighted sum (see [`SumPart`]): a declared
+    /// capability, read by [`CompositeLoss`](crate::CompositeLoss). `None`, the default: the loss
+    /// is always computed on its own. Implementors outside segloss leave it at `None`.
+    fn sum_part(&self) -> Option<SumPart> {
         None
     }
 
@@ -58,6 +58,46 @@ pub trait SegLoss: std::fmt::Debug + Send + Sync {
         weights: Option<Flat>,
         reduction: LossReduction,
     ) -> Result<LossValue, LossError>;
+}
+
+/// What a loss can contribute to a fused weighted sum.
+///
+/// A [`CompositeLoss`](crate::CompositeLoss) whose terms all declare a part (through
+/// [`SegLoss::sum_part`]) and combine into a sum the CPU kernels compute in one pass — today one
+/// Dice/Jaccard term plus softmax cross-entropy terms, MONAI's `DiceCELoss` — runs as that one
+/// pass: one value check, one softmax forward and one backward for all terms. Any other sum,
+/// backend or input computes the terms one by one; the value and gradient are the same either
+/// way (tested). A loss declares a part only for the options the fused pass implements exactly.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SumPart {
+    /// Softmax cross-entropy on label targets, without class weights, label smoothing or
+    /// ignored label.
+    SoftmaxCe,
+    /// Dice or Jaccard statistics of softmax probabilities (activation softmax or resolved to
+    /// it), power 1 or 2, hard statistics (`soft_label = false`), no ignored label.
+    Dice(DicePart),
+}
+
+/// The parameters of a Dice / Jaccard term in a fused sum (see [`SumPart::Dice`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DicePart {
+    /// The loss's spec name, for error messages (`dice`, `jaccard`).
+    pub name: &'static str,
+    /// The Jaccard form.
+    pub jaccard: bool,
+    /// Power 2 (`Σp²`, `Σy²`) instead of 1 in the denominator.
+    pub squared: bool,
+    /// The numerator's smoothing term.
+    pub smooth_nr: f64,
+    /// The denominator's smoothing term.
+    pub smooth_dr: f64,
+    /// Whether channel 0 counts.
+    pub include_background: bool,
+    /// Statistics over the whole batch.
+    pub batch: bool,
+    /// Class weights, one per channel (or per kept channel).
+    pub weight: Option<Vec<f64>>,
 }
 
 /// [`LossError::NonFiniteLoss`] if any value of a computed loss is NaN or infinite (one fused

@@ -1,54 +1,109 @@
-//! The loss catalogue behind the spec grammar: every family registers its names, keys and checks
-//! in its own module (`distribution::build`, …); this module dispatches and reports unknown names.
+//! The loss catalogue behind the spec grammar: one entry per name, in catalogue order. Each loss
+//! keeps its keys (`SPEC_KEYS`) and their reading (`from_spec`) beside its configuration; this
+//! module only lists them, checks a term's keys and reduction, and reports unknown names.
 
+use crate::boundary::boundary_loss::BoundaryLossConfig;
+use crate::boundary::cldice::ClDiceLossConfig;
+use crate::boundary::contour_ce::ContourCeLossConfig;
+use crate::boundary::distance_penalized_ce::DistancePenalizedCeLossConfig;
+use crate::boundary::hausdorff_dt::HausdorffDtLossConfig;
+use crate::boundary::shape_aware::ShapeAwareLossConfig;
+use crate::compound::combo::ComboLossConfig;
+use crate::compound::exp_log::ExpLogLossConfig;
+use crate::distribution::balanced_bce::BalancedBceLossConfig;
+use crate::distribution::bce::BceLossConfig;
+use crate::distribution::ce::CeLossConfig;
+use crate::distribution::focal::FocalLossConfig;
+use crate::distribution::weighted_ce::WeightedCeLossConfig;
 use crate::error::LossError;
 use crate::input::LossReduction;
 use crate::loss::SegLoss;
+use crate::region::dice::DiceLossConfig;
+use crate::region::generalized_dice::GeneralizedDiceLossConfig;
+use crate::region::log_cosh_dice::LogCoshDiceLossConfig;
+use crate::region::lovasz::LovaszLossConfig;
+use crate::region::mcc::MccLossConfig;
+use crate::region::sensitivity_specificity::SensitivitySpecificityLossConfig;
+use crate::region::tversky::{FocalTverskyLossConfig, TverskyLossConfig};
 use crate::spec::Args;
 
-/// A built loss and its term's own reduction.
-pub(crate) type Built = (Box<dyn SegLoss>, Option<LossReduction>);
+/// One loss of the catalogue.
+struct Entry {
+    /// The name in the spec grammar.
+    name: &'static str,
+    /// Every key the term takes (`reduction` included).
+    keys: &'static [&'static str],
+    /// Reads the term's arguments and builds the loss.
+    build: fn(&Args<'_>) -> Result<Box<dyn SegLoss>, LossError>,
+}
 
-/// A number > 0.
-pub(crate) const POS: fn(f64) -> bool = |v| v.is_finite() && v > 0.0;
-/// A number >= 0.
-pub(crate) const NONNEG: fn(f64) -> bool = |v| v.is_finite() && v >= 0.0;
-/// A number in [0, 1).
-pub(crate) const UNIT_OPEN: fn(f64) -> bool = |v| (0.0..1.0).contains(&v);
-/// A number in [0, 1].
-pub(crate) const UNIT: fn(f64) -> bool = |v| (0.0..=1.0).contains(&v);
+/// The entry of a loss whose configuration is read by `$config::from_spec` (or `$read`), with
+/// the keys `$config::SPEC_KEYS` (or `$keys`), and validated by its `try_init`.
+macro_rules! entry {
+    ($name:literal, $config:ident) => {
+        entry!($name, $config, $config::SPEC_KEYS, from_spec)
+    };
+    ($name:literal, $config:ident, $keys:expr, $read:ident) => {
+        Entry {
+            name: $name,
+            keys: $keys,
+            build: |a| Ok(Box::new($config::$read(a)?.try_init()?)),
+        }
+    };
+}
+
+/// The catalogue: distribution-, region-, boundary-based and compound losses.
+const CATALOGUE: &[Entry] = &[
+    entry!("bce", BceLossConfig),
+    entry!("balanced_bce", BalancedBceLossConfig),
+    entry!("ce", CeLossConfig),
+    entry!("focal", FocalLossConfig),
+    entry!("weighted_ce", WeightedCeLossConfig),
+    entry!("dice", DiceLossConfig),
+    entry!(
+        "jaccard",
+        DiceLossConfig,
+        DiceLossConfig::JACCARD_SPEC_KEYS,
+        jaccard_from_spec
+    ),
+    entry!("generalized_dice", GeneralizedDiceLossConfig),
+    entry!("tversky", TverskyLossConfig),
+    entry!("focal_tversky", FocalTverskyLossConfig),
+    entry!("sensitivity_specificity", SensitivitySpecificityLossConfig),
+    entry!("log_cosh_dice", LogCoshDiceLossConfig),
+    entry!("lovasz", LovaszLossConfig),
+    entry!("mcc", MccLossConfig),
+    entry!("shape_aware", ShapeAwareLossConfig),
+    entry!("contour_ce", ContourCeLossConfig),
+    entry!("hausdorff_dt", HausdorffDtLossConfig),
+    entry!("boundary", BoundaryLossConfig),
+    entry!("cldice", ClDiceLossConfig),
+    entry!("distance_penalized_ce", DistancePenalizedCeLossConfig),
+    entry!("combo", ComboLossConfig),
+    entry!("exp_log", ExpLogLossConfig),
+];
 
 /// Every loss name the spec grammar knows, in catalogue order.
 pub fn loss_names() -> Vec<&'static str> {
-    [
-        crate::distribution::NAMES,
-        crate::region::NAMES,
-        crate::boundary::NAMES,
-        crate::compound::NAMES,
-    ]
-    .concat()
+    CATALOGUE.iter().map(|e| e.name).collect()
 }
 
-/// Builds the loss of one spec term.
-pub(crate) fn build(a: &mut Args<'_>) -> Result<Built, LossError> {
-    if let Some(b) = crate::distribution::build(a)? {
-        return Ok(b);
-    }
-    if let Some(b) = crate::region::build(a)? {
-        return Ok(b);
-    }
-    if let Some(b) = crate::boundary::build(a)? {
-        return Ok(b);
-    }
-    if let Some(b) = crate::compound::build(a)? {
-        return Ok(b);
-    }
-    Err(a.err(
-        a.term.pos,
-        format!(
-            "unknown loss '{}'; known losses: {}",
-            a.term.name,
-            loss_names().join(", ")
-        ),
-    ))
+/// Builds the loss of one spec term, and returns it with the term's own reduction.
+pub(crate) fn build(a: &Args<'_>) -> Result<(Box<dyn SegLoss>, Option<LossReduction>), LossError> {
+    let Some(entry) = CATALOGUE.iter().find(|e| e.name == a.term.name) else {
+        return Err(a
+            .err(
+                a.term.pos,
+                format!(
+                    "unknown loss '{}'; known losses: {}",
+                    a.term.name,
+                    loss_names().join(", ")
+                ),
+            )
+            .into());
+    };
+    a.check_keys(entry.keys)?;
+    let reduction = a.choice("reduction")?;
+    let loss = (entry.build)(a)?;
+    Ok((loss, reduction))
 }

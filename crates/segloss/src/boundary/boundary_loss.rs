@@ -7,6 +7,7 @@ use super::maps::channel_maps;
 use crate::error::LossError;
 use crate::input::{prepare, reduce_map, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [boundary loss](BoundaryLoss).
@@ -20,12 +21,33 @@ pub struct BoundaryLossConfig {
 }
 
 impl BoundaryLossConfig {
+    /// The keys of `boundary` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] =
+        &["include_background", "activation", "reduction"];
+
+    /// The configuration of a spec term `boundary(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = BoundaryLossConfig::new().with_activation(a.choice("activation")?);
+        if let Some(b) = a.boolean("include_background")? {
+            c = c.with_include_background(b);
+        }
+        Ok(c)
+    }
+}
+
+impl BoundaryLossConfig {
     /// Initializes a [boundary loss](BoundaryLoss).
     pub fn init(&self) -> BoundaryLoss {
         BoundaryLoss {
             include_background: self.include_background,
             activation: self.activation,
         }
+    }
+
+    /// [`init`](Self::init) in the fallible form every configuration has (this one cannot fail:
+    /// every field value is valid).
+    pub fn try_init(&self) -> Result<BoundaryLoss, LossError> {
+        Ok(self.init())
     }
 }
 

@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
+use crate::spec::{Args, NONNEG};
 use crate::Target;
 
 /// Configuration to create a [clDice loss](ClDiceLoss).
@@ -23,6 +24,35 @@ pub struct ClDiceLossConfig {
     pub include_background: bool,
     /// `Sigmoid` (default for masks), `Softmax` (default for label maps with C ≥ 2) or `None`.
     pub activation: Option<Activation>,
+}
+
+impl ClDiceLossConfig {
+    /// The keys of `cldice` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "iter",
+        "smooth",
+        "include_background",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `cldice(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = ClDiceLossConfig::new().with_activation(a.choice("activation")?);
+        if let Some(v) = a.int("iter")? {
+            if !(0..=100).contains(&v) {
+                return Err(LossError::param("iter", v, "an integer in 0..=100"));
+            }
+            c = c.with_iter(v as usize);
+        }
+        if let Some(v) = a.num("smooth", NONNEG, "a number >= 0")? {
+            c = c.with_smooth(v);
+        }
+        if let Some(b) = a.boolean("include_background")? {
+            c = c.with_include_background(b);
+        }
+        Ok(c)
+    }
 }
 
 impl ClDiceLossConfig {

@@ -10,6 +10,7 @@ use crate::distribution::weighted_ce::weighted_ce_prepared;
 use crate::error::LossError;
 use crate::input::{const_tensor, prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [contour CE loss](ContourCeLoss).
@@ -20,11 +21,27 @@ pub struct ContourCeLossConfig {
 }
 
 impl ContourCeLossConfig {
+    /// The keys of `contour_ce` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &["activation", "reduction"];
+
+    /// The configuration of a spec term `contour_ce(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        Ok(ContourCeLossConfig::new().with_activation(a.choice("activation")?))
+    }
+}
+
+impl ContourCeLossConfig {
     /// Initializes a [contour CE loss](ContourCeLoss).
     pub fn init(&self) -> ContourCeLoss {
         ContourCeLoss {
             activation: self.activation,
         }
+    }
+
+    /// [`init`](Self::init) in the fallible form every configuration has (this one cannot fail:
+    /// every field value is valid).
+    pub fn try_init(&self) -> Result<ContourCeLoss, LossError> {
+        Ok(self.init())
     }
 }
 

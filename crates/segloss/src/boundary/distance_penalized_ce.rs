@@ -8,6 +8,7 @@ use crate::distribution::weighted_ce::weighted_ce_prepared;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [distance-penalised CE loss](DistancePenalizedCeLoss).
@@ -18,11 +19,27 @@ pub struct DistancePenalizedCeLossConfig {
 }
 
 impl DistancePenalizedCeLossConfig {
+    /// The keys of `distance_penalized_ce` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &["activation", "reduction"];
+
+    /// The configuration of a spec term `distance_penalized_ce(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        Ok(DistancePenalizedCeLossConfig::new().with_activation(a.choice("activation")?))
+    }
+}
+
+impl DistancePenalizedCeLossConfig {
     /// Initializes a [distance-penalised CE loss](DistancePenalizedCeLoss).
     pub fn init(&self) -> DistancePenalizedCeLoss {
         DistancePenalizedCeLoss {
             activation: self.activation,
         }
+    }
+
+    /// [`init`](Self::init) in the fallible form every configuration has (this one cannot fail:
+    /// every field value is valid).
+    pub fn try_init(&self) -> Result<DistancePenalizedCeLoss, LossError> {
+        Ok(self.init())
     }
 }
 

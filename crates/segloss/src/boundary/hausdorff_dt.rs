@@ -14,6 +14,7 @@ use crate::input::{
 };
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods};
+use crate::spec::{Args, POS};
 use crate::Target;
 
 /// Configuration to create a [Hausdorff-DT loss](HausdorffDtLoss).
@@ -30,6 +31,32 @@ pub struct HausdorffDtLossConfig {
     pub batch: bool,
     /// `Sigmoid` (default for masks), `Softmax` (default for label maps with C ≥ 2) or `None`.
     pub activation: Option<Activation>,
+}
+
+impl HausdorffDtLossConfig {
+    /// The keys of `hausdorff_dt` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "alpha",
+        "include_background",
+        "batch",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `hausdorff_dt(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = HausdorffDtLossConfig::new().with_activation(a.choice("activation")?);
+        if let Some(v) = a.num("alpha", POS, "a number > 0")? {
+            c = c.with_alpha(v);
+        }
+        if let Some(b) = a.boolean("include_background")? {
+            c = c.with_include_background(b);
+        }
+        if let Some(b) = a.boolean("batch")? {
+            c = c.with_batch(b);
+        }
+        Ok(c)
+    }
 }
 
 impl HausdorffDtLossConfig {

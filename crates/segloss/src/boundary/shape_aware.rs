@@ -12,6 +12,7 @@ use crate::input::{
     InputRules, LossReduction, LossValue,
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::spec::{Args, SpecWord, NONNEG, POS};
 use crate::Target;
 
 /// `w_c` of the U-Net weight map.
@@ -37,6 +38,34 @@ pub struct ShapeAwareLossConfig {
     pub class_weight: UnetClassWeight,
     /// `Sigmoid` (default for masks), `Softmax` (default for label maps with C ≥ 2) or `None`.
     pub activation: Option<Activation>,
+}
+
+impl SpecWord for UnetClassWeight {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("balanced", UnetClassWeight::Balanced),
+        ("none", UnetClassWeight::None),
+    ];
+}
+
+impl ShapeAwareLossConfig {
+    /// The keys of `shape_aware` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] =
+        &["w0", "sigma", "class_weight", "activation", "reduction"];
+
+    /// The configuration of a spec term `shape_aware(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = ShapeAwareLossConfig::new().with_activation(a.choice("activation")?);
+        if let Some(v) = a.num("w0", NONNEG, "a number >= 0")? {
+            c = c.with_w0(v);
+        }
+        if let Some(v) = a.num("sigma", POS, "a number > 0")? {
+            c = c.with_sigma(v);
+        }
+        if let Some(w) = a.choice("class_weight")? {
+            c = c.with_class_weight(w);
+        }
+        Ok(c)
+    }
 }
 
 impl ShapeAwareLossConfig {

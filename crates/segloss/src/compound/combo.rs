@@ -9,6 +9,7 @@ use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods, ALL_ACTIVATIONS};
+use crate::spec::{Args, NONNEG, UNIT};
 use crate::Target;
 
 /// Configuration to create a [Combo loss](ComboLoss).
@@ -28,6 +29,34 @@ pub struct ComboLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels contribute to neither term.
     pub ignore_index: Option<i64>,
+}
+
+impl ComboLossConfig {
+    /// The keys of `combo` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "alpha",
+        "beta",
+        "smooth",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `combo(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = ComboLossConfig::new();
+        if let Some(v) = a.num("alpha", UNIT, "a number in [0, 1]")? {
+            c = c.with_alpha(v);
+        }
+        if let Some(v) = a.num("beta", UNIT, "a number in [0, 1]")? {
+            c = c.with_beta(v);
+        }
+        if let Some(v) = a.num("smooth", NONNEG, "a number >= 0")? {
+            c = c.with_smooth(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl ComboLossConfig {

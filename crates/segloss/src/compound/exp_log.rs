@@ -10,6 +10,7 @@ use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods, ALL_ACTIVATIONS};
+use crate::spec::{Args, NONNEG, POS};
 use crate::Target;
 
 /// Configuration to create an [exponential-logarithmic loss](ExpLogLoss).
@@ -33,6 +34,38 @@ pub struct ExpLogLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels contribute to neither term.
     pub ignore_index: Option<i64>,
+}
+
+impl ExpLogLossConfig {
+    /// The keys of `exp_log` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "w_dice",
+        "w_ce",
+        "gamma",
+        "smooth",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `exp_log(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = ExpLogLossConfig::new();
+        if let Some(v) = a.num("w_dice", NONNEG, "a number >= 0")? {
+            c = c.with_w_dice(v);
+        }
+        if let Some(v) = a.num("w_ce", NONNEG, "a number >= 0")? {
+            c = c.with_w_ce(v);
+        }
+        if let Some(v) = a.num("gamma", POS, "a number > 0")? {
+            c = c.with_gamma(v);
+        }
+        if let Some(v) = a.num("smooth", POS, "a number > 0")? {
+            c = c.with_smooth(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl ExpLogLossConfig {

@@ -1,24 +1,20 @@
 //! Compound losses: fixed combinations of a distribution term and a region term (Combo,
-//! exponential-logarithmic). Arbitrary weighted sums of any losses (`0.7*dice + 0.3*ce`) are
-//! written in the spec grammar instead (see [`LossSpec`](crate::LossSpec)).
+//! exponential-logarithmic), and weighted sums of any losses written in the spec grammar
+//! (`0.7*dice + 0.3*ce`, [`CompositeLoss`](composite::CompositeLoss), built by
+//! [`LossSpec::build`](crate::LossSpec::build)), with the sums the CPU kernels fuse
+//! ([`SumPart`](crate::SumPart)).
 //!
-//! Both losses here are defined over the whole batch: their loss matrix is `[1, 1]`, so every
+//! Combo and exp_log are defined over the whole batch: their loss matrix is `[1, 1]`, so every
 //! reduction gives the loss itself (`none` gives it as `[1, 1]`).
 
 pub mod combo;
+pub mod composite;
 pub mod exp_log;
+mod fusion;
 
 use burn::tensor::Tensor;
 
-use crate::error::LossError;
 use crate::input::{Activation, Prepared};
-use crate::loss::SegLoss;
-use crate::registry::{Built, NONNEG, POS, UNIT};
-use crate::spec::Args;
-use crate::{ComboLossConfig, ExpLogLossConfig};
-
-/// The spec names of this family.
-pub(crate) const NAMES: &[&str] = &["combo", "exp_log"];
 
 /// `ln Σ_k exp(x_k)` over `dim` (kept), stable (shifted by the detached maximum).
 pub(crate) fn logsumexp(x: Tensor<3>, dim: usize) -> Tensor<3> {
@@ -76,72 +72,4 @@ pub(crate) fn log_probs(p: &Prepared) -> (Tensor<3>, Tensor<3>) {
             ln_clamped(p.x.clone().neg().add_scalar(1.0)),
         ),
     }
-}
-
-/// Builds a loss of this family from a spec term (`None`: not one of ours).
-pub(crate) fn build(a: &mut Args<'_>) -> Result<Option<Built>, LossError> {
-    let name = a.term.name.clone();
-    let keys: &[&str] = match name.as_str() {
-        "combo" => &[
-            "alpha",
-            "beta",
-            "smooth",
-            "ignore_index",
-            "activation",
-            "reduction",
-        ],
-        "exp_log" => &[
-            "w_dice",
-            "w_ce",
-            "gamma",
-            "smooth",
-            "ignore_index",
-            "activation",
-            "reduction",
-        ],
-        _ => return Ok(None),
-    };
-    a.check_keys(keys)?;
-    let reduction = a.reduction()?;
-    let loss: Box<dyn SegLoss> = match name.as_str() {
-        "combo" => {
-            let mut c = ComboLossConfig::new();
-            if let Some(v) = a.num("alpha", UNIT, "a number in [0, 1]")? {
-                c = c.with_alpha(v);
-            }
-            if let Some(v) = a.num("beta", UNIT, "a number in [0, 1]")? {
-                c = c.with_beta(v);
-            }
-            if let Some(v) = a.num("smooth", NONNEG, "a number >= 0")? {
-                c = c.with_smooth(v);
-            }
-            Box::new(
-                c.with_ignore_index(a.int("ignore_index")?)
-                    .with_activation(a.activation()?)
-                    .try_init()?,
-            )
-        }
-        "exp_log" => {
-            let mut c = ExpLogLossConfig::new();
-            if let Some(v) = a.num("w_dice", NONNEG, "a number >= 0")? {
-                c = c.with_w_dice(v);
-            }
-            if let Some(v) = a.num("w_ce", NONNEG, "a number >= 0")? {
-                c = c.with_w_ce(v);
-            }
-            if let Some(v) = a.num("gamma", POS, "a number > 0")? {
-                c = c.with_gamma(v);
-            }
-            if let Some(v) = a.num("smooth", POS, "a number > 0")? {
-                c = c.with_smooth(v);
-            }
-            Box::new(
-                c.with_ignore_index(a.int("ignore_index")?)
-                    .with_activation(a.activation()?)
-                    .try_init()?,
-            )
-        }
-        _ => unreachable!("checked above"),
-    };
-    Ok(Some((loss, reduction)))
 }

@@ -6,6 +6,7 @@ use burn::module::Module;
 use crate::error::LossError;
 use crate::input::{prepare, reduce_map, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [balanced BCE loss](BalancedBceLoss).
@@ -16,11 +17,27 @@ pub struct BalancedBceLossConfig {
 }
 
 impl BalancedBceLossConfig {
+    /// The keys of `balanced_bce` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &["activation", "reduction"];
+
+    /// The configuration of a spec term `balanced_bce(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        Ok(BalancedBceLossConfig::new().with_activation(a.choice("activation")?))
+    }
+}
+
+impl BalancedBceLossConfig {
     /// Initializes a [balanced BCE loss](BalancedBceLoss).
     pub fn init(&self) -> BalancedBceLoss {
         BalancedBceLoss {
             activation: self.activation,
         }
+    }
+
+    /// [`init`](Self::init) in the fallible form every configuration has (this one cannot fail:
+    /// every field value is valid).
+    pub fn try_init(&self) -> Result<BalancedBceLoss, LossError> {
+        Ok(self.init())
     }
 }
 

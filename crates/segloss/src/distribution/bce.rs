@@ -8,6 +8,7 @@ use crate::input::{
     prepare, reduce_map, reduce_sums, Activation, Flat, InputRules, LossReduction, LossValue,
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::spec::{Args, POS, UNIT_OPEN};
 use crate::Target;
 
 /// Configuration to create a [binary cross-entropy loss](BceLoss).
@@ -24,6 +25,30 @@ pub struct BceLossConfig {
     pub ignore_index: Option<i64>,
     /// `Sigmoid` (logits, the default) or `None` (probabilities).
     pub activation: Option<Activation>,
+}
+
+impl BceLossConfig {
+    /// The keys of `bce` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "pos_weight",
+        "label_smoothing",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `bce(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = BceLossConfig::new();
+        if let Some(v) = a.num("pos_weight", POS, "a number > 0")? {
+            c = c.with_pos_weight(v);
+        }
+        if let Some(v) = a.num("label_smoothing", UNIT_OPEN, "a number in [0, 1)")? {
+            c = c.with_label_smoothing(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl BceLossConfig {

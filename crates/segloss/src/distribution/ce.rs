@@ -9,7 +9,8 @@ use crate::input::{
     class_weights, prepare, reduce_sums, Activation, Flat, InputRules, LossReduction, LossValue,
     Prepared,
 };
-use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::loss::{no_weights, pixel_loss_methods, SegLoss, SumPart};
+use crate::spec::{Args, UNIT_OPEN};
 use crate::Target;
 
 /// Configuration to create a [cross-entropy loss](CeLoss).
@@ -22,6 +23,38 @@ pub struct CeLossConfig {
     /// Label smoothing ε in [0, 1): the target becomes (1 − ε)·y + ε/C.
     #[config(default = 0.0)]
     pub label_smoothing: f64,
+}
+
+impl CeLossConfig {
+    /// The keys of `ce` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "weight",
+        "ignore_index",
+        "label_smoothing",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `ce(…)` (the registry checks the keys). `activation`
+    /// is accepted for uniformity with the other losses, and only as `softmax`.
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        if let Some(act) = a.choice::<Activation>("activation")? {
+            if act != Activation::Softmax {
+                return Err(LossError::param(
+                    "activation",
+                    act.name(),
+                    "ce is a softmax cross-entropy: activation = softmax; use bce for sigmoid",
+                ));
+            }
+        }
+        let mut c = CeLossConfig::new()
+            .with_weight(a.weights("weight")?)
+            .with_ignore_index(a.int("ignore_index")?);
+        if let Some(v) = a.num("label_smoothing", UNIT_OPEN, "a number in [0, 1)")? {
+            c = c.with_label_smoothing(v);
+        }
+        Ok(c)
+    }
 }
 
 impl CeLossConfig {
@@ -173,8 +206,10 @@ pub(crate) fn reduce_pixel_map(
 }
 
 impl SegLoss for CeLoss {
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn sum_part(&self) -> Option<SumPart> {
+        let plain =
+            self.weight.is_none() && self.label_smoothing == 0.0 && self.ignore_index.is_none();
+        plain.then_some(SumPart::SoftmaxCe)
     }
 
     fn name(&self) -> &'static str {

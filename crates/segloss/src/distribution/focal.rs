@@ -12,6 +12,7 @@ use crate::input::{
     LossReduction, LossValue, Prepared,
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
+use crate::spec::{Args, NONNEG, UNIT};
 use crate::Target;
 
 /// Configuration to create a [focal loss](FocalLoss).
@@ -35,6 +36,35 @@ pub struct FocalLossConfig {
     /// loss and of the mean, and `weight` has C − 1 entries.
     #[config(default = true)]
     pub include_background: bool,
+}
+
+impl FocalLossConfig {
+    /// The keys of `focal` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "gamma",
+        "alpha",
+        "weight",
+        "activation",
+        "ignore_index",
+        "include_background",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `focal(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = FocalLossConfig::new()
+            .with_alpha(a.num("alpha", UNIT, "a number in [0, 1]")?)
+            .with_weight(a.weights("weight")?)
+            .with_activation(a.choice("activation")?)
+            .with_ignore_index(a.int("ignore_index")?);
+        if let Some(b) = a.boolean("include_background")? {
+            c = c.with_include_background(b);
+        }
+        if let Some(v) = a.num("gamma", NONNEG, "a number >= 0")? {
+            c = c.with_gamma(v);
+        }
+        Ok(c)
+    }
 }
 
 impl FocalLossConfig {

@@ -10,6 +10,7 @@ use crate::input::{
     prepare, prepare_weights, reduce_map, Activation, Flat, InputRules, LossReduction, LossValue,
 };
 use crate::loss::SegLoss;
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [weighted cross-entropy loss](WeightedCeLoss).
@@ -23,12 +24,31 @@ pub struct WeightedCeLossConfig {
 }
 
 impl WeightedCeLossConfig {
+    /// The keys of `weighted_ce` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] =
+        &["activation", "ignore_index", "reduction"];
+
+    /// The configuration of a spec term `weighted_ce(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        Ok(WeightedCeLossConfig::new()
+            .with_activation(a.choice("activation")?)
+            .with_ignore_index(a.int("ignore_index")?))
+    }
+}
+
+impl WeightedCeLossConfig {
     /// Initializes a [weighted CE loss](WeightedCeLoss).
     pub fn init(&self) -> WeightedCeLoss {
         WeightedCeLoss {
             activation: self.activation,
             ignore_index: self.ignore_index,
         }
+    }
+
+    /// [`init`](Self::init) in the fallible form every configuration has (this one cannot fail:
+    /// every field value is valid).
+    pub fn try_init(&self) -> Result<WeightedCeLoss, LossError> {
+        Ok(self.init())
     }
 }
 

@@ -6,13 +6,16 @@ use burn::tensor::Tensor;
 
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
-use crate::loss::{no_weights, SegLoss};
-use crate::region::host::{host_region_loss, DiceFormula};
+use crate::loss::{no_weights, DicePart, SegLoss, SumPart};
+use crate::region::host::host_region_loss;
+use crate::region::host::{ix, one_minus_ratio_d, safe_ratio_f, Cell, RowFormula};
+use crate::region::spec_smoothing;
 use crate::region::{
     check_smooth, check_weights, dice_stats_of, kept_class_weight_values, kept_class_weights,
     one_minus_ratio, reduce_matrix, region_loss_methods, safe_ratio, value_with_grad_of,
     ALL_ACTIVATIONS,
 };
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [Dice loss](DiceLoss) (or, with `jaccard = true`, a Jaccard loss).
@@ -49,6 +52,80 @@ pub struct DiceLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels contribute to no statistic.
     pub ignore_index: Option<i64>,
+}
+
+impl DiceLossConfig {
+    /// The keys of `dice` (and `log_cosh_dice`) in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "power",
+        "jaccard",
+        "batch",
+        "include_background",
+        "weight",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The keys of `jaccard`: those of `dice` without `jaccard`.
+    pub(crate) const JACCARD_SPEC_KEYS: &'static [&'static str] = &[
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "power",
+        "batch",
+        "include_background",
+        "weight",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `dice(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        Self::read_spec(a, true)
+    }
+
+    /// The configuration of a spec term `jaccard(…)`: `dice(…, jaccard=true)`.
+    pub(crate) fn jaccard_from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        Ok(Self::read_spec(a, false)?.with_jaccard(true))
+    }
+
+    fn read_spec(a: &Args<'_>, jaccard_key: bool) -> Result<Self, LossError> {
+        let mut c = DiceLossConfig::new();
+        let (nr, dr) = spec_smoothing(a)?;
+        if let Some(v) = nr {
+            c = c.with_smooth_nr(v);
+        }
+        if let Some(v) = dr {
+            c = c.with_smooth_dr(v);
+        }
+        if let Some(v) = a.num("power", |v| (1.0..=2.0).contains(&v), "a number in [1, 2]")? {
+            c = c.with_power(v);
+        }
+        if jaccard_key {
+            if let Some(v) = a.boolean("jaccard")? {
+                c = c.with_jaccard(v);
+            }
+        }
+        if let Some(v) = a.boolean("batch")? {
+            c = c.with_batch(v);
+        }
+        if let Some(v) = a.boolean("include_background")? {
+            c = c.with_include_background(v);
+        }
+        if let Some(v) = a.boolean("soft_label")? {
+            c = c.with_soft_label(v);
+        }
+        Ok(c.with_weight(a.weights("weight")?)
+            .with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl DiceLossConfig {
@@ -236,8 +313,23 @@ impl DiceLoss {
 }
 
 impl SegLoss for DiceLoss {
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn sum_part(&self) -> Option<SumPart> {
+        let fusable = !self.soft_label
+            && (self.power == 1.0 || self.power == 2.0)
+            && self.ignore_index.is_none()
+            && matches!(self.activation, None | Some(Activation::Softmax));
+        fusable.then(|| {
+            SumPart::Dice(DicePart {
+                name: self.name(),
+                jaccard: self.jaccard,
+                squared: self.power == 2.0,
+                smooth_nr: self.smooth_nr,
+                smooth_dr: self.smooth_dr,
+                include_background: self.include_background,
+                batch: self.batch,
+                weight: self.weight.clone(),
+            })
+        })
     }
 
     fn name(&self) -> &'static str {
@@ -282,5 +374,49 @@ impl SegLoss for DiceLoss {
         }
         let m = self.weighted(&p, self.matrix(&p))?;
         Ok(reduce_matrix(m, reduction))
+    }
+}
+
+/// The Dice / Jaccard formula of [`DiceLoss`] (power 1 or 2, hard statistics),
+/// per cell: value from the cancellation-free forms, gradient from `1 − num/den`.
+pub(crate) struct DiceFormula {
+    pub jaccard: bool,
+    pub squared: bool,
+    pub smooth_nr: f64,
+    pub smooth_dr: f64,
+}
+
+impl RowFormula for DiceFormula {
+    fn outputs(&self, k: usize) -> usize {
+        k
+    }
+
+    fn eval(&self, row: &[Cell], values: &mut [f64], grads: &mut [Cell]) {
+        let k = row.len();
+        let (snr, sdr) = (self.smooth_nr, self.smooth_dr);
+        for (kk, a) in row.iter().enumerate() {
+            let (py, e, ip, iy) = if self.squared {
+                (a[ix::SP2] + a[ix::SY2], a[ix::R2], ix::SP2, ix::SY2)
+            } else {
+                (a[ix::SP] + a[ix::SY], a[ix::FP] + a[ix::FN], ix::SP, ix::SY)
+            };
+            let tp = a[ix::TP];
+            let num = 2.0 * tp + snr;
+            let g = &mut grads[kk * k + kk];
+            if self.jaccard {
+                values[kk] = safe_ratio_f(2.0 * e + sdr - snr, py + e + sdr);
+                let (dn, dd) = one_minus_ratio_d(num, 2.0 * (py - tp) + sdr);
+                g[ix::TP] = 2.0 * dn - 2.0 * dd;
+                g[ip] = 2.0 * dd;
+                g[iy] = 2.0 * dd;
+            } else {
+                let den = py + sdr;
+                values[kk] = safe_ratio_f(e + sdr - snr, den);
+                let (dn, dd) = one_minus_ratio_d(num, den);
+                g[ix::TP] = 2.0 * dn;
+                g[ip] = dd;
+                g[iy] = dd;
+            }
+        }
     }
 }

@@ -7,11 +7,14 @@ use burn::tensor::Tensor;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
-use crate::region::host::{host_region_loss, GeneralizedDiceFormula};
+use crate::region::host::host_region_loss;
+use crate::region::host::{ix, one_minus_ratio_d, safe_ratio_f, Cell, RowFormula};
+use crate::region::spec_smoothing;
 use crate::region::{
     check_smooth, dice_stats, fused_sums, one_minus_ratio, reduce_matrix, region_inputs,
     region_loss_methods, region_sum, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
+use crate::spec::{Args, SpecWord};
 use crate::Target;
 
 /// How the generalized Dice loss weighs the classes, from the target volume `Y_c = Σ y_c`.
@@ -50,6 +53,56 @@ pub struct GeneralizedDiceLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels contribute to no statistic.
     pub ignore_index: Option<i64>,
+}
+
+impl SpecWord for WeightType {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("square", WeightType::Square),
+        ("simple", WeightType::Simple),
+        ("uniform", WeightType::Uniform),
+    ];
+}
+
+impl GeneralizedDiceLossConfig {
+    /// The keys of `generalized_dice` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "w_type",
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "batch",
+        "include_background",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `generalized_dice(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = GeneralizedDiceLossConfig::new();
+        if let Some(w) = a.choice("w_type")? {
+            c = c.with_w_type(w);
+        }
+        let (nr, dr) = spec_smoothing(a)?;
+        if let Some(v) = nr {
+            c = c.with_smooth_nr(v);
+        }
+        if let Some(v) = dr {
+            c = c.with_smooth_dr(v);
+        }
+        if let Some(v) = a.boolean("batch")? {
+            c = c.with_batch(v);
+        }
+        if let Some(v) = a.boolean("include_background")? {
+            c = c.with_include_background(v);
+        }
+        if let Some(v) = a.boolean("soft_label")? {
+            c = c.with_soft_label(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl GeneralizedDiceLossConfig {
@@ -226,5 +279,58 @@ impl SegLoss for GeneralizedDiceLoss {
         let m = value_with_grad_of(one_minus_ratio(num, den.clone()), safe_ratio(dis, den));
         let m = m.reshape([r, 1]);
         Ok(reduce_matrix(m, reduction))
+    }
+}
+
+/// The generalised Dice formula of [`GeneralizedDiceLoss`] (hard
+/// statistics): one output per row. The class weights are computed in f32 from the f32 target
+/// sums, as the composed formula (and MONAI) do, and carry no gradient.
+pub(crate) struct GeneralizedDiceFormula {
+    pub w_type: WeightType,
+    pub smooth_nr: f64,
+    pub smooth_dr: f64,
+}
+
+impl RowFormula for GeneralizedDiceFormula {
+    fn outputs(&self, _k: usize) -> usize {
+        1
+    }
+
+    fn eval(&self, row: &[Cell], values: &mut [f64], grads: &mut [Cell]) {
+        let w32: Vec<f32> = row
+            .iter()
+            .map(|a| {
+                let g = a[ix::SY] as f32;
+                match self.w_type {
+                    WeightType::Square => (g * g).recip(),
+                    WeightType::Simple => g.recip(),
+                    WeightType::Uniform => 1.0,
+                }
+            })
+            .collect();
+        // Infinite weights (a class absent from the row) take the row's largest finite weight.
+        let max = w32
+            .iter()
+            .map(|w| if w.is_finite() { *w } else { 0.0 })
+            .fold(0.0f32, f32::max);
+        let w: Vec<f64> = w32
+            .iter()
+            .map(|x| f64::from(if x.is_finite() { *x } else { max }))
+            .collect();
+        let (mut tp, mut py, mut e) = (0.0, 0.0, 0.0);
+        for (a, wk) in row.iter().zip(&w) {
+            tp += wk * a[ix::TP];
+            py += wk * (a[ix::SP] + a[ix::SY]);
+            e += wk * (a[ix::FP] + a[ix::FN]);
+        }
+        let num = 2.0 * tp + self.smooth_nr;
+        let den = py + self.smooth_dr;
+        values[0] = safe_ratio_f(e + self.smooth_dr - self.smooth_nr, den);
+        let (dn, dd) = one_minus_ratio_d(num, den);
+        for (g, wk) in grads.iter_mut().zip(&w) {
+            g[ix::TP] = 2.0 * wk * dn;
+            g[ix::SP] = wk * dd;
+            g[ix::SY] = wk * dd;
+        }
     }
 }

@@ -66,23 +66,20 @@ pub(crate) fn host_region_loss(
     }
     let s = raw_fused_sums(p)?;
     let raw = host_f32(&s)?;
-    let step = host_step(
-        &raw,
-        p.n,
-        p.c,
-        p.c,
+    let layout = RegionLayout {
+        n: p.n,
+        c: p.c,
+        rows: p.c,
         include_background,
         batch,
-        reduction,
-        output_weights,
-        f,
-    );
+    };
+    let step = host_step(&raw, &layout, reduction, output_weights, f);
     Some(finish(s, step.0, step.1))
 }
 
 /// The loss `value` with gradient `g` with respect to the sums `s`: `lin − detach(lin) + value`,
 /// `lin = Σ s ⊙ g`.
-fn finish(s: Tensor<3>, value: f64, g: Vec<f64>) -> LossValue {
+pub(crate) fn finish(s: Tensor<3>, value: f64, g: Vec<f64>) -> LossValue {
     let g: Tensor<3> = const_tensor(&s, g, s.dims());
     linearised(s, g, value)
 }
@@ -96,21 +93,37 @@ pub(crate) fn linearised(t: Tensor<3>, g: Tensor<3>, value: f64) -> LossValue {
     LossValue::scalar(lin.clone() - lin.detach() + value)
 }
 
-/// The reduced value of a region formula on host sums `raw` (`[N, rows, 8]`, the first `c` rows
-/// the channels' statistics) and its derivative with respect to every sum (zero on the rows past
-/// `c` and on a dropped background).
-#[allow(clippy::too_many_arguments)]
-fn host_step(
+/// The layout of host sums `[N, rows, 8]` for [`host_step`] and which of them a formula reads.
+#[derive(Clone, Copy)]
+pub(crate) struct RegionLayout {
+    /// Samples.
+    pub n: usize,
+    /// Channels: the first `c` rows of each sample hold the channels' statistics.
+    pub c: usize,
+    /// Rows per sample (`c`, or `c + 1` with the cross-entropy row of the fused Dice + CE).
+    pub rows: usize,
+    /// Whether channel 0 counts.
+    pub include_background: bool,
+    /// One row of statistics for the whole batch instead of one per sample.
+    pub batch: bool,
+}
+
+/// The reduced value of a region formula on host sums `raw` (see [`RegionLayout`]) and its
+/// derivative with respect to every sum (zero on the rows past `c` and on a dropped background).
+pub(crate) fn host_step(
     raw: &[f32],
-    n: usize,
-    c: usize,
-    rows: usize,
-    include_background: bool,
-    batch: bool,
+    layout: &RegionLayout,
     reduction: LossReduction,
     output_weights: Option<&[f64]>,
     f: &impl RowFormula,
 ) -> (f64, Vec<f64>) {
+    let RegionLayout {
+        n,
+        c,
+        rows,
+        include_background,
+        batch,
+    } = *layout;
     let from = usize::from(!(include_background || c == 1));
     let k = c - from;
     let r = if batch { 1 } else { n };
@@ -166,63 +179,6 @@ fn host_step(
     (total, gs)
 }
 
-/// `w_dice · dice + w_ce · ce` (MONAI's `DiceCELoss`) in one fused pass over softmax logits with
-/// label targets: the region kernel with the cross-entropy row (see
-/// [`crate::fused::region_ce_sums`]), the Dice formula on the host, the CE sum reduced as the CE
-/// loss does (mean over the N·S pixels, sum, or sum/N). `None` where it does not apply.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn host_dice_ce(
-    p: &Prepared,
-    dice: &crate::DiceLoss,
-    w_dice: f64,
-    w_ce: f64,
-    reduction: LossReduction,
-    output_weights: Option<&[f64]>,
-) -> Option<LossValue> {
-    if reduction == LossReduction::None
-        || p.valid.is_some()
-        || p.activation != crate::Activation::Softmax
-        || dice.soft_label
-        || !(dice.power == 1.0 || dice.power == 2.0)
-    {
-        return None;
-    }
-    let labels = p.labels.as_ref()?;
-    let s = crate::fused::region_ce_sums(&p.x, labels)?;
-    let raw = host_f32(&s)?;
-    let (n, c) = (p.n, p.c);
-    let f = DiceFormula {
-        jaccard: dice.jaccard,
-        squared: dice.power == 2.0,
-        smooth_nr: dice.smooth_nr,
-        smooth_dr: dice.smooth_dr,
-    };
-    let (dv, mut g) = host_step(
-        &raw,
-        n,
-        c,
-        c + 1,
-        dice.include_background,
-        dice.batch,
-        reduction,
-        output_weights,
-        &f,
-    );
-    g.iter_mut().for_each(|v| *v *= w_dice);
-    let ce_scale = match reduction {
-        LossReduction::Mean => 1.0 / (n * p.s()).max(1) as f64,
-        LossReduction::BatchMean => 1.0 / n as f64,
-        _ => 1.0,
-    };
-    let mut ce = 0.0f64;
-    for i in 0..n {
-        let at = (i * (c + 1) + c) * 8;
-        ce += f64::from(raw[at]);
-        g[at] = w_ce * ce_scale;
-    }
-    Some(finish(s, w_dice * dv + w_ce * ce * ce_scale, g))
-}
-
 /// `1 − num/den` with its derivatives `(∂/∂num, ∂/∂den)`, and 0 (no gradient) where `den` is
 /// exactly 0 — the composed formula's [`one_minus_ratio`](crate::region::one_minus_ratio).
 pub(crate) fn one_minus_ratio_d(num: f64, den: f64) -> (f64, f64) {
@@ -239,131 +195,5 @@ pub(crate) fn safe_ratio_f(num: f64, den: f64) -> f64 {
         0.0
     } else {
         num / den
-    }
-}
-
-/// The Dice / Jaccard formula of [`DiceLoss`](crate::DiceLoss) (power 1 or 2, hard statistics),
-/// per cell: value from the cancellation-free forms, gradient from `1 − num/den`.
-pub(crate) struct DiceFormula {
-    pub jaccard: bool,
-    pub squared: bool,
-    pub smooth_nr: f64,
-    pub smooth_dr: f64,
-}
-
-impl RowFormula for DiceFormula {
-    fn outputs(&self, k: usize) -> usize {
-        k
-    }
-
-    fn eval(&self, row: &[Cell], values: &mut [f64], grads: &mut [Cell]) {
-        let k = row.len();
-        let (snr, sdr) = (self.smooth_nr, self.smooth_dr);
-        for (kk, a) in row.iter().enumerate() {
-            let (py, e, ip, iy) = if self.squared {
-                (a[ix::SP2] + a[ix::SY2], a[ix::R2], ix::SP2, ix::SY2)
-            } else {
-                (a[ix::SP] + a[ix::SY], a[ix::FP] + a[ix::FN], ix::SP, ix::SY)
-            };
-            let tp = a[ix::TP];
-            let num = 2.0 * tp + snr;
-            let g = &mut grads[kk * k + kk];
-            if self.jaccard {
-                values[kk] = safe_ratio_f(2.0 * e + sdr - snr, py + e + sdr);
-                let (dn, dd) = one_minus_ratio_d(num, 2.0 * (py - tp) + sdr);
-                g[ix::TP] = 2.0 * dn - 2.0 * dd;
-                g[ip] = 2.0 * dd;
-                g[iy] = 2.0 * dd;
-            } else {
-                let den = py + sdr;
-                values[kk] = safe_ratio_f(e + sdr - snr, den);
-                let (dn, dd) = one_minus_ratio_d(num, den);
-                g[ix::TP] = 2.0 * dn;
-                g[ip] = dd;
-                g[iy] = dd;
-            }
-        }
-    }
-}
-
-/// The Tversky formula of [`TverskyLoss`](crate::TverskyLoss) (hard statistics), per cell.
-pub(crate) struct TverskyFormula {
-    pub alpha: f64,
-    pub beta: f64,
-    pub smooth_nr: f64,
-    pub smooth_dr: f64,
-}
-
-impl RowFormula for TverskyFormula {
-    fn outputs(&self, k: usize) -> usize {
-        k
-    }
-
-    fn eval(&self, row: &[Cell], values: &mut [f64], grads: &mut [Cell]) {
-        let k = row.len();
-        for (kk, a) in row.iter().enumerate() {
-            let miss = self.alpha * a[ix::FP] + self.beta * a[ix::FN];
-            let den = a[ix::TP] + miss + self.smooth_dr;
-            values[kk] = safe_ratio_f(miss + self.smooth_dr - self.smooth_nr, den);
-            let (dn, dd) = one_minus_ratio_d(a[ix::TP] + self.smooth_nr, den);
-            let g = &mut grads[kk * k + kk];
-            g[ix::TP] = dn + dd;
-            g[ix::FP] = self.alpha * dd;
-            g[ix::FN] = self.beta * dd;
-        }
-    }
-}
-
-/// The generalised Dice formula of [`GeneralizedDiceLoss`](crate::GeneralizedDiceLoss) (hard
-/// statistics): one output per row. The class weights are computed in f32 from the f32 target
-/// sums, as the composed formula (and MONAI) do, and carry no gradient.
-pub(crate) struct GeneralizedDiceFormula {
-    pub w_type: crate::WeightType,
-    pub smooth_nr: f64,
-    pub smooth_dr: f64,
-}
-
-impl RowFormula for GeneralizedDiceFormula {
-    fn outputs(&self, _k: usize) -> usize {
-        1
-    }
-
-    fn eval(&self, row: &[Cell], values: &mut [f64], grads: &mut [Cell]) {
-        use crate::WeightType;
-        let w32: Vec<f32> = row
-            .iter()
-            .map(|a| {
-                let g = a[ix::SY] as f32;
-                match self.w_type {
-                    WeightType::Square => (g * g).recip(),
-                    WeightType::Simple => g.recip(),
-                    WeightType::Uniform => 1.0,
-                }
-            })
-            .collect();
-        // Infinite weights (a class absent from the row) take the row's largest finite weight.
-        let max = w32
-            .iter()
-            .map(|w| if w.is_finite() { *w } else { 0.0 })
-            .fold(0.0f32, f32::max);
-        let w: Vec<f64> = w32
-            .iter()
-            .map(|x| f64::from(if x.is_finite() { *x } else { max }))
-            .collect();
-        let (mut tp, mut py, mut e) = (0.0, 0.0, 0.0);
-        for (a, wk) in row.iter().zip(&w) {
-            tp += wk * a[ix::TP];
-            py += wk * (a[ix::SP] + a[ix::SY]);
-            e += wk * (a[ix::FP] + a[ix::FN]);
-        }
-        let num = 2.0 * tp + self.smooth_nr;
-        let den = py + self.smooth_dr;
-        values[0] = safe_ratio_f(e + self.smooth_dr - self.smooth_nr, den);
-        let (dn, dd) = one_minus_ratio_d(num, den);
-        for (g, wk) in grads.iter_mut().zip(&w) {
-            g[ix::TP] = 2.0 * wk * dn;
-            g[ix::SP] = wk * dd;
-            g[ix::SY] = wk * dd;
-        }
     }
 }

@@ -8,6 +8,7 @@ use crate::input::{prepare, Flat, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::dice::{DiceLoss, DiceLossConfig};
 use crate::region::{reduce_matrix, region_loss_methods};
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [log-cosh Dice loss](LogCoshDiceLoss): the options of the Dice loss
@@ -18,6 +19,16 @@ pub struct LogCoshDiceLossConfig {
     /// soft_label, activation, ignore_index).
     #[config(default = "DiceLossConfig::new()")]
     pub dice: DiceLossConfig,
+}
+
+impl LogCoshDiceLossConfig {
+    /// The keys of `log_cosh_dice` in the spec grammar: those of `dice`.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = DiceLossConfig::SPEC_KEYS;
+
+    /// The configuration of a spec term `log_cosh_dice(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        Ok(LogCoshDiceLossConfig::new().with_dice(DiceLossConfig::from_spec(a)?))
+    }
 }
 
 impl LogCoshDiceLossConfig {

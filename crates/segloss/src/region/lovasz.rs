@@ -10,6 +10,7 @@ use crate::input::{
 };
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods, ALL_ACTIVATIONS};
+use crate::spec::Args;
 use crate::Target;
 
 /// Configuration to create a [Lovász loss](LovaszLoss).
@@ -25,6 +26,22 @@ pub struct LovaszLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels are left out of every Lovász problem.
     pub ignore_index: Option<i64>,
+}
+
+impl LovaszLossConfig {
+    /// The keys of `lovasz` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] =
+        &["per_image", "ignore_index", "activation", "reduction"];
+
+    /// The configuration of a spec term `lovasz(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = LovaszLossConfig::new();
+        if let Some(v) = a.boolean("per_image")? {
+            c = c.with_per_image(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl LovaszLossConfig {
@@ -544,7 +561,7 @@ impl LovaszLoss {
             }
         }
         let kt: Tensor<3> = crate::input::const_tensor_of(&p.x, k, [n, c, s]);
-        Some(crate::region::linearised(p.x.clone(), kt, value))
+        Some(crate::region::host::linearised(p.x.clone(), kt, value))
     }
 }
 

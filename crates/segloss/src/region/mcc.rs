@@ -7,6 +7,7 @@ use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue};
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_inputs, region_loss_methods, ALL_ACTIVATIONS};
+use crate::spec::{Args, POS};
 use crate::Target;
 
 /// Configuration to create an [MCC loss](MccLoss).
@@ -20,6 +21,22 @@ pub struct MccLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels contribute to no count.
     pub ignore_index: Option<i64>,
+}
+
+impl MccLossConfig {
+    /// The keys of `mcc` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] =
+        &["eps", "ignore_index", "activation", "reduction"];
+
+    /// The configuration of a spec term `mcc(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = MccLossConfig::new();
+        if let Some(v) = a.num("eps", POS, "a number > 0")? {
+            c = c.with_eps(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl MccLossConfig {

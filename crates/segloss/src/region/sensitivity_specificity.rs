@@ -9,6 +9,7 @@ use crate::loss::{no_weights, SegLoss};
 use crate::region::{
     reduce_matrix, region_inputs, region_loss_methods, region_sum, residual, ALL_ACTIVATIONS,
 };
+use crate::spec::{Args, POS, UNIT};
 use crate::Target;
 
 /// Configuration to create a [sensitivity–specificity loss](SensitivitySpecificityLoss).
@@ -30,6 +31,39 @@ pub struct SensitivitySpecificityLossConfig {
     pub activation: Option<Activation>,
     /// Target value / label whose pixels contribute to no statistic.
     pub ignore_index: Option<i64>,
+}
+
+impl SensitivitySpecificityLossConfig {
+    /// The keys of `sensitivity_specificity` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "r",
+        "smooth",
+        "batch",
+        "include_background",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `sensitivity_specificity(…)` (the registry checks the
+    /// keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = SensitivitySpecificityLossConfig::new();
+        if let Some(v) = a.num("r", UNIT, "a number in [0, 1]")? {
+            c = c.with_r(v);
+        }
+        if let Some(v) = a.num("smooth", POS, "a number > 0")? {
+            c = c.with_smooth(v);
+        }
+        if let Some(v) = a.boolean("batch")? {
+            c = c.with_batch(v);
+        }
+        if let Some(v) = a.boolean("include_background")? {
+            c = c.with_include_background(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl SensitivitySpecificityLossConfig {

@@ -8,11 +8,14 @@ use burn::tensor::Tensor;
 use crate::error::LossError;
 use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossValue, Prepared};
 use crate::loss::{no_weights, SegLoss};
-use crate::region::host::{host_region_loss, TverskyFormula};
+use crate::region::host::host_region_loss;
+use crate::region::host::{ix, one_minus_ratio_d, safe_ratio_f, Cell, RowFormula};
+use crate::region::spec_smoothing;
 use crate::region::{
     check_smooth, fused_sums, one_minus_ratio, reduce_matrix, region_inputs, region_loss_methods,
     region_sum, residual, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
+use crate::spec::{Args, NONNEG, POS};
 use crate::Target;
 
 /// Configuration to create a [Tversky loss](TverskyLoss).
@@ -53,6 +56,52 @@ fn check_ab(alpha: f64, beta: f64) -> Result<(), LossError> {
         }
     }
     Ok(())
+}
+
+impl TverskyLossConfig {
+    /// The keys of `tversky` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "alpha",
+        "beta",
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "batch",
+        "include_background",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `tversky(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = TverskyLossConfig::new();
+        let (nr, dr) = spec_smoothing(a)?;
+        if let Some(v) = nr {
+            c = c.with_smooth_nr(v);
+        }
+        if let Some(v) = dr {
+            c = c.with_smooth_dr(v);
+        }
+        if let Some(v) = a.num("alpha", NONNEG, "a number >= 0")? {
+            c = c.with_alpha(v);
+        }
+        if let Some(v) = a.num("beta", NONNEG, "a number >= 0")? {
+            c = c.with_beta(v);
+        }
+        if let Some(v) = a.boolean("batch")? {
+            c = c.with_batch(v);
+        }
+        if let Some(v) = a.boolean("include_background")? {
+            c = c.with_include_background(v);
+        }
+        if let Some(v) = a.boolean("soft_label")? {
+            c = c.with_soft_label(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
 }
 
 impl TverskyLossConfig {
@@ -262,6 +311,56 @@ pub struct FocalTverskyLossConfig {
 }
 
 impl FocalTverskyLossConfig {
+    /// The keys of `focal_tversky` in the spec grammar.
+    pub(crate) const SPEC_KEYS: &'static [&'static str] = &[
+        "alpha",
+        "beta",
+        "gamma",
+        "smooth_nr",
+        "smooth_dr",
+        "smooth",
+        "batch",
+        "include_background",
+        "soft_label",
+        "ignore_index",
+        "activation",
+        "reduction",
+    ];
+
+    /// The configuration of a spec term `focal_tversky(…)` (the registry checks the keys).
+    pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
+        let mut c = FocalTverskyLossConfig::new();
+        let (nr, dr) = spec_smoothing(a)?;
+        if let Some(v) = nr {
+            c = c.with_smooth_nr(v);
+        }
+        if let Some(v) = dr {
+            c = c.with_smooth_dr(v);
+        }
+        if let Some(v) = a.num("alpha", NONNEG, "a number >= 0")? {
+            c = c.with_alpha(v);
+        }
+        if let Some(v) = a.num("beta", NONNEG, "a number >= 0")? {
+            c = c.with_beta(v);
+        }
+        if let Some(v) = a.num("gamma", POS, "a number > 0")? {
+            c = c.with_gamma(v);
+        }
+        if let Some(v) = a.boolean("batch")? {
+            c = c.with_batch(v);
+        }
+        if let Some(v) = a.boolean("include_background")? {
+            c = c.with_include_background(v);
+        }
+        if let Some(v) = a.boolean("soft_label")? {
+            c = c.with_soft_label(v);
+        }
+        Ok(c.with_ignore_index(a.int("ignore_index")?)
+            .with_activation(a.choice("activation")?))
+    }
+}
+
+impl FocalTverskyLossConfig {
     /// Sets both smoothing terms (`smooth` in the spec grammar).
     pub fn with_smooth(self, smooth: f64) -> Self {
         self.with_smooth_nr(smooth).with_smooth_dr(smooth)
@@ -361,5 +460,33 @@ impl SegLoss for FocalTverskyLoss {
             m.clamp_min(1e-30).powf_scalar(self.gamma)
         };
         Ok(reduce_matrix(m, reduction))
+    }
+}
+
+/// The Tversky formula of [`TverskyLoss`] (hard statistics), per cell.
+pub(crate) struct TverskyFormula {
+    pub alpha: f64,
+    pub beta: f64,
+    pub smooth_nr: f64,
+    pub smooth_dr: f64,
+}
+
+impl RowFormula for TverskyFormula {
+    fn outputs(&self, k: usize) -> usize {
+        k
+    }
+
+    fn eval(&self, row: &[Cell], values: &mut [f64], grads: &mut [Cell]) {
+        let k = row.len();
+        for (kk, a) in row.iter().enumerate() {
+            let miss = self.alpha * a[ix::FP] + self.beta * a[ix::FN];
+            let den = a[ix::TP] + miss + self.smooth_dr;
+            values[kk] = safe_ratio_f(miss + self.smooth_dr - self.smooth_nr, den);
+            let (dn, dd) = one_minus_ratio_d(a[ix::TP] + self.smooth_nr, den);
+            let g = &mut grads[kk * k + kk];
+            g[ix::TP] = dn + dd;
+            g[ix::FP] = self.alpha * dd;
+            g[ix::FN] = self.beta * dd;
+        }
     }
 }
