@@ -107,3 +107,120 @@ pub(crate) fn build(a: &Args<'_>) -> Result<(Box<dyn SegLoss>, Option<LossReduct
     let loss = (entry.build)(a)?;
     Ok((loss, reduction))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::LossSpec;
+
+    /// A term without arguments builds the loss of its configuration's defaults (the spec adds
+    /// no defaults of its own), and every catalogue name is covered here.
+    #[test]
+    fn a_bare_term_builds_the_configuration_defaults() {
+        let defaults: Vec<(&str, Box<dyn SegLoss>)> = vec![
+            ("bce", Box::new(BceLossConfig::new().init())),
+            (
+                "balanced_bce",
+                Box::new(BalancedBceLossConfig::new().init()),
+            ),
+            ("ce", Box::new(CeLossConfig::new().init())),
+            ("focal", Box::new(FocalLossConfig::new().init())),
+            ("weighted_ce", Box::new(WeightedCeLossConfig::new().init())),
+            ("dice", Box::new(DiceLossConfig::new().init())),
+            (
+                "jaccard",
+                Box::new(DiceLossConfig::new().with_jaccard(true).init()),
+            ),
+            (
+                "generalized_dice",
+                Box::new(GeneralizedDiceLossConfig::new().init()),
+            ),
+            ("tversky", Box::new(TverskyLossConfig::new().init())),
+            (
+                "focal_tversky",
+                Box::new(FocalTverskyLossConfig::new().init()),
+            ),
+            (
+                "sensitivity_specificity",
+                Box::new(SensitivitySpecificityLossConfig::new().init()),
+            ),
+            (
+                "log_cosh_dice",
+                Box::new(LogCoshDiceLossConfig::new().init()),
+            ),
+            ("lovasz", Box::new(LovaszLossConfig::new().init())),
+            ("mcc", Box::new(MccLossConfig::new().init())),
+            ("shape_aware", Box::new(ShapeAwareLossConfig::new().init())),
+            ("contour_ce", Box::new(ContourCeLossConfig::new().init())),
+            (
+                "hausdorff_dt",
+                Box::new(HausdorffDtLossConfig::new().init()),
+            ),
+            ("boundary", Box::new(BoundaryLossConfig::new().init())),
+            ("cldice", Box::new(ClDiceLossConfig::new().init())),
+            (
+                "distance_penalized_ce",
+                Box::new(DistancePenalizedCeLossConfig::new().init()),
+            ),
+            ("combo", Box::new(ComboLossConfig::new().init())),
+            ("exp_log", Box::new(ExpLogLossConfig::new().init())),
+        ];
+        let names: Vec<&str> = defaults.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, loss_names());
+        for (name, want) in &defaults {
+            let built = LossSpec::parse(name).unwrap().build().unwrap();
+            assert_eq!(
+                format!("{:?}", built.terms[0].loss),
+                format!("{want:?}"),
+                "{name}"
+            );
+        }
+    }
+
+    /// Given values reach the configuration (a key per family, and a focal Tversky default that
+    /// differs from Tversky's).
+    #[test]
+    fn given_values_reach_the_configuration() {
+        for (spec, want) in [
+            (
+                "focal_tversky(gamma=2)",
+                format!("{:?}", FocalTverskyLossConfig::new().with_gamma(2.0).init()),
+            ),
+            (
+                "tversky(alpha=0.2, smooth=0.5, batch=true)",
+                format!(
+                    "{:?}",
+                    TverskyLossConfig::new()
+                        .with_alpha(0.2)
+                        .with_smooth_nr(0.5)
+                        .with_smooth_dr(0.5)
+                        .with_batch(true)
+                        .init()
+                ),
+            ),
+            (
+                "generalized_dice(w_type=simple, include_background=false)",
+                format!(
+                    "{:?}",
+                    GeneralizedDiceLossConfig::new()
+                        .with_w_type(crate::WeightType::Simple)
+                        .with_include_background(false)
+                        .init()
+                ),
+            ),
+            (
+                "shape_aware(class_weight=none, w0=3)",
+                format!(
+                    "{:?}",
+                    ShapeAwareLossConfig::new()
+                        .with_class_weight(crate::UnetClassWeight::None)
+                        .with_w0(3.0)
+                        .init()
+                ),
+            ),
+        ] {
+            let built = LossSpec::parse(spec).unwrap().build().unwrap();
+            assert_eq!(format!("{:?}", built.terms[0].loss), want, "{spec}");
+        }
+    }
+}

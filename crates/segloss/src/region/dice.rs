@@ -9,12 +9,12 @@ use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossVal
 use crate::loss::{no_weights, DicePart, SegLoss, SumPart};
 use crate::region::host::host_region_loss;
 use crate::region::host::{ix, one_minus_ratio_d, safe_ratio_f, Cell, RowFormula};
-use crate::region::spec_smoothing;
 use crate::region::{
     check_smooth, check_weights, dice_stats_of, kept_class_weight_values, kept_class_weights,
     one_minus_ratio, reduce_matrix, region_loss_methods, safe_ratio, value_with_grad_of,
     ALL_ACTIVATIONS,
 };
+use crate::region::{with_overlap_keys, OverlapKeys};
 use crate::spec::Args;
 use crate::Target;
 
@@ -98,13 +98,6 @@ impl DiceLossConfig {
 
     fn read_spec(a: &Args<'_>, jaccard_key: bool) -> Result<Self, LossError> {
         let mut c = DiceLossConfig::new();
-        let (nr, dr) = spec_smoothing(a)?;
-        if let Some(v) = nr {
-            c = c.with_smooth_nr(v);
-        }
-        if let Some(v) = dr {
-            c = c.with_smooth_dr(v);
-        }
         if let Some(v) = a.num("power", |v| (1.0..=2.0).contains(&v), "a number in [1, 2]")? {
             c = c.with_power(v);
         }
@@ -113,18 +106,8 @@ impl DiceLossConfig {
                 c = c.with_jaccard(v);
             }
         }
-        if let Some(v) = a.boolean("batch")? {
-            c = c.with_batch(v);
-        }
-        if let Some(v) = a.boolean("include_background")? {
-            c = c.with_include_background(v);
-        }
-        if let Some(v) = a.boolean("soft_label")? {
-            c = c.with_soft_label(v);
-        }
-        Ok(c.with_weight(a.weights("weight")?)
-            .with_ignore_index(a.int("ignore_index")?)
-            .with_activation(a.choice("activation")?))
+        let c = c.with_weight(a.weights("weight")?);
+        Ok(with_overlap_keys!(c, OverlapKeys::read(a)?))
     }
 }
 

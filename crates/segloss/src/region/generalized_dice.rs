@@ -9,11 +9,11 @@ use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossVal
 use crate::loss::{no_weights, SegLoss};
 use crate::region::host::host_region_loss;
 use crate::region::host::{ix, one_minus_ratio_d, safe_ratio_f, Cell, RowFormula};
-use crate::region::spec_smoothing;
 use crate::region::{
     check_smooth, dice_stats, fused_sums, one_minus_ratio, reduce_matrix, region_inputs,
     region_loss_methods, region_sum, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
+use crate::region::{with_overlap_keys, OverlapKeys};
 use crate::spec::{Args, SpecWord};
 use crate::Target;
 
@@ -84,24 +84,7 @@ impl GeneralizedDiceLossConfig {
         if let Some(w) = a.choice("w_type")? {
             c = c.with_w_type(w);
         }
-        let (nr, dr) = spec_smoothing(a)?;
-        if let Some(v) = nr {
-            c = c.with_smooth_nr(v);
-        }
-        if let Some(v) = dr {
-            c = c.with_smooth_dr(v);
-        }
-        if let Some(v) = a.boolean("batch")? {
-            c = c.with_batch(v);
-        }
-        if let Some(v) = a.boolean("include_background")? {
-            c = c.with_include_background(v);
-        }
-        if let Some(v) = a.boolean("soft_label")? {
-            c = c.with_soft_label(v);
-        }
-        Ok(c.with_ignore_index(a.int("ignore_index")?)
-            .with_activation(a.choice("activation")?))
+        Ok(with_overlap_keys!(c, OverlapKeys::read(a)?))
     }
 }
 

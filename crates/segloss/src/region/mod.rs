@@ -387,6 +387,62 @@ pub(crate) fn check_weights(weight: &Option<Vec<f64>>) -> Result<(), LossError> 
     Ok(())
 }
 
+/// The spec keys the overlap losses share (dice, jaccard, generalized_dice, tversky,
+/// focal_tversky), read once; [`with_overlap_keys`] applies them to a configuration.
+pub(crate) struct OverlapKeys {
+    pub smooth_nr: Option<f64>,
+    pub smooth_dr: Option<f64>,
+    pub batch: Option<bool>,
+    pub include_background: Option<bool>,
+    pub soft_label: Option<bool>,
+    pub ignore_index: Option<i64>,
+    pub activation: Option<Activation>,
+}
+
+impl OverlapKeys {
+    /// Reads `smooth_nr`, `smooth_dr` (or `smooth` for both), `batch`, `include_background`,
+    /// `soft_label`, `ignore_index` and `activation`.
+    pub fn read(a: &Args<'_>) -> Result<Self, SpecError> {
+        let (smooth_nr, smooth_dr) = spec_smoothing(a)?;
+        Ok(OverlapKeys {
+            smooth_nr,
+            smooth_dr,
+            batch: a.boolean("batch")?,
+            include_background: a.boolean("include_background")?,
+            soft_label: a.boolean("soft_label")?,
+            ignore_index: a.int("ignore_index")?,
+            activation: a.choice("activation")?,
+        })
+    }
+}
+
+/// `$config` with the [`OverlapKeys`] `$keys` applied through its `with_*` builders (every
+/// overlap loss's configuration has the same seven).
+macro_rules! with_overlap_keys {
+    ($config:expr, $keys:expr) => {{
+        let k: $crate::region::OverlapKeys = $keys;
+        let mut c = $config;
+        if let Some(v) = k.smooth_nr {
+            c = c.with_smooth_nr(v);
+        }
+        if let Some(v) = k.smooth_dr {
+            c = c.with_smooth_dr(v);
+        }
+        if let Some(v) = k.batch {
+            c = c.with_batch(v);
+        }
+        if let Some(v) = k.include_background {
+            c = c.with_include_background(v);
+        }
+        if let Some(v) = k.soft_label {
+            c = c.with_soft_label(v);
+        }
+        c.with_ignore_index(k.ignore_index)
+            .with_activation(k.activation)
+    }};
+}
+pub(crate) use with_overlap_keys;
+
 /// `smooth_nr` / `smooth_dr` from a spec term, with `smooth` setting both.
 pub(crate) fn spec_smoothing(a: &Args<'_>) -> Result<(Option<f64>, Option<f64>), SpecError> {
     let nr = a.num("smooth_nr", NONNEG, "a number >= 0")?;

@@ -10,11 +10,11 @@ use crate::input::{prepare, Activation, Flat, InputRules, LossReduction, LossVal
 use crate::loss::{no_weights, SegLoss};
 use crate::region::host::host_region_loss;
 use crate::region::host::{ix, one_minus_ratio_d, safe_ratio_f, Cell, RowFormula};
-use crate::region::spec_smoothing;
 use crate::region::{
     check_smooth, fused_sums, one_minus_ratio, reduce_matrix, region_inputs, region_loss_methods,
     region_sum, residual, safe_ratio, value_with_grad_of, ALL_ACTIVATIONS,
 };
+use crate::region::{with_overlap_keys, OverlapKeys};
 use crate::spec::{Args, NONNEG, POS};
 use crate::Target;
 
@@ -77,30 +77,13 @@ impl TverskyLossConfig {
     /// The configuration of a spec term `tversky(…)` (the registry checks the keys).
     pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
         let mut c = TverskyLossConfig::new();
-        let (nr, dr) = spec_smoothing(a)?;
-        if let Some(v) = nr {
-            c = c.with_smooth_nr(v);
-        }
-        if let Some(v) = dr {
-            c = c.with_smooth_dr(v);
-        }
         if let Some(v) = a.num("alpha", NONNEG, "a number >= 0")? {
             c = c.with_alpha(v);
         }
         if let Some(v) = a.num("beta", NONNEG, "a number >= 0")? {
             c = c.with_beta(v);
         }
-        if let Some(v) = a.boolean("batch")? {
-            c = c.with_batch(v);
-        }
-        if let Some(v) = a.boolean("include_background")? {
-            c = c.with_include_background(v);
-        }
-        if let Some(v) = a.boolean("soft_label")? {
-            c = c.with_soft_label(v);
-        }
-        Ok(c.with_ignore_index(a.int("ignore_index")?)
-            .with_activation(a.choice("activation")?))
+        Ok(with_overlap_keys!(c, OverlapKeys::read(a)?))
     }
 }
 
@@ -330,13 +313,6 @@ impl FocalTverskyLossConfig {
     /// The configuration of a spec term `focal_tversky(…)` (the registry checks the keys).
     pub(crate) fn from_spec(a: &Args<'_>) -> Result<Self, LossError> {
         let mut c = FocalTverskyLossConfig::new();
-        let (nr, dr) = spec_smoothing(a)?;
-        if let Some(v) = nr {
-            c = c.with_smooth_nr(v);
-        }
-        if let Some(v) = dr {
-            c = c.with_smooth_dr(v);
-        }
         if let Some(v) = a.num("alpha", NONNEG, "a number >= 0")? {
             c = c.with_alpha(v);
         }
@@ -346,17 +322,7 @@ impl FocalTverskyLossConfig {
         if let Some(v) = a.num("gamma", POS, "a number > 0")? {
             c = c.with_gamma(v);
         }
-        if let Some(v) = a.boolean("batch")? {
-            c = c.with_batch(v);
-        }
-        if let Some(v) = a.boolean("include_background")? {
-            c = c.with_include_background(v);
-        }
-        if let Some(v) = a.boolean("soft_label")? {
-            c = c.with_soft_label(v);
-        }
-        Ok(c.with_ignore_index(a.int("ignore_index")?)
-            .with_activation(a.choice("activation")?))
+        Ok(with_overlap_keys!(c, OverlapKeys::read(a)?))
     }
 }
 
