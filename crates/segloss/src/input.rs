@@ -6,10 +6,11 @@
 
 use burn::config::Config;
 use burn::nn::loss::Reduction;
-use burn::tensor::{activation, Int, Tensor};
+use burn::tensor::{activation, Float, Int, Tensor};
 
 use crate::error::LossError;
 use crate::spec::SpecWord;
+use crate::transfer::{note_upload, read, read_scalar};
 
 /// How a loss turns raw predictions into probabilities.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -383,20 +384,14 @@ impl Prepared {
             None => ((self.c - from) * self.n * self.s()) as f64,
             Some(v) if v.dims()[1] == 1 => ((self.c - from) * self.n_valid) as f64,
             Some(_) if from == 0 => self.n_valid_el as f64,
-            Some(v) => v
-                .clone()
-                .narrow(1, from, self.c - from)
-                .sum()
-                .into_scalar::<f64>(),
+            Some(v) => read_scalar(v.clone().narrow(1, from, self.c - from).sum()),
         }
     }
 }
 
 /// A detached host copy of a float tensor as `f32` (`None` if the data cannot be read).
 pub(crate) fn host_f32<const D: usize>(t: &Tensor<D>) -> Option<Vec<f32>> {
-    t.clone()
-        .detach()
-        .into_data()
+    read(t.clone().detach())
         .convert::<f32>()
         .try_into_vec::<f32>()
         .ok()
@@ -409,6 +404,7 @@ pub(crate) fn const_tensor_of<E: burn::tensor::Element, const D: usize, const D2
     data: Vec<E>,
     shape: [usize; D],
 ) -> Tensor<D> {
+    note_upload(data.len());
     Tensor::from_data(
         burn::tensor::TensorData::new(data, shape),
         (&like.device(), like.dtype()),
@@ -442,25 +438,39 @@ pub fn value_checks() -> bool {
     VALUE_CHECKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// (min, max) of a float tensor for a [0, 1] range check: one fused pass on the CPU (which
-/// reports 0 and 1 when every value lies in [0, 1]), two reductions elsewhere.
-fn min_max<const D: usize>(t: &Tensor<D>) -> (f64, f64) {
-    match crate::fused::float_summary(t, true) {
-        Some((true, lo, hi)) => (lo, hi),
-        _ => (
-            t.clone().min().into_scalar::<f64>(),
-            t.clone().max().into_scalar::<f64>(),
-        ),
+/// (all finite, min, max) of a float tensor: one fused pass on the CPU (which reports 0 and 1
+/// as the range when every value lies in [0, 1]), elsewhere the reductions read as one triple.
+/// With `range = false` only finiteness is computed (the range is reported as (0, 1)).
+fn summary<const D: usize>(t: &Tensor<D>, range: bool) -> (bool, f64, f64) {
+    if let Some(s) = crate::fused::float_summary(t, range) {
+        return s;
     }
+    let finite = t.clone().is_finite().all().float().cast(t.dtype());
+    let parts = if range {
+        vec![finite, t.clone().min(), t.clone().max()]
+    } else {
+        vec![finite]
+    };
+    let v = read(Tensor::cat(parts, 0))
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap_or_default();
+    match v[..] {
+        [f, lo, hi] => (f != 0.0, lo, hi),
+        [f] => (f != 0.0, 0.0, 1.0),
+        _ => (false, f64::NAN, f64::NAN),
+    }
+}
+
+/// (min, max) of a float tensor for a [0, 1] range check (see [`summary`]).
+fn min_max<const D: usize>(t: &Tensor<D>) -> (f64, f64) {
+    let (_, lo, hi) = summary(t, true);
+    (lo, hi)
 }
 
 /// Checks that every value of a float tensor is finite.
 pub(crate) fn check_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<(), LossError> {
-    let all_finite: bool = match crate::fused::float_summary(t, false) {
-        Some((finite, _, _)) => finite,
-        None => t.clone().is_finite().all().into_scalar::<bool>(),
-    };
-    if all_finite {
+    if summary(t, false).0 {
         Ok(())
     } else {
         Err(LossError::NonFinite {
@@ -627,31 +637,33 @@ fn prepare_with(
                     got: tshape,
                 });
             }
-            // Without an ignore value, one fused pass gives finiteness and the [0, 1] range.
+            // Without an ignore value, one pass (or one read) gives finiteness and the range.
             let mut range = None;
             if checks {
-                match (rules.ignore_index, crate::fused::float_summary(&t, true)) {
-                    (None, Some((false, _, _))) => {
-                        return Err(LossError::NonFinite {
-                            what: "target".into(),
-                        })
-                    }
-                    (None, Some((true, lo, hi))) => range = Some((lo, hi)),
-                    _ => check_finite(&t, "target")?,
+                match rules.ignore_index {
+                    None => match summary(&t, true) {
+                        (false, _, _) => {
+                            return Err(LossError::NonFinite {
+                                what: "target".into(),
+                            })
+                        }
+                        (true, lo, hi) => range = Some((lo, hi)),
+                    },
+                    Some(_) => check_finite(&t, "target")?,
                 }
             }
             let t3: Tensor<3> = t.reshape([n, c, s]);
             let (y, valid, valid_px, n_valid, n_valid_el) = match rules.ignore_index {
                 Some(ii) => {
                     let ign = t3.clone().equal_elem(ii as f64);
-                    let n_ign = ign.clone().int().sum().into_scalar::<i64>() as usize;
+                    let n_ign = read_scalar::<i64, 1, Int>(ign.clone().int().sum()) as usize;
                     // An element is ignored where it carries the ignore value; a pixel (for
                     // per-pixel losses) when any of its channels does.
                     let ign_px = ign.clone().int().sum_dim(1).greater_elem(0);
                     let y = t3.mask_fill(ign.clone(), 0.0);
                     let valid = ign.bool_not().float().cast(x.dtype());
                     let valid_px = ign_px.bool_not().float().cast(x.dtype());
-                    let nv = valid_px.clone().sum().into_scalar::<f64>() as usize;
+                    let nv = read_scalar::<f64, 1, Float>(valid_px.clone().sum()) as usize;
                     if n_ign > 0 {
                         (y, Some(valid), Some(valid_px), nv, n * c * s - n_ign)
                     } else {
@@ -710,7 +722,7 @@ fn prepare_with(
             let (l2, valid, n_valid) = match rules.ignore_index {
                 Some(ii) => {
                     let ign = l2.clone().equal_elem(ii);
-                    let nign = ign.clone().int().sum().into_scalar::<i64>() as usize;
+                    let nign = read_scalar::<i64, 1, Int>(ign.clone().int().sum()) as usize;
                     let l2 = l2.mask_fill(ign.clone(), 0);
                     let valid: Tensor<3> =
                         ign.bool_not().float().cast(x.dtype()).reshape([n, 1, s]);
@@ -724,10 +736,14 @@ fn prepare_with(
                 (false, _) => (0, 0),
                 (true, Some((lo, hi))) if in_range(lo, hi) => (0, 0),
                 // Exact values for the message (or no fused path).
-                (true, _) => (
-                    l2.clone().min().into_scalar::<i64>(),
-                    l2.clone().max().into_scalar::<i64>(),
-                ),
+                (true, _) => {
+                    let pair = Tensor::cat(vec![l2.clone().min(), l2.clone().max()], 0);
+                    let v = read(pair)
+                        .convert::<i64>()
+                        .try_into_vec::<i64>()
+                        .unwrap_or_else(|_| vec![-1; 2]);
+                    (v[0], v[1])
+                }
             };
             if lo < 0 || hi >= c as i64 {
                 return Err(LossError::LabelOutOfRange {
@@ -845,7 +861,7 @@ pub(crate) fn prepare_weights(
     }
     check_finite(&w, "weight map")?;
     let w3: Tensor<3> = w.reshape([n, cw, s]);
-    let lo = w3.clone().min().into_scalar::<f64>();
+    let lo: f64 = read_scalar(w3.clone().min());
     if lo < 0.0 {
         return Err(LossError::NegativeWeight {
             what: "weight map".into(),

@@ -50,6 +50,7 @@ mod registry;
 pub mod spec;
 #[cfg(feature = "train-metrics")]
 pub mod train_metrics;
+mod transfer;
 
 pub use boundary::boundary_loss::{BoundaryLoss, BoundaryLossConfig};
 pub use boundary::cldice::{ClDiceLoss, ClDiceLossConfig};
@@ -84,6 +85,7 @@ pub use region::tversky::{
 };
 pub use registry::loss_names;
 pub use spec::{LossSpec, SpecError};
+pub use transfer::{transfers, Transfers};
 
 /// burn's reduction enum, re-exported for convenience.
 pub use burn::nn::loss::Reduction;

@@ -15,6 +15,7 @@ use crate::input::{
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods};
 use crate::spec::{Args, POS};
+use crate::transfer::read;
 use crate::Target;
 
 /// Configuration to create a [Hausdorff-DT loss](HausdorffDtLoss).
@@ -165,12 +166,7 @@ impl HausdorffDtLoss {
         let xs = host_f32(&p.x).unwrap_or_default();
         let (a, s, c) = (self.alpha, p.s(), p.c);
         let labels: Option<Vec<i64>> = match &p.labels {
-            Some(l) => l
-                .clone()
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec::<i64>()
-                .ok(),
+            Some(l) => read(l.clone()).convert::<i64>().try_into_vec::<i64>().ok(),
             None => None,
         };
         let ys = match labels {

@@ -7,12 +7,11 @@ use rayon::prelude::*;
 
 use crate::error::LossError;
 use crate::input::{const_tensor, Prepared};
+use crate::transfer::read;
 
 /// Host copy of a tensor as f64 (detached).
 pub(crate) fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    t.clone()
-        .detach()
-        .into_data()
+    read(t.clone().detach())
         .convert::<f64>()
         .try_into_vec::<f64>()
         .unwrap_or_default()

@@ -13,6 +13,7 @@ use crate::input::{
 };
 use crate::loss::{no_weights, pixel_loss_methods, SegLoss};
 use crate::spec::{Args, SpecWord, NONNEG, POS};
+use crate::transfer::read;
 use crate::Target;
 
 /// `w_c` of the U-Net weight map.
@@ -219,9 +220,7 @@ impl SegLoss for ShapeAwareLoss {
             // from the background channel of a mask.
             let s = p.s();
             let fg: Vec<bool> = match &p.labels {
-                Some(l) => l
-                    .clone()
-                    .into_data()
+                Some(l) => read(l.clone())
                     .convert::<i64>()
                     .try_into_vec::<i64>()
                     .map_err(|e| LossError::Map {

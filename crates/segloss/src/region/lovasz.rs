@@ -11,6 +11,7 @@ use crate::input::{
 use crate::loss::{no_weights, SegLoss};
 use crate::region::{reduce_matrix, region_loss_methods, ALL_ACTIVATIONS};
 use crate::spec::Args;
+use crate::transfer::read;
 use crate::Target;
 
 /// Configuration to create a [Lovász loss](LovaszLoss).
@@ -363,8 +364,7 @@ impl LovaszLoss {
         let x = host_f32(&p.x)?;
         let labels: Option<Vec<i64>> = match &p.labels {
             Some(l) => Some(
-                l.clone()
-                    .into_data()
+                read(l.clone())
                     .convert::<i64>()
                     .try_into_vec::<i64>()
                     .ok()?,
