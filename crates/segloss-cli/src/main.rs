@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod alloc;
 mod batch;
 mod commands;
+mod device;
 mod error;
 mod train;
 

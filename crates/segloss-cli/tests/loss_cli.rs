@@ -394,3 +394,67 @@ fn bad_inputs_exit_2_with_one_line() {
     assert_eq!(code, 0, "{err}");
     assert!(out.trim().parse::<f64>().unwrap().is_finite());
 }
+
+/// `--device` on `loss` and `bench`: flex (alias cpu) runs; a backend this binary was built
+/// without is exit code 2 with one line naming the cargo feature to enable.
+#[test]
+fn device_flag_runs_flex_and_names_the_missing_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let pred = dir.path().join("pred.npy");
+    let target = dir.path().join("target.npy");
+    write(
+        &pred,
+        ArrayData::F32(
+            ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![0.5, -1.0, 2.0, 0.0]).unwrap(),
+        ),
+    );
+    write(
+        &target,
+        ArrayData::F32(ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![1.0, 0.0, 1.0, 0.0]).unwrap()),
+    );
+    let loss = |device: &str| {
+        bin()
+            .args(["loss", "bce", "--pred"])
+            .arg(&pred)
+            .arg("--target")
+            .arg(&target)
+            .args(["--device", device])
+            .output()
+            .unwrap()
+    };
+    let out = loss("flex");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bench = |device: &str| {
+        bin()
+            .args([
+                "bench", "bce", "--shape", "1,1,8,8", "--iters", "1", "--device", device,
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(bench("cpu").status.success(), "cpu is an alias of flex");
+    for (feature, built) in [
+        ("wgpu", cfg!(feature = "wgpu")),
+        ("cuda", cfg!(feature = "cuda")),
+    ] {
+        if built {
+            continue;
+        }
+        for out in [loss(feature), bench(feature)] {
+            assert_eq!(out.status.code(), Some(2));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(err.contains(&format!("--features {feature}")), "{err}");
+        }
+    }
+    let out = loss("tpu");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown backend is a usage error"
+    );
+}

@@ -1,13 +1,14 @@
-//! `segloss bench SPEC --shape N,C,H,W[,D] [--target mask|labels|cells] [--device cpu|wgpu|cuda]
+//! `segloss bench SPEC --shape N,C,H,W[,D] [--target mask|labels|cells] [--device flex|wgpu|cuda]
 //! [--iters K] [--format json|text]`: times forward + backward in-process on random data.
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use segloss::{Flat, LossReduction, LossSpec, SegLoss, Target};
 
 use crate::alloc;
+use crate::device::DeviceArg;
 use crate::error::CliError;
 
 /// Which target to generate.
@@ -19,17 +20,6 @@ pub enum TargetKind {
     Labels,
     /// ~50 disc-shaped cells per image, some touching (the shape-aware loss's setting).
     Cells,
-}
-
-/// Where to run.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// burn's flex CPU backend.
-    Cpu,
-    /// burn's wgpu backend (needs the `wgpu` cargo feature).
-    Wgpu,
-    /// burn's CUDA backend (needs the `cuda` cargo feature).
-    Cuda,
 }
 
 /// Output format.
@@ -52,9 +42,9 @@ pub struct BenchArgs {
     /// The target to generate.
     #[arg(long, value_enum, default_value_t = TargetKind::Mask)]
     pub target: TargetKind,
-    /// The device.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    /// The backend: flex (CPU), wgpu or cuda (the last two need the cargo feature of that name).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Flex)]
+    pub device: DeviceArg,
     /// Timed iterations (after 3 warm-up iterations).
     #[arg(long, default_value_t = 20)]
     pub iters: usize,
@@ -67,21 +57,6 @@ pub struct BenchArgs {
     /// Skip the value checks (NaN, label range) as a training loop with validated data may.
     #[arg(long)]
     pub no_checks: bool,
-}
-
-fn device(kind: DeviceKind) -> Result<Device, CliError> {
-    match kind {
-        DeviceKind::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => Ok(Device::cuda(0)),
-        #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
-        #[allow(unreachable_patterns)]
-        other => Err(CliError::input(format!(
-            "--device {other:?}: this binary was built without that backend; rebuild with --features {}",
-            format!("{other:?}").to_lowercase()
-        ))),
-    }
 }
 
 /// A small deterministic generator (SplitMix64).
@@ -157,7 +132,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         )));
     }
     segloss::set_value_checks(!a.no_checks);
-    let base = device(a.device)?;
+    let base = a.device.device()?;
     let ad = base.clone().autodiff();
     base.seed(a.seed);
     let (n, c) = (shape[0], shape[1]);
@@ -225,7 +200,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         Format::Json => println!(
             "{}",
             serde_json::json!({
-                "spec": a.spec, "shape": shape, "device": format!("{:?}", a.device).to_lowercase(),
+                "spec": a.spec, "shape": shape, "device": a.device.to_string(),
                 "iters": a.iters, "value_checks": !a.no_checks, "median_ms": median, "min_ms": min, "max_ms": max, "peak_bytes": peak
             })
         ),

@@ -1,4 +1,5 @@
-//! `segloss loss SPEC --pred P --target T [--weights W] [--grad G] [--format json|text]`.
+//! `segloss loss SPEC --pred P --target T [--weights W] [--grad G] [--format json|text]
+//! [--device flex|wgpu|cuda]`.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use clap::{Args, ValueEnum};
 use segloss::{Flat, LossReduction, LossSpec, SegLoss, Target};
 use segloss_io::{ArrayData, WriteOptions};
 
+use crate::device::DeviceArg;
 use crate::error::CliError;
 
 /// Output format.
@@ -41,6 +43,10 @@ pub struct LossArgs {
     /// Overwrite an existing --grad file.
     #[arg(long)]
     pub force: bool,
+    /// The backend: flex (CPU), wgpu or cuda (the last two need the cargo feature of that name).
+    /// A float64 prediction needs a backend with float64 (flex, cuda); wgpu has none.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Flex)]
+    pub device: DeviceArg,
 }
 
 fn float_tensor(data: &ArrayData, device: &Device, dtype: DType) -> Flat {
@@ -106,11 +112,19 @@ pub fn run(a: LossArgs) -> Result<(), CliError> {
     }
 
     let f64_input = matches!(pred.data, ArrayData::F64(_));
-    let base = Device::flex();
-    let dtype = if f64_input && base.supports_dtype(DType::F64) {
+    let base = a.device.device()?;
+    let dtype = if !f64_input {
+        DType::F32
+    } else if base.supports_dtype(DType::F64) {
         DType::F64
     } else {
-        DType::F32
+        // Never a silent f32 computation of an f64 request.
+        return Err(CliError::input(format!(
+            "{}: float64 prediction, but --device {} has no float64; convert the prediction to \
+             float32 or use --device flex",
+            a.pred.display(),
+            a.device
+        )));
     };
     let device = if a.grad.is_some() {
         base.autodiff()

@@ -28,6 +28,7 @@ use clap::Args;
 use ndarray::Array2;
 use segloss_core::{ClassWeight, Connectivity, WeightMapConfig};
 
+use crate::device::DeviceArg;
 use crate::error::CliError;
 use data::{DataSource, Dataset};
 use losses::{LossChoice, Resolved};
@@ -136,39 +137,16 @@ pub struct RunOptions {
     pub min_dice: Option<f64>,
     /// Backend: `flex` (pure-Rust CPU), `wgpu` or `cuda` (the last two need a build with the
     /// cargo feature of that name, e.g. `cargo run --release --features cuda -- compare`).
-    #[arg(long, default_value = "flex")]
-    pub device: String,
-}
-
-#[allow(dead_code)] // unused when both GPU features are on
-fn missing_feature(name: &str) -> CliError {
-    CliError::input(format!(
-        "--device {name}: this segloss was built without the '{name}' cargo feature; rebuild with `--features {name}`"
-    ))
+    #[arg(long, value_enum, default_value_t = DeviceArg::Flex)]
+    pub device: DeviceArg,
 }
 
 /// The training device (with autodiff) for `--device`.
 ///
 /// # Errors
-/// An unknown name, or a backend this build was compiled without (exit code 2).
-pub fn make_device(name: &str) -> Result<Device, CliError> {
-    let base = match name {
-        "flex" => Device::flex(),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        #[cfg(feature = "cuda")]
-        "cuda" => Device::cuda(burn::tensor::DeviceIndex::Default),
-        #[cfg(not(feature = "wgpu"))]
-        "wgpu" => return Err(missing_feature(name)),
-        #[cfg(not(feature = "cuda"))]
-        "cuda" => return Err(missing_feature(name)),
-        other => {
-            return Err(CliError::input(format!(
-                "--device {other}: expected flex, wgpu or cuda"
-            )))
-        }
-    };
-    Ok(base.autodiff())
+/// A backend this build was compiled without (exit code 2).
+pub fn make_device(device: DeviceArg) -> Result<Device, CliError> {
+    Ok(device.device()?.autodiff())
 }
 
 /// Sizes of a run after the defaults are applied.
@@ -441,7 +419,7 @@ pub fn run_experiment(exp: &Experiment<'_>, planned: Vec<Planned>) -> Result<(),
     let opts = exp.opts;
     let z = exp.sizes;
     opts.check(&z)?;
-    let device = make_device(&opts.device)?;
+    let device = make_device(opts.device)?;
     let data = match &opts.data {
         DataSource::Synthetic => data::synthetic(z.train, z.val, z.size, opts.seed),
         DataSource::Folder(dir) => data::folder(
