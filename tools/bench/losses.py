@@ -5,7 +5,11 @@ One command, from the repository root (the venv lives outside the repo):
 
     cargo build --release -p segloss-cli
     "${PYTHON:-python3}" tools/bench/losses.py [--iters K] [--quick] [--only SUBSTR[,SUBSTR…]] [--pairs P]
-        [--segloss PATH] [--json tools/bench/results/losses-cpu.json]
+        [--segloss PATH] [--device cpu|cuda] [--json tools/bench/results/losses-cpu.json]
+
+`--device cuda` (a GPU machine, a CLI built with `--features cuda`: see tools/gpu/check.sh) runs the peers
+on the GPU (timed with torch.cuda.synchronize()) and `segloss bench --device cuda`; the numpy/scipy recipes of
+shape_aware are left out there, and peak memory is not measured.
 
 ($PYTHON: an interpreter with the packages of tools/reference/requirements.txt.)
 
@@ -287,10 +291,13 @@ def peer_peak_bytes(f, x, uses_numpy):
 
 
 def time_peer(f, x, iters, warmup):
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+
     def step():
         x.grad = None
         loss = f(x)
         loss.backward()
+        sync()
 
     for _ in range(warmup):
         step()
@@ -302,10 +309,14 @@ def time_peer(f, x, iters, warmup):
     return statistics.median(times), min(times), max(times)
 
 
+DEVICE = "cpu"  # set by --device
+
+
 def run_segloss(binary, spec, shape, kind, iters):
     env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS))
     cmd = [binary, "bench", spec, "--shape", ",".join(map(str, shape)), "--target", kind,
-           "--iters", str(iters), "--format", "json", "--seed", str(SEED)]
+           "--iters", str(iters), "--format", "json", "--seed", str(SEED),
+           "--device", "flex" if DEVICE == "cpu" else DEVICE]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         return {"error": (res.stderr or res.stdout).strip().splitlines()[-1:] or ["exit %d" % res.returncode]}
@@ -357,7 +368,12 @@ def main():
                     help="also write the run (environment, every row, the paired ratio) to this JSON file")
     ap.add_argument("--segloss", default=os.path.join(ROOT, "target", "release", "segloss"),
                     help="the segloss binary (default target/release/segloss)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where both sides run (default cpu; cuda needs a CLI built with --features cuda)")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
+    dev = torch.device(a.device)
     iters, warmup = (2, 1) if a.quick else (a.iters, WARMUP)
     if not os.path.exists(a.segloss):
         sys.exit(f"{a.segloss} not found: cargo build --release -p segloss-cli")
@@ -379,15 +395,17 @@ def main():
     for case, shape, kind, spec, peer, make, uses_numpy, target in cases():
         if a.only and not any(o in case for o in a.only.split(",")):
             continue
+        if a.device != "cpu" and case == "shape_aware":
+            continue  # the peer is a numpy/scipy recipe on host arrays
         if kind not in targets or targets[kind][0] != shape:
             targets[kind] = (shape, segloss_target(kind, shape))
         tgt = targets[kind][1]
-        y = torch.from_numpy(tgt)
+        y = torch.from_numpy(tgt).to(dev)
         g = torch.Generator().manual_seed(SEED)
-        x = torch.randn(shape, generator=g, dtype=torch.float32).requires_grad_(True)
+        x = torch.randn(shape, generator=g, dtype=torch.float32).to(dev).requires_grad_(True)
         f = make(y)
         p_med, _, _ = time_peer(f, x, iters, warmup)
-        p_peak = peer_peak_bytes(f, x, uses_numpy)
+        p_peak = peer_peak_bytes(f, x, uses_numpy) if a.device == "cpu" else None
         key = (spec, shape, kind)
         if key not in seg:
             seg[key] = run_segloss(a.segloss, spec, shape, kind, iters)
@@ -437,9 +455,10 @@ def main():
             print(f"segloss error for {r['spec']!r} {r['shape']}: {r['error']}")
     if a.json:
         write_json(a.json, dict(
-            script="tools/bench/losses.py",
+            script="tools/bench/losses.py", device=a.device,
             date=datetime.datetime.now().isoformat(timespec="seconds"),
             cpu=cpu_model(), cpus=os.cpu_count(), threads=THREADS, iters=iters, warmup_peer=warmup,
+            gpu=torch.cuda.get_device_name(0) if a.device == "cuda" else None,
             versions=dict(segloss=segloss_version(a.segloss), torch=torch.__version__, monai=monai.__version__,
                           smp=smp.__version__, numpy=np.__version__, scipy=scipy.__version__,
                           python=platform.python_version()),

@@ -25,7 +25,7 @@ fn check_with(prefix: &str, f64_value_rtol: f64) -> PathsChecked {
 #[test]
 fn hausdorff_dt_matches_monai() {
     let r = check("hausdorff_dt");
-    assert!(r.fused > 0, "{r:?}");
+    assert!(!on_flex() || r.fused > 0, "{r:?}");
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn distance_penalized_ce_matches_formula() {
 #[test]
 fn shape_aware_matches_scipy_unet_map_and_torch() {
     let r = check_with("shape_aware_", 1e-4);
-    assert!(r.cases >= 20 && r.fused >= 10, "{r:?}");
+    assert!(r.cases >= 20 && (!on_flex() || r.fused >= 10), "{r:?}");
 }
 
 /// Surfaces as scipy's `binary_erosion(border_value=0)` and MONAI's `get_mask_edges` give them
@@ -64,7 +64,7 @@ fn shape_aware_matches_scipy_unet_map_and_torch() {
 #[test]
 fn contour_ce_matches_scipy_surfaces_and_torch() {
     let r = check("contour_ce_");
-    assert!(r.cases >= 15 && r.fused >= 5, "{r:?}");
+    assert!(r.cases >= 15 && (!on_flex() || r.fused >= 5), "{r:?}");
 }
 
 /// Finite differences against the autodiff gradient (the maps are constants of the graph, so the

@@ -1,6 +1,8 @@
 //! Shared helpers of the fixture tests: reading the oracle fixtures of `tests/fixtures/losses/`
 //! (produced by `tools/reference/gen_losses.py` from PyTorch / MONAI / smp) and running a case
-//! through the spec-built loss on the flex backend.
+//! through the spec-built loss on the test device: burn's Flex backend, or the one named by
+//! `SEGLOSS_TEST_DEVICE` (`flex`, or `wgpu` / `cuda` in a build with the cargo feature of that
+//! name, e.g. `SEGLOSS_TEST_DEVICE=wgpu cargo test -p segloss --features wgpu`).
 
 #![allow(dead_code)]
 
@@ -128,9 +130,9 @@ pub fn run(c: &Case, pred: &Arr, dtype: DType, with_grad: bool) -> (Vec<f64>, Op
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", c.name));
     let device = if with_grad {
-        Device::flex().autodiff()
+        test_device().autodiff()
     } else {
-        Device::flex()
+        test_device()
     };
     let mut p = flat(&device, pred, dtype);
     if with_grad {
@@ -172,9 +174,37 @@ pub fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
 }
 
-/// Whether the flex backend computes in f64.
+/// The device of the fixture tests: `SEGLOSS_TEST_DEVICE` (`flex` by default).
+///
+/// # Panics
+/// On a name this build has no backend for, naming the cargo feature to enable.
+pub fn test_device() -> Device {
+    match std::env::var("SEGLOSS_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("flex") => Device::flex(),
+        #[cfg(feature = "wgpu")]
+        Ok("wgpu") => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(feature = "cuda")]
+        Ok("cuda") => Device::cuda(burn::tensor::DeviceIndex::Default),
+        Ok(other) => panic!(
+            "SEGLOSS_TEST_DEVICE={other}: expected flex, or wgpu / cuda in a build with \
+             `--features {other}`"
+        ),
+    }
+}
+
+/// Whether the test device is Flex, where the fused CPU kernels run (elsewhere every loss takes
+/// the composed path).
+pub fn on_flex() -> bool {
+    matches!(
+        std::env::var("SEGLOSS_TEST_DEVICE").as_deref(),
+        Err(_) | Ok("") | Ok("flex")
+    )
+}
+
+/// Whether the test device computes in f64 (Flex and CUDA do; wgpu has no f64, and its f64
+/// cases are skipped: the CLI refuses a float64 prediction there).
 pub fn f64_supported() -> bool {
-    Device::flex().supports_dtype(DType::F64)
+    test_device().supports_dtype(DType::F64)
 }
 
 /// Which implementation of a loss a fixture check runs.

@@ -54,7 +54,7 @@ fn gradients_match_finite_differences() {
 }
 
 fn dev() -> Device {
-    Device::flex()
+    common::test_device()
 }
 
 #[test]

@@ -24,7 +24,7 @@ use common::to_vec;
 use segloss::{LossReduction, LossSpec, Target};
 
 fn dev() -> Device {
-    Device::flex()
+    common::test_device()
 }
 
 /// The loss of a spec (each term with its own reduction, `mean` by default), all its values.

@@ -133,7 +133,7 @@ fn gradients_match_finite_differences() {
 }
 
 fn dev() -> Device {
-    Device::flex()
+    common::test_device()
 }
 
 fn build(spec: &str) -> segloss::CompositeLoss {
