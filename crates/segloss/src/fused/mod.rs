@@ -43,7 +43,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use segloss_core::WeightMapConfig;
 
 pub(crate) use kernels::Act;
-use kernels::{Labels, Tgt, CE_FLAG, NSTATS, SIGN_FLAG};
+use kernels::{Dims, Labels, Region, Tgt, Wsq, CE_FLAG, NSTATS, SIGN_FLAG};
 
 static FUSED: AtomicBool = AtomicBool::new(true);
 
@@ -360,6 +360,33 @@ fn dims3(t: &FlexTensor) -> (usize, usize, usize) {
     (d[0], d[1], d[2])
 }
 
+/// The kernels' [`Dims`] of an `[N, C, S]` tensor.
+fn kdims(t: &FlexTensor) -> Dims {
+    let (n, nc, s) = dims3(t);
+    Dims { n, nc, s }
+}
+
+/// The region op of an activation code (with [`CE_FLAG`]) on `[N, C, S]` logits.
+fn region_op(t: Tgt<'_>, dims: Dims, act: u32) -> Region<'_> {
+    Region {
+        t,
+        dims,
+        act: Act::from_code(act),
+        ce: act & CE_FLAG != 0,
+    }
+}
+
+/// The weighted-square op of an activation code (with [`SIGN_FLAG`]) on `[N, C, S]` logits.
+fn wsq_op<'a>(y: &'a [f32], w: &'a [f32], dims: Dims, act: u32) -> Wsq<'a> {
+    Wsq {
+        y,
+        w,
+        dims,
+        act: Act::from_code(act),
+        signed: act & SIGN_FLAG != 0,
+    }
+}
+
 fn out(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -372,11 +399,11 @@ fn with_tgt<R>(t: &TgtPrim<Flex>, f: impl FnOnce(Tgt<'_>) -> R) -> R {
 }
 
 fn flex_region(x: FlexTensor, t: TgtPrim<Flex>, act: u32) -> FlexTensor {
-    let (n, c, s) = dims3(&x);
+    let (n, c, _) = dims3(&x);
     let ce = act & CE_FLAG != 0;
     let v = with_f32(&x, |xs| {
         with_tgt(&t, |t| {
-            kernels::region_sums(xs, t, n, c, s, Act::from_code(act), ce)
+            kernels::region_sums(xs, &region_op(t, kdims(&x), act))
         })
     });
     out(v, vec![n, c + usize::from(ce), NSTATS])
@@ -393,7 +420,7 @@ impl FusedLossOps for Flex {
         let (n, c, _) = dims3(&x);
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
-                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, None)
+                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale)
             })
         });
         out(v, vec![n * c + 1])
@@ -436,9 +463,9 @@ impl FusedLossOps for Flex {
     }
 
     fn fused_ce_sums(x: FlexTensor, labels: FlexTensor) -> FlexTensor {
-        let (n, c, s) = dims3(&x);
+        let (n, _, _) = dims3(&x);
         let v = with_f32(&x, |xs| {
-            with_labels(&labels, |l| kernels::ce_sums(xs, l, n, c, s))
+            with_labels(&labels, |l| kernels::ce_sums(xs, l, kdims(&x)))
         });
         out(v, vec![n])
     }
@@ -459,20 +486,11 @@ impl FusedLossOps for Flex {
     }
 
     fn fused_wsq_sums(x: FlexTensor, y: FlexTensor, w: FlexTensor, act: u32) -> FlexTensor {
-        let (n, c, s) = dims3(&x);
+        let (n, c, _) = dims3(&x);
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
                 with_f32(&w, |ws| {
-                    kernels::wsq_sums(
-                        xs,
-                        ys,
-                        ws,
-                        n,
-                        c,
-                        s,
-                        Act::from_code(act),
-                        act & SIGN_FLAG != 0,
-                    )
+                    kernels::wsq_sums(xs, &wsq_op(ys, ws, kdims(&x), act))
                 })
             })
         });
@@ -493,9 +511,9 @@ impl FusedLossOps for Flex {
 }
 
 fn flex_focal_softmax(x: FlexTensor, t: TgtPrim<Flex>, gamma: f32) -> FlexTensor {
-    let (n, c, s) = dims3(&x);
+    let (n, c, _) = dims3(&x);
     let v = with_f32(&x, |xs| {
-        with_tgt(&t, |t| kernels::focal_softmax_sums(xs, t, n, c, s, gamma))
+        with_tgt(&t, |t| kernels::focal_softmax_sums(xs, t, kdims(&x), gamma))
     });
     out(v, vec![n, c])
 }
@@ -519,13 +537,14 @@ impl FusedLossGrads for Flex {
     ) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
         let ce = act & CE_FLAG != 0;
-        let a = Act::from_code(act);
-        if a == Act::Identity {
+        if Act::from_code(act) == Act::Identity {
             let sums = flex_region(x.clone(), t, act);
             return (sums, x);
         }
         let (v, p) = with_f32(&x, |xs| {
-            with_tgt(&t, |t| kernels::region_sums_keep(xs, t, n, c, s, a, ce))
+            with_tgt(&t, |t| {
+                kernels::region_sums_keep(xs, &region_op(t, kdims(&x), act))
+            })
         });
         (
             out(v, vec![n, c + usize::from(ce), NSTATS]),
@@ -539,15 +558,14 @@ impl FusedLossGrads for Flex {
         act: u32,
         g: FlexTensor,
     ) -> FlexTensor {
-        let (n, c, s) = dims3(&p);
+        let dims = kdims(&p);
         let g = f32_vec(&g);
-        let (a, ce) = (Act::from_code(act), act & CE_FLAG != 0);
         let mut p = owned_f32(p);
         let buf = p
             .try_storage_mut::<f32>()
             .expect("a fresh contiguous f32 buffer");
         with_tgt(&t, |t| {
-            kernels::region_sums_backward_in_place(buf, t, &g, n, c, s, a, ce)
+            kernels::region_sums_backward_in_place(buf, &region_op(t, dims, act), &g)
         });
         p
     }
@@ -560,17 +578,11 @@ impl FusedLossGrads for Flex {
         scale: f32,
     ) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
-        // Every element is written (the map, then the derivative over it): no zeroing.
-        let mut d: Vec<f32> = Vec::with_capacity(n * c * s);
-        let v = with_f32(&x, |xs| {
+        let (v, d) = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
-                let slots = &mut d.spare_capacity_mut()[..n * c * s];
-                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, Some(slots))
+                kernels::shape_aware_sums_keep(xs, ys, &spatial, &config, scale)
             })
         });
-        // SAFETY: `shape_aware_sums` wrote all `n·c·s` slots (every row's map, then its
-        // derivatives over it).
-        unsafe { d.set_len(n * c * s) };
         (out(v, vec![n * c + 1]), out(d, vec![n, c, s]))
     }
 
@@ -625,21 +637,19 @@ impl FusedLossGrads for Flex {
     fn fused_ce_sums_keep(x: FlexTensor, labels: FlexTensor) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
         let (v, p) = with_f32(&x, |xs| {
-            with_labels(&labels, |l| kernels::ce_sums_keep(xs, l, n, c, s))
+            with_labels(&labels, |l| kernels::ce_sums_keep(xs, l, kdims(&x)))
         });
         (out(v, vec![n]), out(p, vec![n, c, s]))
     }
 
     fn fused_ce_sums_grad(p: FlexTensor, labels: FlexTensor, g: FlexTensor) -> FlexTensor {
-        let (n, c, s) = dims3(&p);
+        let dims = kdims(&p);
         let g = f32_vec(&g);
         let mut p = owned_f32(p);
         let buf = p
             .try_storage_mut::<f32>()
             .expect("a fresh contiguous f32 buffer");
-        with_labels(&labels, |l| {
-            kernels::ce_backward_in_place(buf, l, &g, n, c, s)
-        });
+        with_labels(&labels, |l| kernels::ce_backward_in_place(buf, l, &g, dims));
         p
     }
 
@@ -672,17 +682,7 @@ impl FusedLossGrads for Flex {
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
                 with_f32(&w, |ws| {
-                    kernels::wsq_backward(
-                        xs,
-                        ys,
-                        ws,
-                        &g,
-                        n,
-                        c,
-                        s,
-                        Act::from_code(act),
-                        act & SIGN_FLAG != 0,
-                    )
+                    kernels::wsq_backward(xs, &wsq_op(ys, ws, kdims(&x), act), &g)
                 })
             })
         });
@@ -699,7 +699,7 @@ impl FusedLossGrads for Flex {
         let g = f32_vec(&g);
         let v = with_f32(&x, |xs| {
             with_tgt(&t, |t| {
-                kernels::focal_softmax_backward(xs, t, &g, n, c, s, gamma)
+                kernels::focal_softmax_backward(xs, t, &g, kdims(&x), gamma)
             })
         });
         out(v, vec![n, c, s])
