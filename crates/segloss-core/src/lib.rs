@@ -30,24 +30,46 @@
 //! `Option<&[f64]>`, one finite value > 0 per axis.
 #![deny(missing_docs)]
 
-/// Defines `$name`, which runs `$imp` (an `#[inline(always)]` function) compiled for AVX2 when the
-/// CPU has it (chosen at run time; 8 lanes instead of SSE2's 4) and for the x86-64 baseline
-/// otherwise. AVX2 only, not FMA: the same IEEE operations either way, so the same values on every
-/// machine.
+/// Defines `$name`, which runs `$imp` (an `#[inline(always)]` function, so that its body is
+/// compiled inside each version) compiled for AVX2 when the CPU has it (chosen at run time; 8 lanes
+/// instead of SSE2's 4) and for the x86-64 baseline otherwise; other architectures get `$imp`
+/// alone. Shared by the weight map of this crate and the fused loss kernels of `segloss`.
+///
+/// ```text
+/// avx2_dispatch!(
+///     /// `row_sum_impl`, with AVX2 where the CPU has it.
+///     pub(crate) fn row_sum(x: &[f32]) -> f64 = row_sum_impl
+/// );
+/// ```
+///
+/// # Floating-point policy: AVX2 only, no FMA
+///
+/// Both versions evaluate the same IEEE operations in the same order, so they return the same
+/// bits, and so does every machine: a loss, a gradient or a map does not depend on the CPU it was
+/// computed on. FMA is not enabled: Rust never contracts `a * b + c` on its own, so the `fma`
+/// target feature would change no instruction of code without `mul_add` (the fused kernels
+/// measured the same with and without it), and code that calls `mul_add` inside `$imp` would
+/// round differently in the two versions — a libm call in the baseline, one rounding in the AVX2
+/// one. Keep `mul_add` out of dispatched code; a kernel that needs FMA for speed should be
+/// measured against this policy first and then given its own, documented, dispatch.
+///
+/// Closures inside `$imp` are functions of their own, compiled without the AVX2 feature: hot
+/// loops take helper functions marked `#[inline(always)]`, or macros, instead.
+#[doc(hidden)]
+#[macro_export]
 macro_rules! avx2_dispatch {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $imp:ident) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $imp:ident) => {
         $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $imp($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports the feature just detected.
+                if ::std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: `avx2` only requires the AVX2 feature, which this CPU was just
+                    // detected to have; its arguments are the caller's, unchanged.
                     return unsafe { avx2($($arg),*) };
                 }
             }

@@ -395,7 +395,7 @@ fn weight_map_into<F: Float, T: Voxel>(
                 if let Some(bits) = T::as_bits(m) {
                     // A bool mask: border terms and class weights in one pass.
                     let terms = BorderTerms { band, inv, w0 };
-                    finish_row_bits(o, bits, a, b, lo, &terms, fg, bg);
+                    finish_row_bits(o, bits, a, b, lo, &terms, [fg, bg]);
                     continue;
                 }
                 term.resize(hi - lo, 0f32);
@@ -471,16 +471,14 @@ avx2_dispatch!(
         d2: &[f32],
         lo: usize,
         terms: &BorderTerms,
-        fg: f32,
-        bg: f32,
+        weights: [f32; 2],
     ) = finish_row_bits_impl
 );
 
-/// One finished row of a bool mask (`m`: bytes 0 or 1): `fg` on the foreground, `bg` on the
-/// background plus, from column `lo` on, the border terms of the two smallest squared distances
-/// `d1`, `d2` (as [`border_terms`], in the same pass).
+/// One finished row of a bool mask (`m`: bytes 0 or 1): the class weights `[fg, bg]` (`fg` on the
+/// foreground, `bg` on the background) plus, on the background from column `lo` on, the border
+/// terms of the two smallest squared distances `d1`, `d2` (as [`border_terms`], in the same pass).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn finish_row_bits_impl(
     o: &mut [MaybeUninit<f32>],
     m: &[u8],
@@ -488,8 +486,7 @@ fn finish_row_bits_impl(
     d2: &[f32],
     lo: usize,
     terms: &BorderTerms,
-    fg: f32,
-    bg: f32,
+    [fg, bg]: [f32; 2],
 ) {
     let hi = lo + d1.len();
     let (band, inv, w0) = (terms.band as f32, terms.inv as f32, terms.w0 as f32);

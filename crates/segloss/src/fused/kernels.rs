@@ -1,10 +1,15 @@
 //! The fused CPU kernels on `f32` slices (no burn types): one pass over `[N, C, S]` logits for
 //! the forward statistics, one for the gradient. Work is split into (sample, block of pixels)
-//! tasks run by rayon; inner loops use 8-lane accumulators and the branch-free functions of
-//! [`super::math`] so that they vectorise, and are compiled twice (baseline and AVX2+FMA) with a
-//! run-time choice.
+//! tasks run by rayon, each on its own rows of the buffers it writes (split with safe slice
+//! operations: [`block_rows`], `par_chunks_mut`); inner loops use 8-lane accumulators and the
+//! branch-free functions of [`super::math`] so that they vectorise, and are compiled twice
+//! (baseline and AVX2) with a run-time choice by `segloss_core::avx2_dispatch!`, whose
+//! floating-point policy (no FMA: the same values on every machine) they follow.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
+use segloss_core::avx2_dispatch;
 
 use super::math::{exp, ln, sigmoid_pair};
 
@@ -55,21 +60,36 @@ pub(crate) const CE_FLAG: u32 = 0x100;
 /// loses its sign, which is harmless: its term and gradient are 0 whatever `y` is.
 pub(crate) const SIGN_FLAG: u32 = 0x200;
 
-/// `y` and `w` of one row of the weighted-square kernels: borrowed, or split from a signed weight
-/// into the scratch rows `yb`, `wb` (see [`SIGN_FLAG`]).
+/// A weighted-square op ([`wsq_sums`]): the target `y` and weights `w` of `[N, C, S]` logits
+/// (`y` ignored when `signed`: see [`SIGN_FLAG`]) and the activation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wsq<'a> {
+    /// The target `[N, C, S]`.
+    pub(crate) y: &'a [f32],
+    /// The weights `[N, C, S]` (carrying the target in their sign when `signed`).
+    pub(crate) w: &'a [f32],
+    /// The shape of the logits.
+    pub(crate) dims: Dims,
+    /// How logits become probabilities.
+    pub(crate) act: Act,
+    /// The target is the sign of `w` ([`SIGN_FLAG`]).
+    pub(crate) signed: bool,
+}
+
+/// `y` and `w` of channel `c` of block `b` for the weighted-square kernels: borrowed, or split
+/// from a signed weight into the scratch rows `yb`, `wb` (see [`SIGN_FLAG`]).
 #[inline(always)]
 fn wsq_rows<'a>(
-    y: &'a [f32],
-    w: &'a [f32],
-    signed: bool,
-    base: usize,
-    len: usize,
+    op: &Wsq<'a>,
+    b: Block,
+    c: usize,
     yb: &'a mut [f32],
     wb: &'a mut [f32],
 ) -> (&'a [f32], &'a [f32]) {
-    let wr = &w[base..][..len];
-    if !signed {
-        return (&y[base..][..len], wr);
+    let (base, len) = (b.at(c), b.len());
+    let wr = &op.w[base..][..len];
+    if !op.signed {
+        return (&op.y[base..][..len], wr);
     }
     let (yb, wb) = (&mut yb[..len], &mut wb[..len]);
     for i in 0..len {
@@ -132,81 +152,182 @@ pub(crate) enum Tgt<'a> {
 }
 
 impl Tgt<'_> {
-    /// `y[n, c, s0..s0 + buf.len()]`: borrowed from a mask, written into `buf` from labels.
+    /// The target of channel `c` over block `b` (`buf.len()` pixels): borrowed from a mask,
+    /// written into `buf` from labels.
     #[inline(always)]
-    fn row_ref<'b>(
-        &'b self,
-        n: usize,
-        c: usize,
-        nc: usize,
-        s: usize,
-        s0: usize,
-        buf: &'b mut [f32],
-    ) -> &'b [f32] {
+    fn row_ref<'b>(&'b self, b: Block, c: usize, buf: &'b mut [f32]) -> &'b [f32] {
         match self {
-            Tgt::Mask(y) => &y[(n * nc + c) * s + s0..][..buf.len()],
+            Tgt::Mask(y) => &y[b.at(c)..][..buf.len()],
             Tgt::Labels(l) => {
-                l.one_hot_row(n * s + s0, c, buf);
+                l.one_hot_row(b.label_at(), c, buf);
                 buf
             }
         }
     }
 
-    /// Writes `y[n, c, s0..s0 + out.len()]` into `out`.
+    /// Writes the target of channel `c` over block `b` (`out.len()` pixels) into `out`.
     #[inline(always)]
-    fn row(&self, n: usize, c: usize, nc: usize, s: usize, s0: usize, out: &mut [f32]) {
+    fn row(&self, b: Block, c: usize, out: &mut [f32]) {
         match self {
-            Tgt::Mask(y) => {
-                let base = (n * nc + c) * s + s0;
-                out.copy_from_slice(&y[base..base + out.len()]);
-            }
-            Tgt::Labels(l) => l.one_hot_row(n * s + s0, c, out),
+            Tgt::Mask(y) => out.copy_from_slice(&y[b.at(c)..][..out.len()]),
+            Tgt::Labels(l) => l.one_hot_row(b.label_at(), c, out),
         }
     }
 }
 
-/// A pointer the tasks write disjoint ranges through.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every task writes a range of the output no other task writes (see the callers).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
+/// The shape `[N, C, S]` of a kernel's logits: samples, channels, pixels per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    /// Samples.
+    pub(crate) n: usize,
+    /// Channels (classes).
+    pub(crate) nc: usize,
+    /// Pixels per channel.
+    pub(crate) s: usize,
+}
 
-impl Out {
-    /// # Safety
-    /// `start + src.len()` within the allocation and the range written by this rayon task only.
-    #[inline(always)]
-    unsafe fn write(self, start: usize, src: &[f32]) {
-        std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(start), src.len());
+impl Dims {
+    /// Elements of the `[N, C, S]` array.
+    pub(crate) fn numel(self) -> usize {
+        self.n * self.nc * self.s
     }
 
-    /// # Safety
-    /// `start + len` within the allocation, initialised, and a range no other task accesses
-    /// while the slice lives.
-    #[inline(always)]
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice_mut<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
-        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    /// The tasks' blocks, sample by sample: [`Dims::sample_blocks`] of every sample.
+    fn blocks(self) -> Vec<Block> {
+        (0..self.n).flat_map(|n| self.sample_blocks(n)).collect()
     }
 
-    /// # Safety
-    /// `start + dst.len()` within the allocation, initialised, and a range no other task
-    /// accesses while this one runs.
-    #[inline(always)]
-    unsafe fn read(self, start: usize, dst: &mut [f32]) {
-        std::ptr::copy_nonoverlapping(self.0.add(start), dst.as_mut_ptr(), dst.len());
+    /// The blocks of sample `n`: pixels cut into runs of [`BLOCK`] (the last one shorter), in
+    /// order.
+    fn sample_blocks(self, n: usize) -> impl Iterator<Item = Block> {
+        (0..self.s).step_by(BLOCK).map(move |s0| Block {
+            dims: self,
+            n,
+            s0,
+            s1: (s0 + BLOCK).min(self.s),
+        })
     }
 }
 
-/// A new buffer of `len` floats that `fill` initialises in full through the pointer it is given
-/// (every caller's tasks write disjoint ranges that together cover it), returned with `fill`'s
-/// result; no zeroing pass first.
-fn filled_by_tasks<R>(len: usize, fill: impl FnOnce(Out) -> R) -> (R, Vec<f32>) {
-    let mut v = Vec::<f32>::with_capacity(len);
-    let r = fill(Out(v.as_mut_ptr()));
-    // SAFETY: `fill` wrote all `len` elements (see the callers: all rows of each (sample, block)).
-    unsafe { v.set_len(len) };
-    (r, v)
+/// One task's share of an `[N, C, S]` array: pixels `s0..s1` of sample `n`, in every channel.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    dims: Dims,
+    n: usize,
+    s0: usize,
+    s1: usize,
+}
+
+impl Block {
+    /// Pixels of the block.
+    #[inline(always)]
+    fn len(self) -> usize {
+        self.s1 - self.s0
+    }
+
+    /// Index of the block's first pixel of channel `c` in the `[N, C, S]` array.
+    #[inline(always)]
+    fn at(self, c: usize) -> usize {
+        (self.n * self.dims.nc + c) * self.dims.s + self.s0
+    }
+
+    /// The block's part of channel `c` of an `[N, C, S]` array.
+    #[inline(always)]
+    fn row(self, x: &[f32], c: usize) -> &[f32] {
+        &x[self.at(c)..][..self.len()]
+    }
+
+    /// Index of the block's first pixel in `[N, S]` labels.
+    #[inline(always)]
+    fn label_at(self) -> usize {
+        self.n * self.dims.s + self.s0
+    }
+}
+
+/// `buf` (`[N, C, S]`) cut into the tasks' parts: every block of [`Dims::blocks`], in that
+/// order, with its `C` rows `buf[b.at(c)..][..b.len()]` — disjoint mutable borrows that cover
+/// `buf`, so that the tasks run in parallel with no pointer shared between them.
+fn block_rows<T>(buf: &mut [T], dims: Dims) -> Vec<(Block, Vec<&mut [T]>)> {
+    assert_eq!(buf.len(), dims.numel(), "buffer of shape {dims:?}");
+    let mut rows = buf.chunks_mut(dims.s.max(1));
+    let mut parts = Vec::with_capacity(dims.n * dims.s.div_ceil(BLOCK));
+    for n in 0..dims.n {
+        // Channel c of sample n, cut like `sample_blocks(n)`: one piece per block.
+        let mut pieces: Vec<_> = rows
+            .by_ref()
+            .take(dims.nc)
+            .map(|row| row.chunks_mut(BLOCK))
+            .collect();
+        for b in dims.sample_blocks(n) {
+            let block = pieces
+                .iter_mut()
+                .map(|p| p.next().expect("one piece of each row per block"))
+                .collect();
+            parts.push((b, block));
+        }
+    }
+    parts
+}
+
+use uninit::{filled_by_tasks, Slot};
+
+/// New buffers that the tasks initialise in full, without a zeroing pass first; a module of its
+/// own so that only [`Slot::fill`] can mark a row written.
+mod uninit {
+    use std::mem::MaybeUninit;
+
+    use super::{block_rows, Block, Dims};
+
+    /// A task's row of a new output, not initialised until [`Slot::fill`] writes it (see
+    /// [`filled_by_tasks`]).
+    pub(super) struct Slot<'a> {
+        dst: &'a mut [MaybeUninit<f32>],
+        filled: bool,
+    }
+
+    impl Slot<'_> {
+        /// Writes the whole row from `src` (which must have its length: checked).
+        #[inline(always)]
+        pub(super) fn fill(&mut self, src: &[f32]) {
+            self.dst.write_copy_of_slice(src);
+            self.filled = true;
+        }
+    }
+
+    /// A new `[N, C, S]` buffer that `fill` initialises through the tasks' [`Slot`]s (the rows
+    /// of every block of [`Dims::blocks`], as [`block_rows`] cuts them), each of which it must
+    /// [`fill`](Slot::fill) (checked); returned with `fill`'s result.
+    pub(super) fn filled_by_tasks<R>(
+        dims: Dims,
+        fill: impl FnOnce(&mut [(Block, Vec<Slot<'_>>)]) -> R,
+    ) -> (R, Vec<f32>) {
+        let len = dims.numel();
+        let mut v = Vec::<f32>::with_capacity(len);
+        let mut parts: Vec<(Block, Vec<Slot<'_>>)> =
+            block_rows(&mut v.spare_capacity_mut()[..len], dims)
+                .into_iter()
+                .map(|(b, rows)| {
+                    let slots = rows.into_iter().map(|dst| Slot { dst, filled: false });
+                    (b, slots.collect())
+                })
+                .collect();
+        let r = fill(&mut parts);
+        let written: usize = parts
+            .iter()
+            .flat_map(|(_, slots)| slots)
+            .filter(|slot| slot.filled)
+            .map(|slot| slot.dst.len())
+            .sum();
+        assert_eq!(written, len, "every row of the output written");
+        drop(parts);
+        // SAFETY: the slots borrow disjoint parts of the first `len` slots of `v` (`block_rows`
+        // split them from one `&mut`; `fill` can move them but not make new ones, and its
+        // higher-ranked lifetime keeps out the slots of any other buffer); those marked filled
+        // were written in full (only `Slot::fill`, which writes the whole row, marks them), and
+        // they add up to `len` slots (asserted above): all `len` are initialised.
+        unsafe { v.set_len(len) };
+        (r, v)
+    }
 }
 
 thread_local! {
@@ -216,7 +337,7 @@ thread_local! {
 
 /// At least `len` floats of the thread's scratch (stale contents, not zeroed: every caller
 /// writes each buffer in full before reading it), to hand back with [`give_scratch`]. Not a
-/// closure-taking helper: a closure would not be compiled inside the `multiversion!` kernels
+/// closure-taking helper: a closure would not be compiled inside the `avx2_dispatch!` kernels
 /// (it lost AVX2 and became 4× slower).
 #[inline(always)]
 fn take_scratch(len: usize) -> Vec<f32> {
@@ -233,19 +354,36 @@ fn give_scratch(v: Vec<f32>) {
     SCRATCH.with(|cell| cell.replace(v));
 }
 
-/// Per-sample sums over the (sample, pixel block) tasks, in parallel: `task(i, s0, s1)` gives
-/// the `width` partial sums of sample `i` over pixels `s0..s1`; they are added in f64 and
-/// returned as `[N, width]` f32.
-fn sample_sums(
-    n: usize,
-    s: usize,
-    width: usize,
-    task: impl Fn(usize, usize, usize) -> Vec<f64> + Sync,
-) -> Vec<f32> {
-    let parts: Vec<(usize, Vec<f64>)> = tasks(n, s)
+/// Per-sample sums over the (sample, pixel block) tasks, in parallel: `task(b)` gives the
+/// `width` partial sums of block `b`; they are added in f64, in the order of [`Dims::blocks`],
+/// and returned as `[N, width]` f32.
+fn sample_sums(dims: Dims, width: usize, task: impl Fn(Block) -> Vec<f64> + Sync) -> Vec<f32> {
+    let parts = dims
+        .blocks()
         .into_par_iter()
-        .map(|(i, s0, s1)| (i, task(i, s0, s1)))
+        .map(|b| (b.n, task(b)))
         .collect();
+    add_sample_parts(dims.n, width, parts)
+}
+
+/// [`sample_sums`] whose tasks also fill their rows of a new `[N, C, S]` buffer (`task(b, rows)`
+/// must [`fill`](Slot::fill) every row: see [`filled_by_tasks`]), returned with the sums.
+fn sample_sums_keep(
+    dims: Dims,
+    width: usize,
+    task: impl Fn(Block, &mut [Slot<'_>]) -> Vec<f64> + Sync,
+) -> (Vec<f32>, Vec<f32>) {
+    filled_by_tasks(dims, |parts| {
+        let sums = parts
+            .par_iter_mut()
+            .map(|(b, rows)| (b.n, task(*b, rows)))
+            .collect();
+        add_sample_parts(dims.n, width, sums)
+    })
+}
+
+/// The tasks' partial sums `(sample, [width])` added in f64, in the order given: `[N, width]` f32.
+fn add_sample_parts(n: usize, width: usize, parts: Vec<(usize, Vec<f64>)>) -> Vec<f32> {
     let mut out = vec![0f64; n * width];
     for (i, part) in parts {
         debug_assert_eq!(part.len(), width);
@@ -254,44 +392,6 @@ fn sample_sums(
         }
     }
     out.into_iter().map(|v| v as f32).collect()
-}
-
-fn tasks(n: usize, s: usize) -> Vec<(usize, usize, usize)> {
-    let mut t = Vec::new();
-    for i in 0..n {
-        let mut s0 = 0;
-        while s0 < s {
-            let s1 = (s0 + BLOCK).min(s);
-            t.push((i, s0, s1));
-            s0 = s1;
-        }
-    }
-    t
-}
-
-/// Compiles `$body` (a call of an `#[inline(always)]` function) for AVX2+FMA and for the
-/// baseline, choosing at run time.
-macro_rules! multiversion {
-    ($name:ident, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty, $imp:ident) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) -> $ret {
-                    $imp($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU supports the features just detected.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $imp($($arg),*)
-        }
-    };
 }
 
 /// 0 for a probability at the floor of the clamped exp (e^−87 ≈ 1.6e−38: logits ~90 apart), as
@@ -307,26 +407,16 @@ fn flush_tiny(v: f32) -> f32 {
     }
 }
 
-/// Probabilities `p` and complements `q` of one block, channel-major `[C][len]`, from the logits
-/// `x` of sample `n`, pixels `s0..s0 + len` (probabilities at the exp's floor flushed to 0).
+/// Probabilities `p` and complements `q` of block `b`, channel-major `[C][len]`, from the logits
+/// `x` (probabilities at the exp's floor flushed to 0); with the softmax, `lse` receives the
+/// channels' max and log-sum-exp (`[2·len]`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn block_probs(
-    x: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
-    s0: usize,
-    len: usize,
-    act: Act,
-    p: &mut [f32],
-    q: &mut [f32],
-    lse: &mut [f32],
-) {
+fn block_probs(x: &[f32], b: Block, act: Act, p: &mut [f32], q: &mut [f32], lse: &mut [f32]) {
+    let (nc, len) = (b.dims.nc, b.len());
     match act {
         Act::Identity => {
             for c in 0..nc {
-                let row = &x[(n * nc + c) * s + s0..][..len];
+                let row = b.row(x, c);
                 for ((pi, qi), &xi) in p[c * len..][..len]
                     .iter_mut()
                     .zip(&mut q[c * len..][..len])
@@ -339,7 +429,7 @@ fn block_probs(
         }
         Act::Sigmoid => {
             for c in 0..nc {
-                let row = &x[(n * nc + c) * s + s0..][..len];
+                let row = b.row(x, c);
                 for ((pi, qi), &xi) in p[c * len..][..len]
                     .iter_mut()
                     .zip(&mut q[c * len..][..len])
@@ -356,9 +446,9 @@ fn block_probs(
             // apart so that ln p = (x − m) − ln Σ has no cancellation at large logits.
             let (lse, lsum) = lse.split_at_mut(len);
             let lsum = &mut lsum[..len];
-            lse.copy_from_slice(&x[n * nc * s + s0..][..len]);
+            lse.copy_from_slice(b.row(x, 0));
             for c in 1..nc {
-                let row = &x[(n * nc + c) * s + s0..][..len];
+                let row = b.row(x, c);
                 for (m, &xi) in lse.iter_mut().zip(row) {
                     *m = m.max(xi);
                 }
@@ -367,7 +457,7 @@ fn block_probs(
             let (sum, _) = q.split_at_mut(len);
             sum.fill(0.0);
             for c in 0..nc {
-                let row = &x[(n * nc + c) * s + s0..][..len];
+                let row = b.row(x, c);
                 for ((pi, si), (&xi, &m)) in p[c * len..][..len]
                     .iter_mut()
                     .zip(sum.iter_mut())
@@ -477,38 +567,48 @@ fn row_stats(p: &[f32], q: &[f32], y: &[f32], out: &mut [f64]) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A region-statistics op: the target of `[N, C, S]` logits, the activation, and whether the
+/// cross-entropy is computed too (softmax, label targets; see [`region_sums`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Region<'a> {
+    /// A mask `[N, C, S]` or labels `[N, S]`.
+    pub(crate) t: Tgt<'a>,
+    /// The shape of the logits.
+    pub(crate) dims: Dims,
+    /// How logits become probabilities.
+    pub(crate) act: Act,
+    /// Also the cross-entropy ([`CE_FLAG`]).
+    pub(crate) ce: bool,
+}
+
+impl Region<'_> {
+    /// Rows of statistics per sample: `C`, or `C + 1` with the cross-entropy.
+    fn rows(&self) -> usize {
+        self.dims.nc + usize::from(self.ce)
+    }
+}
+
+/// The statistics of block `b` (`[rows, NSTATS]`, see [`Region::rows`]), writing the
+/// probabilities into `keep` (the block's rows of the kept `[N, C, S]` buffer) when given.
 #[inline(always)]
-fn region_task(
-    x: &[f32],
-    t: Tgt<'_>,
-    nc: usize,
-    s: usize,
-    act: Act,
-    ce: bool,
-    keep: Option<Out>,
-    n: usize,
-    s0: usize,
-    s1: usize,
-) -> Vec<f64> {
-    let len = s1 - s0;
-    let mut out = vec![0f64; (nc + usize::from(ce)) * NSTATS];
+fn region_task(x: &[f32], op: &Region<'_>, b: Block, keep: Option<&mut [Slot<'_>]>) -> Vec<f64> {
+    let (nc, len) = (op.dims.nc, b.len());
+    let mut out = vec![0f64; op.rows() * NSTATS];
     let mut scratch = take_scratch((2 * nc + 3) * len);
     {
         let (p, buf) = scratch[..(2 * nc + 3) * len].split_at_mut(nc * len);
         let (q, buf) = buf.split_at_mut(nc * len);
         let (lse, y) = buf.split_at_mut(2 * len);
-        block_probs(x, n, nc, s, s0, len, act, p, q, lse);
-        if let Some(kp) = keep {
-            for c in 0..nc {
-                // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
-                unsafe { kp.write((n * nc + c) * s + s0, &p[c * len..][..len]) };
+        block_probs(x, b, op.act, p, q, lse);
+        if let Some(keep) = keep {
+            for (c, row) in keep.iter_mut().enumerate() {
+                row.fill(&p[c * len..][..len]);
             }
         }
         for c in 0..nc {
             // A copy, not `row_ref`: with a borrowed mask row LLVM stopped vectorising
             // `row_stats` (scalar lanes on the stack, 2.5× slower; checked with perf).
-            t.row(n, c, nc, s, s0, y);
+            op.t.row(b, c, y);
             row_stats(
                 &p[c * len..][..len],
                 &q[c * len..][..len],
@@ -516,124 +616,64 @@ fn region_task(
                 &mut out[c * NSTATS..][..NSTATS],
             );
         }
-        if let (true, Tgt::Labels(labels)) = (ce, t) {
-            out[nc * NSTATS] = ce_block(x, labels, n, nc, s, s0, lse);
+        if let (true, Tgt::Labels(labels)) = (op.ce, op.t) {
+            out[nc * NSTATS] = ce_block(x, labels, b, lse);
         }
     }
     give_scratch(scratch);
     out
 }
 
-/// Σ −ln p_label over one block, from the softmax's own max (`lse[..len]`) and log-sum
+/// Σ −ln p_label over block `b`, from the softmax's own max (`lse[..len]`) and log-sum
 /// (`lse[len..]`): Σ (max − x_label) + ln Σ e^(x − max), as the CE kernel.
 #[inline(always)]
-fn ce_block(
-    x: &[f32],
-    labels: Labels<'_>,
-    n: usize,
-    nc: usize,
-    s: usize,
-    s0: usize,
-    lse: &[f32],
-) -> f64 {
+fn ce_block(x: &[f32], labels: Labels<'_>, b: Block, lse: &[f32]) -> f64 {
     let len = lse.len() / 2;
     let mut lab = vec![0usize; len];
-    labels.indices(n * s + s0, &mut lab);
+    labels.indices(b.label_at(), &mut lab);
     let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
     let xl: Vec<f32> = lab
         .iter()
         .enumerate()
-        .map(|(i, &k)| x[(n * nc + k) * s + s0 + i])
+        .map(|(i, &k)| x[b.at(k) + i])
         .collect();
     lane_sum!(mx => m, xl => v, lsum => ls; (m - v) + ls)
 }
 
-multiversion!(
-    region_task_mv,
-    fn(
+avx2_dispatch!(
+    /// [`region_task`], with AVX2 where the CPU has it.
+    fn region_task_mv(
         x: &[f32],
-        t: Tgt<'_>,
-        nc: usize,
-        s: usize,
-        act: Act,
-        ce: bool,
-        keep: Option<Out>,
-        n: usize,
-        s0: usize,
-        s1: usize,
-    ) -> Vec<f64>,
-    region_task
+        op: &Region<'_>,
+        b: Block,
+        keep: Option<&mut [Slot<'_>]>,
+    ) -> Vec<f64> = region_task
 );
 
 /// Region statistics `[N, C, 8]` (see [`row_stats`]) of `p = act(x)`, `q = 1 − p` (computed
-/// without cancellation for the sigmoid) and the target, summed over the pixels. With `ce`
+/// without cancellation for the sigmoid) and the target, summed over the pixels. With `op.ce`
 /// (softmax, label targets: Dice + CE in one pass) `[N, C + 1, 8]`, the extra row holding the
 /// cross-entropy sum Σ −ln p_label in its first slot (zeros after).
-pub(crate) fn region_sums(
-    x: &[f32],
-    t: Tgt<'_>,
-    n: usize,
-    nc: usize,
-    s: usize,
-    act: Act,
-    ce: bool,
-) -> Vec<f32> {
-    region_sums_into(x, t, n, nc, s, act, ce, None)
-}
-
-/// [`region_sums`], writing the probabilities into `keep` when given.
-#[allow(clippy::too_many_arguments)]
-fn region_sums_into(
-    x: &[f32],
-    t: Tgt<'_>,
-    n: usize,
-    nc: usize,
-    s: usize,
-    act: Act,
-    ce: bool,
-    keep: Option<Out>,
-) -> Vec<f32> {
-    let rows = nc + usize::from(ce);
-    sample_sums(n, s, rows * NSTATS, |i, s0, s1| {
-        region_task_mv(x, t, nc, s, act, ce, keep, i, s0, s1)
+pub(crate) fn region_sums(x: &[f32], op: &Region<'_>) -> Vec<f32> {
+    sample_sums(op.dims, op.rows() * NSTATS, |b| {
+        region_task_mv(x, op, b, None)
     })
 }
 
 /// [`region_sums`] that also returns the probabilities `p = act(x)` `[N, C, S]` it computed, for
 /// a backward that reads them instead of evaluating the activation again
 /// ([`region_sums_backward_in_place`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn region_sums_keep(
-    x: &[f32],
-    t: Tgt<'_>,
-    n: usize,
-    nc: usize,
-    s: usize,
-    act: Act,
-    ce: bool,
-) -> (Vec<f32>, Vec<f32>) {
-    filled_by_tasks(n * nc * s, |kp| {
-        region_sums_into(x, t, n, nc, s, act, ce, Some(kp))
+pub(crate) fn region_sums_keep(x: &[f32], op: &Region<'_>) -> (Vec<f32>, Vec<f32>) {
+    sample_sums_keep(op.dims, op.rows() * NSTATS, |b, keep| {
+        region_task_mv(x, op, b, Some(keep))
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The gradient of block `b`, written over its `rows` of the kept probabilities (see
+/// [`region_sums_backward_in_place`]).
 #[inline(always)]
-fn region_backward_task(
-    probs: Out,
-    t: Tgt<'_>,
-    g: &[f32],
-    nc: usize,
-    s: usize,
-    act: Act,
-    ce: bool,
-    n: usize,
-    s0: usize,
-    s1: usize,
-    out: Out,
-) {
-    let len = s1 - s0;
-    let rows = nc + usize::from(ce);
+fn region_backward_task(op: &Region<'_>, g: &[f32], b: Block, rows: &mut [&mut [f32]]) {
+    let (nc, len, stat_rows) = (op.dims.nc, b.len(), op.rows());
     let mut scratch = take_scratch((3 * nc + 3) * len);
     {
         let (p, buf) = scratch[..(3 * nc + 3) * len].split_at_mut(nc * len);
@@ -642,17 +682,16 @@ fn region_backward_task(
         let (lse, y) = buf.split_at_mut(2 * len);
         // The forward's probabilities as they are (q = 1 − p, as PyTorch's sigmoid backward):
         // no activation evaluated again.
-        for c in 0..nc {
+        for (c, row) in rows.iter().enumerate() {
             let pc = &mut p[c * len..][..len];
-            // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
-            unsafe { probs.read((n * nc + c) * s + s0, pc) };
+            pc.copy_from_slice(row);
             for (qi, &pi) in q[c * len..][..len].iter_mut().zip(pc.iter()) {
                 *qi = 1.0 - pi;
             }
         }
         for c in 0..nc {
-            let yr = t.row_ref(n, c, nc, s, s0, y);
-            let gc = &g[(n * rows + c) * NSTATS..][..NSTATS];
+            let yr = op.t.row_ref(b, c, y);
+            let gc = &g[(b.n * stat_rows + c) * NSTATS..][..NSTATS];
             let (g0, g1, g4, g5, g6, g7) = (gc[0], 2.0 * gc[1], gc[4], gc[5], gc[6], 2.0 * gc[7]);
             for (((ai, &pi), &qi), &yi) in a[c * len..][..len]
                 .iter_mut()
@@ -665,12 +704,12 @@ fn region_backward_task(
                 *ai = g0 + g1 * pi + g4 * yi + g5 * ny - g6 * yi + g7 * r;
             }
         }
-        act_jacobian(a, p, q, lse, nc, len, act);
-        if ce && matches!(act, Act::Softmax) {
+        act_jacobian(a, p, q, lse, nc, len, op.act);
+        if op.ce && matches!(op.act, Act::Softmax) {
             // + g_ce · (p − onehot(label)), the cross-entropy's gradient on the logits.
-            let gce = g[(n * rows + nc) * NSTATS];
+            let gce = g[(b.n * stat_rows + nc) * NSTATS];
             for c in 0..nc {
-                let yr = t.row_ref(n, c, nc, s, s0, y);
+                let yr = op.t.row_ref(b, c, y);
                 for ((ai, &pi), &yi) in a[c * len..][..len]
                     .iter_mut()
                     .zip(&p[c * len..][..len])
@@ -680,53 +719,31 @@ fn region_backward_task(
                 }
             }
         }
-        for c in 0..nc {
-            // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
-            unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
+        for (c, row) in rows.iter_mut().enumerate() {
+            row.copy_from_slice(&a[c * len..][..len]);
         }
     }
     give_scratch(scratch);
 }
 
-multiversion!(
-    region_backward_task_mv,
-    fn(
-        probs: Out,
-        t: Tgt<'_>,
+avx2_dispatch!(
+    /// [`region_backward_task`], with AVX2 where the CPU has it.
+    fn region_backward_task_mv(
+        op: &Region<'_>,
         g: &[f32],
-        nc: usize,
-        s: usize,
-        act: Act,
-        ce: bool,
-        n: usize,
-        s0: usize,
-        s1: usize,
-        out: Out,
-    ) -> (),
-    region_backward_task
+        b: Block,
+        rows: &mut [&mut [f32]],
+    ) = region_backward_task
 );
 
-/// Gradient `[N, C, S]` of `Σ g·stats` (g `[N, C, 8]`, or `[N, C + 1, 8]` with `ce`) with
+/// Gradient `[N, C, S]` of `Σ g·stats` (g `[N, C, 8]`, or `[N, C + 1, 8]` with `op.ce`) with
 /// respect to the logits, from the probabilities `p` `[N, C, S]` that [`region_sums_keep`]
-/// returned, overwritten in place with the gradient (no activation evaluated, no allocation).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn region_sums_backward_in_place(
-    p: &mut [f32],
-    t: Tgt<'_>,
-    g: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
-    act: Act,
-    ce: bool,
-) {
-    assert_eq!(p.len(), n * nc * s);
-    // Each task reads, then overwrites, only its own rows (all rows of one (sample, block)); no
-    // reference to the whole buffer is alive meanwhile.
-    let buf = Out(p.as_mut_ptr());
-    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        region_backward_task_mv(buf, t, g, nc, s, act, ce, i, s0, s1, buf);
-    });
+/// returned, overwritten in place with the gradient (no activation evaluated, no new buffer).
+pub(crate) fn region_sums_backward_in_place(p: &mut [f32], op: &Region<'_>, g: &[f32]) {
+    // Each task reads, then overwrites, its own rows: the rows of one (sample, block).
+    block_rows(p, op.dims)
+        .into_par_iter()
+        .for_each(|(b, mut rows)| region_backward_task_mv(op, g, b, &mut rows));
 }
 
 /// BCE with logits of one row: Σ β·y'·softplus(−x) + (1 − y')·softplus(x), y' = y(1 − 2ε) + ε.
@@ -742,18 +759,17 @@ fn bce_row(x: &[f32], y: &[f32], beta: f32, eps: f32) -> f64 {
     })
 }
 
-multiversion!(
-    bce_row_mv,
-    fn(x: &[f32], y: &[f32], beta: f32, eps: f32) -> f64,
-    bce_row
+avx2_dispatch!(
+    /// [`bce_row`], with AVX2 where the CPU has it.
+    fn bce_row_mv(x: &[f32], y: &[f32], beta: f32, eps: f32) -> f64 = bce_row
 );
 
 /// Σ over each row of an `[R, S]` array, `row(start..end)` giving the sum of one block of a row
 /// (blocks of at most `BLOCK`, in parallel), accumulated in f64: `[R]`.
 fn row_sums(rows: usize, s: usize, row: impl Fn(std::ops::Range<usize>) -> f64 + Sync) -> Vec<f32> {
-    let parts: Vec<(usize, f64)> = row_tasks(rows, s)
+    let parts: Vec<(usize, f64)> = row_blocks(rows, s)
         .into_par_iter()
-        .map(|(r, s0, s1)| (r, row(r * s + s0..r * s + s1)))
+        .map(|b| (b.n, row(b.at(0)..b.at(0) + b.len())))
         .collect();
     let mut out = vec![0f64; rows];
     for (r, v) in parts {
@@ -779,9 +795,9 @@ fn rows_backward(
     dx
 }
 
-/// Row blocks `(row, s0, s1)` of an `[R, S]` array.
-fn row_tasks(rows: usize, s: usize) -> Vec<(usize, usize, usize)> {
-    tasks(rows, s)
+/// The blocks of the rows of an `[R, S]` array (as `[R, 1, S]`: a block's `n` is its row).
+fn row_blocks(rows: usize, s: usize) -> Vec<Block> {
+    Dims { n: rows, nc: 1, s }.blocks()
 }
 
 /// Σ over pixels of the BCE-with-logits per (sample, channel): `[N, C]`.
@@ -834,10 +850,10 @@ fn bce_row_keep(x: &[f32], y: &[f32], beta: f32, eps: f32, p: &mut [f32]) -> f64
     acc.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
-multiversion!(
-    bce_row_keep_mv,
-    fn(x: &[f32], y: &[f32], beta: f32, eps: f32, p: &mut [f32]) -> f64,
-    bce_row_keep
+avx2_dispatch!(
+    /// [`bce_row_keep`], with AVX2 where the CPU has it.
+    fn bce_row_keep_mv(x: &[f32], y: &[f32], beta: f32, eps: f32, p: &mut [f32]) -> f64 =
+        bce_row_keep
 );
 
 /// [`bce_sums`] that also returns `σ(x)` `[N, C, S]`, for [`bce_backward_in_place`].
@@ -899,10 +915,10 @@ fn bce_backward_row_in_place(y: &[f32], beta: f32, eps: f32, g: f32, p: &mut [f3
     }
 }
 
-multiversion!(
-    bce_backward_row_in_place_mv,
-    fn(y: &[f32], beta: f32, eps: f32, g: f32, p: &mut [f32]) -> (),
-    bce_backward_row_in_place
+avx2_dispatch!(
+    /// [`bce_backward_row_in_place`], with AVX2 where the CPU has it.
+    fn bce_backward_row_in_place_mv(y: &[f32], beta: f32, eps: f32, g: f32, p: &mut [f32]) =
+        bce_backward_row_in_place
 );
 
 /// Gradient `[N, C, S]` of `Σ g[n, c]·bce_sums[n, c]`, written over `p = σ(x)` from
@@ -922,142 +938,67 @@ pub(crate) fn bce_backward_in_place(
     });
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Σ −ln softmax(x)_label over block `b`, writing the probabilities into `keep` (the block's
+/// rows of the kept `[N, C, S]` buffer) when given.
 #[inline(always)]
-fn ce_task(
-    x: &[f32],
-    labels: Labels<'_>,
-    nc: usize,
-    s: usize,
-    keep: Option<Out>,
-    n: usize,
-    s0: usize,
-    s1: usize,
-) -> f64 {
-    let len = s1 - s0;
+fn ce_task(x: &[f32], labels: Labels<'_>, b: Block, keep: Option<&mut [Slot<'_>]>) -> f64 {
+    let (nc, len) = (b.dims.nc, b.len());
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
-    block_lse(x, n, nc, s, s0, len, &mut p, &mut q, &mut lse);
-    if let Some(kp) = keep {
-        for c in 0..nc {
-            // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
-            unsafe { kp.write((n * nc + c) * s + s0, &p[c * len..][..len]) };
+    block_probs(x, b, Act::Softmax, &mut p, &mut q, &mut lse);
+    if let Some(keep) = keep {
+        for (c, row) in keep.iter_mut().enumerate() {
+            row.fill(&p[c * len..][..len]);
         }
     }
-    ce_block(x, labels, n, nc, s, s0, &lse)
+    ce_block(x, labels, b, &lse)
 }
 
-/// Log-sum-exp over the channels of one block (`p`, `q` as scratch).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn block_lse(
-    x: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
-    s0: usize,
-    len: usize,
-    p: &mut [f32],
-    q: &mut [f32],
-    lse: &mut [f32],
-) {
-    block_probs(x, n, nc, s, s0, len, Act::Softmax, p, q, lse);
-}
-
-multiversion!(
-    ce_task_mv,
-    fn(
-        x: &[f32],
-        labels: Labels<'_>,
-        nc: usize,
-        s: usize,
-        keep: Option<Out>,
-        n: usize,
-        s0: usize,
-        s1: usize,
-    ) -> f64,
-    ce_task
+avx2_dispatch!(
+    /// [`ce_task`], with AVX2 where the CPU has it.
+    fn ce_task_mv(x: &[f32], labels: Labels<'_>, b: Block, keep: Option<&mut [Slot<'_>]>) -> f64 =
+        ce_task
 );
 
 /// Σ over pixels of −ln softmax(x)_label per sample: `[N]`.
-pub(crate) fn ce_sums(x: &[f32], labels: Labels<'_>, n: usize, nc: usize, s: usize) -> Vec<f32> {
-    sample_sums(n, s, 1, |i, s0, s1| {
-        vec![ce_task_mv(x, labels, nc, s, None, i, s0, s1)]
-    })
+pub(crate) fn ce_sums(x: &[f32], labels: Labels<'_>, dims: Dims) -> Vec<f32> {
+    sample_sums(dims, 1, |b| vec![ce_task_mv(x, labels, b, None)])
 }
 
 /// [`ce_sums`] that also returns the softmax probabilities `[N, C, S]` it computed, for
 /// [`ce_backward_in_place`].
-pub(crate) fn ce_sums_keep(
-    x: &[f32],
-    labels: Labels<'_>,
-    n: usize,
-    nc: usize,
-    s: usize,
-) -> (Vec<f32>, Vec<f32>) {
-    filled_by_tasks(n * nc * s, |kp| {
-        sample_sums(n, s, 1, |i, s0, s1| {
-            vec![ce_task_mv(x, labels, nc, s, Some(kp), i, s0, s1)]
-        })
+pub(crate) fn ce_sums_keep(x: &[f32], labels: Labels<'_>, dims: Dims) -> (Vec<f32>, Vec<f32>) {
+    sample_sums_keep(dims, 1, |b, keep| {
+        vec![ce_task_mv(x, labels, b, Some(keep))]
     })
 }
 
 /// Gradient `[N, C, S]` of `Σ g[n]·ce_sums[n]`, `g[n]·(p − onehot(label))`, written in place over
 /// the probabilities `p` that [`ce_sums_keep`] returned.
-pub(crate) fn ce_backward_in_place(
-    p: &mut [f32],
-    labels: Labels<'_>,
-    g: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
-) {
-    assert_eq!(p.len(), n * nc * s);
-    let buf = Out(p.as_mut_ptr());
-    tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-        ce_backward_task_mv(buf, labels, g[i], nc, s, i, s0, s1);
-    });
+pub(crate) fn ce_backward_in_place(p: &mut [f32], labels: Labels<'_>, g: &[f32], dims: Dims) {
+    // Each task overwrites its own rows: the rows of one (sample, block).
+    block_rows(p, dims)
+        .into_par_iter()
+        .for_each(|(b, mut rows)| ce_backward_task_mv(labels, g[b.n], b, &mut rows));
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `gn·(p − onehot(label))` over block `b`, in place over its `rows` of the probabilities.
 #[inline(always)]
-fn ce_backward_task(
-    buf: Out,
-    labels: Labels<'_>,
-    gn: f32,
-    nc: usize,
-    s: usize,
-    n: usize,
-    s0: usize,
-    s1: usize,
-) {
-    let len = s1 - s0;
-    let mut lab = vec![0usize; len];
-    labels.indices(n * s + s0, &mut lab);
-    for c in 0..nc {
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only, and no reference to the
-        // whole buffer is alive meanwhile.
-        let row = unsafe { buf.slice_mut((n * nc + c) * s + s0, len) };
+fn ce_backward_task(labels: Labels<'_>, gn: f32, b: Block, rows: &mut [&mut [f32]]) {
+    let mut lab = vec![0usize; b.len()];
+    labels.indices(b.label_at(), &mut lab);
+    for (c, row) in rows.iter_mut().enumerate() {
         for (v, &k) in row.iter_mut().zip(&lab) {
             *v = gn * (*v - (k == c) as u32 as f32);
         }
     }
 }
 
-multiversion!(
-    ce_backward_task_mv,
-    fn(
-        buf: Out,
-        labels: Labels<'_>,
-        gn: f32,
-        nc: usize,
-        s: usize,
-        n: usize,
-        s0: usize,
-        s1: usize,
-    ) -> (),
-    ce_backward_task
+avx2_dispatch!(
+    /// [`ce_backward_task`], with AVX2 where the CPU has it.
+    fn ce_backward_task_mv(labels: Labels<'_>, gn: f32, b: Block, rows: &mut [&mut [f32]]) =
+        ce_backward_task
 );
 
 /// Sigmoid focal loss of one element (MONAI): `α_t·σ(z)^γ·ce`, `ce = (1−y)x + softplus(−x)`,
@@ -1116,10 +1057,9 @@ fn focal_sig_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64 {
     lane_sum!(x => xi, y => yi; focal_sig_elem(xi, yi, gamma, alpha).0)
 }
 
-multiversion!(
-    focal_sig_row_mv,
-    fn(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64,
-    focal_sig_row
+avx2_dispatch!(
+    /// [`focal_sig_row`], with AVX2 where the CPU has it.
+    fn focal_sig_row_mv(x: &[f32], y: &[f32], gamma: f32, alpha: f32) -> f64 = focal_sig_row
 );
 
 /// Σ over pixels of the sigmoid focal loss per (sample, channel) row: `[N·C]` (α < 0: no α).
@@ -1149,10 +1089,9 @@ fn focal_sig_backward_row(x: &[f32], y: &[f32], gamma: f32, alpha: f32, g: f32, 
     }
 }
 
-multiversion!(
-    focal_sig_backward_row_mv,
-    fn(x: &[f32], y: &[f32], gamma: f32, alpha: f32, g: f32, dx: &mut [f32]) -> (),
-    focal_sig_backward_row
+avx2_dispatch!(
+    /// [`focal_sig_backward_row`], with AVX2 where the CPU has it.
+    fn focal_sig_backward_row_mv(x: &[f32], y: &[f32], gamma: f32, alpha: f32, g: f32, dx: &mut [f32]) = focal_sig_backward_row
 );
 
 /// Gradient `[N, C, S]` of `Σ g[row]·focal_sigmoid_sums[row]`.
@@ -1183,28 +1122,19 @@ fn focal_soft_elem(lp: f32, p: f32, yi: f32, gamma: f32) -> (f32, f32) {
     (loss, b)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The softmax focal loss of block `b` per channel.
 #[inline(always)]
-fn focal_soft_task(
-    x: &[f32],
-    t: Tgt<'_>,
-    nc: usize,
-    s: usize,
-    gamma: f32,
-    n: usize,
-    s0: usize,
-    s1: usize,
-) -> Vec<f64> {
-    let len = s1 - s0;
+fn focal_soft_task(x: &[f32], t: Tgt<'_>, gamma: f32, b: Block) -> Vec<f64> {
+    let (nc, len) = (b.dims.nc, b.len());
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
     let mut y = vec![0f32; len];
-    block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
+    block_probs(x, b, Act::Softmax, &mut p, &mut q, &mut lse);
     let mut out = vec![0f64; nc];
     for c in 0..nc {
-        t.row(n, c, nc, s, s0, &mut y);
-        let row = &x[(n * nc + c) * s + s0..][..len];
+        t.row(b, c, &mut y);
+        let row = b.row(x, c);
         let pc = &p[c * len..][..len];
         let (mx, lsum, y) = (&lse[..len], &lse[len..2 * len], &y[..len]);
         out[c] = lane_sum!(row => xi, mx => m, lsum => ls, pc => pi, y => yi;
@@ -1213,98 +1143,70 @@ fn focal_soft_task(
     out
 }
 
-multiversion!(
-    focal_soft_task_mv,
-    fn(
-        x: &[f32],
-        t: Tgt<'_>,
-        nc: usize,
-        s: usize,
-        gamma: f32,
-        n: usize,
-        s0: usize,
-        s1: usize,
-    ) -> Vec<f64>,
-    focal_soft_task
+avx2_dispatch!(
+    /// [`focal_soft_task`], with AVX2 where the CPU has it.
+    fn focal_soft_task_mv(x: &[f32], t: Tgt<'_>, gamma: f32, b: Block) -> Vec<f64> =
+        focal_soft_task
 );
 
 /// Σ over pixels of the softmax focal loss per (sample, class): `[N, C]`.
-pub(crate) fn focal_softmax_sums(
-    x: &[f32],
-    t: Tgt<'_>,
-    n: usize,
-    nc: usize,
-    s: usize,
-    gamma: f32,
-) -> Vec<f32> {
-    sample_sums(n, s, nc, |i, s0, s1| {
-        focal_soft_task_mv(x, t, nc, s, gamma, i, s0, s1)
-    })
+pub(crate) fn focal_softmax_sums(x: &[f32], t: Tgt<'_>, dims: Dims, gamma: f32) -> Vec<f32> {
+    sample_sums(dims, dims.nc, |b| focal_soft_task_mv(x, t, gamma, b))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The gradient of block `b`, into its `out` rows.
 #[inline(always)]
 fn focal_soft_backward_task(
     x: &[f32],
     t: Tgt<'_>,
     g: &[f32],
-    nc: usize,
-    s: usize,
     gamma: f32,
-    n: usize,
-    s0: usize,
-    s1: usize,
-    out: Out,
+    b: Block,
+    out: &mut [Slot<'_>],
 ) {
-    let len = s1 - s0;
+    let (nc, len) = (b.dims.nc, b.len());
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
     let mut y = vec![0f32; len];
-    block_probs(x, n, nc, s, s0, len, Act::Softmax, &mut p, &mut q, &mut lse);
+    block_probs(x, b, Act::Softmax, &mut p, &mut q, &mut lse);
     // q now holds b_c = g[n, c]·p_c·d loss_c/dp_c; dx_j = b_j − p_j·Σ_c b_c.
     let mut tot = vec![0f32; len];
     for c in 0..nc {
-        t.row(n, c, nc, s, s0, &mut y);
-        let gc = g[n * nc + c];
-        let row = &x[(n * nc + c) * s + s0..][..len];
+        t.row(b, c, &mut y);
+        let gc = g[b.n * nc + c];
+        let row = b.row(x, c);
         let (mx, lsum) = (&lse[..len], &lse[len..2 * len]);
-        for ((((b, &xi), (&m, &ls)), &pi), (&yi, tt)) in q[c * len..][..len]
+        for ((((bc, &xi), (&m, &ls)), &pi), (&yi, tt)) in q[c * len..][..len]
             .iter_mut()
             .zip(row)
             .zip(mx.iter().zip(lsum))
             .zip(&p[c * len..][..len])
             .zip(y.iter().zip(tot.iter_mut()))
         {
-            *b = gc * focal_soft_elem((xi - m) - ls, pi, yi, gamma).1;
-            *tt += *b;
+            *bc = gc * focal_soft_elem((xi - m) - ls, pi, yi, gamma).1;
+            *tt += *bc;
         }
     }
-    for c in 0..nc {
+    for (c, row) in out.iter_mut().enumerate() {
         let (pc, bc) = (&mut p[c * len..][..len], &q[c * len..][..len]);
-        for ((pi, &b), &tt) in pc.iter_mut().zip(bc).zip(&tot) {
-            *pi = b - *pi * tt;
+        for ((pi, &bi), &tt) in pc.iter_mut().zip(bc).zip(&tot) {
+            *pi = bi - *pi * tt;
         }
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
-        unsafe { out.write((n * nc + c) * s + s0, pc) };
+        row.fill(pc);
     }
 }
 
-multiversion!(
-    focal_soft_backward_task_mv,
-    fn(
+avx2_dispatch!(
+    /// [`focal_soft_backward_task`], with AVX2 where the CPU has it.
+    fn focal_soft_backward_task_mv(
         x: &[f32],
         t: Tgt<'_>,
         g: &[f32],
-        nc: usize,
-        s: usize,
         gamma: f32,
-        n: usize,
-        s0: usize,
-        s1: usize,
-        out: Out,
-    ) -> (),
-    focal_soft_backward_task
+        b: Block,
+        out: &mut [Slot<'_>],
+    ) = focal_soft_backward_task
 );
 
 /// Gradient `[N, C, S]` of `Σ g[n, c]·focal_softmax_sums[n, c]`.
@@ -1312,49 +1214,33 @@ pub(crate) fn focal_softmax_backward(
     x: &[f32],
     t: Tgt<'_>,
     g: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
+    dims: Dims,
     gamma: f32,
 ) -> Vec<f32> {
-    // Every element is written by exactly one task (all rows of each (sample, block)).
-    filled_by_tasks(n * nc * s, |out| {
-        tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-            focal_soft_backward_task_mv(x, t, g, nc, s, gamma, i, s0, s1, out);
+    filled_by_tasks(dims, |parts| {
+        parts.par_iter_mut().for_each(|(b, out)| {
+            focal_soft_backward_task_mv(x, t, g, gamma, *b, out);
         })
     })
     .1
 }
 
-/// Σ over the pixels of one block of `w·(p − y)²` per channel (`p = act(x)`), added to `out[c]`.
-#[allow(clippy::too_many_arguments)]
+/// Σ over the pixels of block `b` of `w·(p − y)²` per channel (`p = act(x)`).
 #[inline(always)]
-fn wsq_task(
-    x: &[f32],
-    y: &[f32],
-    w: &[f32],
-    nc: usize,
-    s: usize,
-    act: Act,
-    signed: bool,
-    n: usize,
-    s0: usize,
-    s1: usize,
-) -> Vec<f64> {
-    let len = s1 - s0;
+fn wsq_task(x: &[f32], op: &Wsq<'_>, b: Block) -> Vec<f64> {
+    let (nc, len) = (op.dims.nc, b.len());
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
-    let (mut yb, mut wb) = if signed {
+    let (mut yb, mut wb) = if op.signed {
         (vec![0f32; len], vec![0f32; len])
     } else {
         (Vec::new(), Vec::new())
     };
-    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
+    block_probs(x, b, op.act, &mut p, &mut q, &mut lse);
     let mut out = vec![0f64; nc];
     for c in 0..nc {
-        let base = (n * nc + c) * s + s0;
-        let (yr, wr) = wsq_rows(y, w, signed, base, len, &mut yb, &mut wb);
+        let (yr, wr) = wsq_rows(op, b, c, &mut yb, &mut wb);
         let (pc, qc) = (&p[c * len..][..len], &q[c * len..][..len]);
         out[c] = lane_sum!(pc => pi, qc => qi, yr => yi, wr => wi; {
             let r = (1.0 - yi) * pi - yi * qi;
@@ -1364,71 +1250,33 @@ fn wsq_task(
     out
 }
 
-multiversion!(
-    wsq_task_mv,
-    fn(
-        x: &[f32],
-        y: &[f32],
-        w: &[f32],
-        nc: usize,
-        s: usize,
-        act: Act,
-        signed: bool,
-        n: usize,
-        s0: usize,
-        s1: usize,
-    ) -> Vec<f64>,
-    wsq_task
+avx2_dispatch!(
+    /// [`wsq_task`], with AVX2 where the CPU has it.
+    fn wsq_task_mv(x: &[f32], op: &Wsq<'_>, b: Block) -> Vec<f64> = wsq_task
 );
 
 /// Σ over pixels of `w·(act(x) − y)²` per (sample, channel): `[N, C]` (Hausdorff-DT loss).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn wsq_sums(
-    x: &[f32],
-    y: &[f32],
-    w: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
-    act: Act,
-    signed: bool,
-) -> Vec<f32> {
-    sample_sums(n, s, nc, |i, s0, s1| {
-        wsq_task_mv(x, y, w, nc, s, act, signed, i, s0, s1)
-    })
+pub(crate) fn wsq_sums(x: &[f32], op: &Wsq<'_>) -> Vec<f32> {
+    sample_sums(op.dims, op.dims.nc, |b| wsq_task_mv(x, op, b))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The gradient of block `b`, into its `out` rows.
 #[inline(always)]
-fn wsq_backward_task(
-    x: &[f32],
-    y: &[f32],
-    w: &[f32],
-    g: &[f32],
-    nc: usize,
-    s: usize,
-    act: Act,
-    signed: bool,
-    n: usize,
-    s0: usize,
-    s1: usize,
-    out: Out,
-) {
-    let len = s1 - s0;
+fn wsq_backward_task(x: &[f32], op: &Wsq<'_>, g: &[f32], b: Block, out: &mut [Slot<'_>]) {
+    let (nc, len) = (op.dims.nc, b.len());
     let mut p = vec![0f32; nc * len];
     let mut q = vec![0f32; nc * len];
     let mut lse = vec![0f32; 2 * len];
     let mut a = vec![0f32; nc * len];
-    let (mut yb, mut wb) = if signed {
+    let (mut yb, mut wb) = if op.signed {
         (vec![0f32; len], vec![0f32; len])
     } else {
         (Vec::new(), Vec::new())
     };
-    block_probs(x, n, nc, s, s0, len, act, &mut p, &mut q, &mut lse);
+    block_probs(x, b, op.act, &mut p, &mut q, &mut lse);
     for c in 0..nc {
-        let base = (n * nc + c) * s + s0;
-        let (yr, wr) = wsq_rows(y, w, signed, base, len, &mut yb, &mut wb);
-        let gc = 2.0 * g[n * nc + c];
+        let (yr, wr) = wsq_rows(op, b, c, &mut yb, &mut wb);
+        let gc = 2.0 * g[b.n * nc + c];
         for ((ai, (&pi, &qi)), (&yi, &wi)) in a[c * len..][..len]
             .iter_mut()
             .zip(p[c * len..][..len].iter().zip(&q[c * len..][..len]))
@@ -1437,10 +1285,9 @@ fn wsq_backward_task(
             *ai = gc * wi * ((1.0 - yi) * pi - yi * qi);
         }
     }
-    act_jacobian(&mut a, &p, &q, &mut lse, nc, len, act);
-    for c in 0..nc {
-        // SAFETY: rows (n, c), pixels s0..s1 belong to this rayon task only.
-        unsafe { out.write((n * nc + c) * s + s0, &a[c * len..][..len]) };
+    act_jacobian(&mut a, &p, &q, &mut lse, nc, len, op.act);
+    for (c, row) in out.iter_mut().enumerate() {
+        row.fill(&a[c * len..][..len]);
     }
 }
 
@@ -1487,42 +1334,17 @@ fn act_jacobian(
     }
 }
 
-multiversion!(
-    wsq_backward_task_mv,
-    fn(
-        x: &[f32],
-        y: &[f32],
-        w: &[f32],
-        g: &[f32],
-        nc: usize,
-        s: usize,
-        act: Act,
-        signed: bool,
-        n: usize,
-        s0: usize,
-        s1: usize,
-        out: Out,
-    ) -> (),
-    wsq_backward_task
+avx2_dispatch!(
+    /// [`wsq_backward_task`], with AVX2 where the CPU has it.
+    fn wsq_backward_task_mv(x: &[f32], op: &Wsq<'_>, g: &[f32], b: Block, out: &mut [Slot<'_>]) =
+        wsq_backward_task
 );
 
 /// Gradient `[N, C, S]` of `Σ g[n, c]·wsq_sums[n, c]`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn wsq_backward(
-    x: &[f32],
-    y: &[f32],
-    w: &[f32],
-    g: &[f32],
-    n: usize,
-    nc: usize,
-    s: usize,
-    act: Act,
-    signed: bool,
-) -> Vec<f32> {
-    // Every element is written by exactly one task (all rows of each (sample, block)).
-    filled_by_tasks(n * nc * s, |out| {
-        tasks(n, s).into_par_iter().for_each(|(i, s0, s1)| {
-            wsq_backward_task_mv(x, y, w, g, nc, s, act, signed, i, s0, s1, out);
+pub(crate) fn wsq_backward(x: &[f32], op: &Wsq<'_>, g: &[f32]) -> Vec<f32> {
+    filled_by_tasks(op.dims, |parts| {
+        parts.par_iter_mut().for_each(|(b, out)| {
+            wsq_backward_task_mv(x, op, g, *b, out);
         })
     })
     .1
@@ -1576,7 +1398,10 @@ fn finite_block(x: &[f32]) -> bool {
     acc.iter().all(|&a| a == 0.0) && rest.iter().all(|v| v.is_finite())
 }
 
-multiversion!(finite_block_mv, fn(x: &[f32]) -> bool, finite_block);
+avx2_dispatch!(
+    /// [`finite_block`], with AVX2 where the CPU has it.
+    fn finite_block_mv(x: &[f32]) -> bool = finite_block
+);
 
 /// (every value finite, min, max of the non-NaN values) in one pass: Σ (v − v) for finiteness
 /// and comparison-select extremes (plain `vminps`/`vmaxps`; `f32::min`'s NaN handling costs a
@@ -1614,10 +1439,9 @@ fn summary_block(x: &[f32]) -> (bool, f32, f32) {
     out
 }
 
-multiversion!(
-    summary_block_mv,
-    fn(x: &[f32]) -> (bool, f32, f32),
-    summary_block
+avx2_dispatch!(
+    /// [`summary_block`], with AVX2 where the CPU has it.
+    fn summary_block_mv(x: &[f32]) -> (bool, f32, f32) = summary_block
 );
 
 /// Whether every value lies in [0, 1] (NaN does not).
@@ -1640,7 +1464,10 @@ fn unit_block(x: &[f32]) -> bool {
     bad.iter().all(|&b| b == 0) && rest.iter().all(|&v| (0.0..=1.0).contains(&v))
 }
 
-multiversion!(unit_block_mv, fn(x: &[f32]) -> bool, unit_block);
+avx2_dispatch!(
+    /// [`unit_block`], with AVX2 where the CPU has it.
+    fn unit_block_mv(x: &[f32]) -> bool = unit_block
+);
 
 /// (min, max) of integer labels.
 pub(crate) fn int_range(l: Labels<'_>) -> (i64, i64) {
@@ -1677,10 +1504,9 @@ fn wbce_row(x: &[f32], y: &[f32], w: &[f32]) -> f64 {
     sum
 }
 
-multiversion!(
-    wbce_row_mv,
-    fn(x: &[f32], y: &[f32], w: &[f32]) -> f64,
-    wbce_row
+avx2_dispatch!(
+    /// [`wbce_row`], with AVX2 where the CPU has it.
+    fn wbce_row_mv(x: &[f32], y: &[f32], w: &[f32]) -> f64 = wbce_row
 );
 
 /// Σ over pixels of the weighted BCE-with-logits per (sample, channel) row: `[N·C]`.
@@ -1698,10 +1524,9 @@ fn wbce_backward_row(x: &[f32], y: &[f32], w: &[f32], g: f32, dx: &mut [f32]) {
     }
 }
 
-multiversion!(
-    wbce_backward_row_mv,
-    fn(x: &[f32], y: &[f32], w: &[f32], g: f32, dx: &mut [f32]) -> (),
-    wbce_backward_row
+avx2_dispatch!(
+    /// [`wbce_backward_row`], with AVX2 where the CPU has it.
+    fn wbce_backward_row_mv(x: &[f32], y: &[f32], w: &[f32], g: f32, dx: &mut [f32]) = wbce_backward_row
 );
 
 /// Gradient `[N, C, S]` of `Σ g[row]·wbce_sums[row]`.
@@ -1762,10 +1587,10 @@ fn wbce_row_grad_in_place(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> (
     )
 }
 
-multiversion!(
-    wbce_row_grad_in_place_mv,
-    fn(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> (f64, bool),
-    wbce_row_grad_in_place
+avx2_dispatch!(
+    /// [`wbce_row_grad_in_place`], with AVX2 where the CPU has it.
+    fn wbce_row_grad_in_place_mv(x: &[f32], y: &[f32], wd: &mut [f32], scale: f32) -> (f64, bool) =
+        wbce_row_grad_in_place
 );
 
 /// The shape-aware loss (U-Net-weighted BCE with logits) per (sample, channel) row, `[N·C]`,
@@ -1773,10 +1598,11 @@ multiversion!(
 /// the map, the loss and the derivative are one pass over data still in the core's cache, and
 /// the target is read in place (no host copy of the batch, no `[N, C, S]` map tensor).
 ///
-/// The sums come multiplied by `scale` (the reduction's 1/count), and with `keep` each row of it
-/// receives the derivative of the scaled sum, `scale·w·((1 − y)·σ(x) − y·(1 − σ(x)))`, which the
-/// backward multiplies by the row's upstream gradient ([`scale_rows_in_place`]); that gradient is
-/// 1 when the loss itself is differentiated, and then the backward has nothing left to do.
+/// The sums come multiplied by `scale` (the reduction's 1/count). [`shape_aware_sums_keep`]
+/// also returns, for each row, the derivative of its scaled sum,
+/// `scale·w·((1 − y)·σ(x) − y·(1 − σ(x)))`, which the backward multiplies by the row's upstream
+/// gradient ([`scale_rows_in_place`]); that gradient is 1 when the loss itself is differentiated,
+/// and then the backward has nothing left to do.
 ///
 /// One more value follows the `[N·C]` sums: 1 when every logit is finite and every target in
 /// [0, 1] (the value checks, made on the way), else 0.
@@ -1788,48 +1614,131 @@ pub(crate) fn shape_aware_sums(
     spatial: &[usize],
     config: &segloss_core::WeightMapConfig,
     scale: f32,
-    keep: Option<&mut [std::mem::MaybeUninit<f32>]>,
 ) -> Vec<f32> {
-    let s: usize = spatial.iter().product();
-    let rows = x.len() / s.max(1);
-    // Fewer rows than threads: the map parallelises inside (stripes), and so must the pass;
-    // otherwise one map per task, each on its own thread.
-    let split = rows < rayon::current_num_threads();
-    let config = segloss_core::WeightMapConfig {
-        parallel: split,
-        ..*config
-    };
-    let row = |xr: &[f32], yr: &[f32], wd: &mut [std::mem::MaybeUninit<f32>]| -> (f64, bool) {
+    let op = ShapeAware::new(x, spatial, config, scale);
+    let s = op.s;
+    let sums = x
+        .par_chunks(s)
+        .zip(y.par_chunks(s))
+        .map(|(xr, yr)| {
+            let (v, bad, _) = op.row(xr, yr, &mut Vec::with_capacity(s).spare_capacity_mut()[..s]);
+            (v, bad)
+        })
+        .collect();
+    op.finish(sums)
+}
+
+/// [`shape_aware_sums`] and the derivatives `[N·C, S]` of its scaled row sums.
+pub(crate) fn shape_aware_sums_keep(
+    x: &[f32],
+    y: &[f32],
+    spatial: &[usize],
+    config: &segloss_core::WeightMapConfig,
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let op = ShapeAware::new(x, spatial, config, scale);
+    let (s, len) = (op.s, x.len());
+    // Every slot is written (the map, then the derivative over it): no zeroing.
+    let mut d = Vec::<f32>::with_capacity(len);
+    let rows: Vec<(f64, bool, usize)> = d.spare_capacity_mut()[..len]
+        .par_chunks_mut(s)
+        .zip(x.par_chunks(s).zip(y.par_chunks(s)))
+        .map(|(slots, (xr, yr))| {
+            let at = slots.as_ptr();
+            let (v, bad, row) = op.row(xr, yr, slots);
+            // The slots that `row` (safe code) returned as initialised floats.
+            let init = if std::ptr::eq(row.as_ptr(), at.cast()) {
+                row.len()
+            } else {
+                0
+            };
+            (v, bad, init)
+        })
+        .collect();
+    let init: usize = rows.iter().map(|r| r.2).sum();
+    assert_eq!(init, len, "every row initialised");
+    // SAFETY: the chunks are disjoint parts of the first `len` slots of `d` (`par_chunks_mut`);
+    // `op.row` returned each as a `&mut [f32]` — initialised floats, or safe code could not
+    // have made it — starting at the chunk and `init` long (within the chunk: a longer one would
+    // alias the next chunk), and the `init` lengths add up to `len` (asserted): all are
+    // initialised.
+    unsafe { d.set_len(len) };
+    (
+        op.finish(rows.into_iter().map(|(v, bad, _)| (v, bad)).collect()),
+        d,
+    )
+}
+
+/// The shared part of [`shape_aware_sums`] and [`shape_aware_sums_keep`].
+struct ShapeAware<'a> {
+    spatial: &'a [usize],
+    config: segloss_core::WeightMapConfig,
+    scale: f32,
+    /// Pixels per row.
+    s: usize,
+    /// Fewer rows than threads: the map parallelises inside (stripes), and so must the pass;
+    /// otherwise one map per task, each on its own thread.
+    split: bool,
+}
+
+impl<'a> ShapeAware<'a> {
+    fn new(
+        x: &[f32],
+        spatial: &'a [usize],
+        config: &segloss_core::WeightMapConfig,
+        scale: f32,
+    ) -> Self {
+        let s: usize = spatial.iter().product();
+        let split = x.len() / s.max(1) < rayon::current_num_threads();
+        let config = segloss_core::WeightMapConfig {
+            parallel: split,
+            ..*config
+        };
+        ShapeAware {
+            spatial,
+            config,
+            scale,
+            s,
+            split,
+        }
+    }
+
+    /// One row: its map written into `wd`, then the derivatives over it; returns the row's sum,
+    /// whether some value was bad, and `wd` initialised.
+    fn row<'w>(
+        &self,
+        xr: &[f32],
+        yr: &[f32],
+        wd: &'w mut [MaybeUninit<f32>],
+    ) -> (f64, bool, &'w mut [f32]) {
         let mask: Vec<bool> = yr.iter().map(|&v| v > 0.5).collect();
-        let wd =
-            segloss_core::unet_weight_map_into_uninit::<f32>(&mask, spatial, None, &config, wd)
-                .expect("shape and parameters checked by the caller");
-        if split {
+        let wd = segloss_core::unet_weight_map_into_uninit::<f32>(
+            &mask,
+            self.spatial,
+            None,
+            &self.config,
+            wd,
+        )
+        .expect("shape and parameters checked by the caller");
+        let (v, bad) = if self.split {
             wd.par_chunks_mut(BLOCK)
                 .zip(xr.par_chunks(BLOCK).zip(yr.par_chunks(BLOCK)))
-                .map(|(d, (xb, yb))| wbce_row_grad_in_place_mv(xb, yb, d, scale))
+                .map(|(d, (xb, yb))| wbce_row_grad_in_place_mv(xb, yb, d, self.scale))
                 .reduce(|| (0.0, false), |a, b| (a.0 + b.0, a.1 | b.1))
         } else {
-            wbce_row_grad_in_place_mv(xr, yr, wd, scale)
-        }
-    };
-    let sums: Vec<(f64, bool)> = match keep {
-        Some(keep) => keep
-            .par_chunks_mut(s)
-            .zip(x.par_chunks(s).zip(y.par_chunks(s)))
-            .map(|(wd, (xr, yr))| row(xr, yr, wd))
-            .collect(),
-        None => x
-            .par_chunks(s)
-            .zip(y.par_chunks(s))
-            .map(|(xr, yr)| row(xr, yr, &mut Vec::with_capacity(s).spare_capacity_mut()[..s]))
-            .collect(),
-    };
-    let ok = sums.iter().all(|&(_, bad)| !bad);
-    sums.into_iter()
-        .map(|(v, _)| (v * scale as f64) as f32)
-        .chain([f32::from(u8::from(ok))])
-        .collect()
+            wbce_row_grad_in_place_mv(xr, yr, wd, self.scale)
+        };
+        (v, bad, wd)
+    }
+
+    /// The scaled row sums and the checks' flag, from each row's (sum, bad).
+    fn finish(&self, sums: Vec<(f64, bool)>) -> Vec<f32> {
+        let ok = sums.iter().all(|&(_, bad)| !bad);
+        sums.into_iter()
+            .map(|(v, _)| (v * self.scale as f64) as f32)
+            .chain([f32::from(u8::from(ok))])
+            .collect()
+    }
 }
 
 /// `d[row] ← g[row]·d[row]` over an `[R, S]` array, in parallel blocks: the backward of

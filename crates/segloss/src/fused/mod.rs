@@ -43,7 +43,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use segloss_core::WeightMapConfig;
 
 pub(crate) use kernels::Act;
-use kernels::{Labels, Tgt, CE_FLAG, NSTATS, SIGN_FLAG};
+use kernels::{Dims, Labels, Region, Tgt, Wsq, CE_FLAG, NSTATS, SIGN_FLAG};
 
 static FUSED: AtomicBool = AtomicBool::new(true);
 
@@ -360,6 +360,33 @@ fn dims3(t: &FlexTensor) -> (usize, usize, usize) {
     (d[0], d[1], d[2])
 }
 
+/// The kernels' [`Dims`] of an `[N, C, S]` tensor.
+fn kdims(t: &FlexTensor) -> Dims {
+    let (n, nc, s) = dims3(t);
+    Dims { n, nc, s }
+}
+
+/// The region op of an activation code (with [`CE_FLAG`]) on `[N, C, S]` logits.
+fn region_op(t: Tgt<'_>, dims: Dims, act: u32) -> Region<'_> {
+    Region {
+        t,
+        dims,
+        act: Act::from_code(act),
+        ce: act & CE_FLAG != 0,
+    }
+}
+
+/// The weighted-square op of an activation code (with [`SIGN_FLAG`]) on `[N, C, S]` logits.
+fn wsq_op<'a>(y: &'a [f32], w: &'a [f32], dims: Dims, act: u32) -> Wsq<'a> {
+    Wsq {
+        y,
+        w,
+        dims,
+        act: Act::from_code(act),
+        signed: act & SIGN_FLAG != 0,
+    }
+}
+
 fn out(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -372,11 +399,11 @@ fn with_tgt<R>(t: &TgtPrim<Flex>, f: impl FnOnce(Tgt<'_>) -> R) -> R {
 }
 
 fn flex_region(x: FlexTensor, t: TgtPrim<Flex>, act: u32) -> FlexTensor {
-    let (n, c, s) = dims3(&x);
+    let (n, c, _) = dims3(&x);
     let ce = act & CE_FLAG != 0;
     let v = with_f32(&x, |xs| {
         with_tgt(&t, |t| {
-            kernels::region_sums(xs, t, n, c, s, Act::from_code(act), ce)
+            kernels::region_sums(xs, &region_op(t, kdims(&x), act))
         })
     });
     out(v, vec![n, c + usize::from(ce), NSTATS])
@@ -393,7 +420,7 @@ impl FusedLossOps for Flex {
         let (n, c, _) = dims3(&x);
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
-                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, None)
+                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale)
             })
         });
         out(v, vec![n * c + 1])
@@ -436,9 +463,9 @@ impl FusedLossOps for Flex {
     }
 
     fn fused_ce_sums(x: FlexTensor, labels: FlexTensor) -> FlexTensor {
-        let (n, c, s) = dims3(&x);
+        let (n, _, _) = dims3(&x);
         let v = with_f32(&x, |xs| {
-            with_labels(&labels, |l| kernels::ce_sums(xs, l, n, c, s))
+            with_labels(&labels, |l| kernels::ce_sums(xs, l, kdims(&x)))
         });
         out(v, vec![n])
     }
@@ -459,20 +486,11 @@ impl FusedLossOps for Flex {
     }
 
     fn fused_wsq_sums(x: FlexTensor, y: FlexTensor, w: FlexTensor, act: u32) -> FlexTensor {
-        let (n, c, s) = dims3(&x);
+        let (n, c, _) = dims3(&x);
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
                 with_f32(&w, |ws| {
-                    kernels::wsq_sums(
-                        xs,
-                        ys,
-                        ws,
-                        n,
-                        c,
-                        s,
-                        Act::from_code(act),
-                        act & SIGN_FLAG != 0,
-                    )
+                    kernels::wsq_sums(xs, &wsq_op(ys, ws, kdims(&x), act))
                 })
             })
         });
@@ -493,9 +511,9 @@ impl FusedLossOps for Flex {
 }
 
 fn flex_focal_softmax(x: FlexTensor, t: TgtPrim<Flex>, gamma: f32) -> FlexTensor {
-    let (n, c, s) = dims3(&x);
+    let (n, c, _) = dims3(&x);
     let v = with_f32(&x, |xs| {
-        with_tgt(&t, |t| kernels::focal_softmax_sums(xs, t, n, c, s, gamma))
+        with_tgt(&t, |t| kernels::focal_softmax_sums(xs, t, kdims(&x), gamma))
     });
     out(v, vec![n, c])
 }
@@ -519,13 +537,14 @@ impl FusedLossGrads for Flex {
     ) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
         let ce = act & CE_FLAG != 0;
-        let a = Act::from_code(act);
-        if a == Act::Identity {
+        if Act::from_code(act) == Act::Identity {
             let sums = flex_region(x.clone(), t, act);
             return (sums, x);
         }
         let (v, p) = with_f32(&x, |xs| {
-            with_tgt(&t, |t| kernels::region_sums_keep(xs, t, n, c, s, a, ce))
+            with_tgt(&t, |t| {
+                kernels::region_sums_keep(xs, &region_op(t, kdims(&x), act))
+            })
         });
         (
             out(v, vec![n, c + usize::from(ce), NSTATS]),
@@ -539,15 +558,14 @@ impl FusedLossGrads for Flex {
         act: u32,
         g: FlexTensor,
     ) -> FlexTensor {
-        let (n, c, s) = dims3(&p);
+        let dims = kdims(&p);
         let g = f32_vec(&g);
-        let (a, ce) = (Act::from_code(act), act & CE_FLAG != 0);
         let mut p = owned_f32(p);
         let buf = p
             .try_storage_mut::<f32>()
             .expect("a fresh contiguous f32 buffer");
         with_tgt(&t, |t| {
-            kernels::region_sums_backward_in_place(buf, t, &g, n, c, s, a, ce)
+            kernels::region_sums_backward_in_place(buf, &region_op(t, dims, act), &g)
         });
         p
     }
@@ -560,17 +578,11 @@ impl FusedLossGrads for Flex {
         scale: f32,
     ) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
-        // Every element is written (the map, then the derivative over it): no zeroing.
-        let mut d: Vec<f32> = Vec::with_capacity(n * c * s);
-        let v = with_f32(&x, |xs| {
+        let (v, d) = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
-                let slots = &mut d.spare_capacity_mut()[..n * c * s];
-                kernels::shape_aware_sums(xs, ys, &spatial, &config, scale, Some(slots))
+                kernels::shape_aware_sums_keep(xs, ys, &spatial, &config, scale)
             })
         });
-        // SAFETY: `shape_aware_sums` wrote all `n·c·s` slots (every row's map, then its
-        // derivatives over it).
-        unsafe { d.set_len(n * c * s) };
         (out(v, vec![n * c + 1]), out(d, vec![n, c, s]))
     }
 
@@ -625,21 +637,19 @@ impl FusedLossGrads for Flex {
     fn fused_ce_sums_keep(x: FlexTensor, labels: FlexTensor) -> (FlexTensor, FlexTensor) {
         let (n, c, s) = dims3(&x);
         let (v, p) = with_f32(&x, |xs| {
-            with_labels(&labels, |l| kernels::ce_sums_keep(xs, l, n, c, s))
+            with_labels(&labels, |l| kernels::ce_sums_keep(xs, l, kdims(&x)))
         });
         (out(v, vec![n]), out(p, vec![n, c, s]))
     }
 
     fn fused_ce_sums_grad(p: FlexTensor, labels: FlexTensor, g: FlexTensor) -> FlexTensor {
-        let (n, c, s) = dims3(&p);
+        let dims = kdims(&p);
         let g = f32_vec(&g);
         let mut p = owned_f32(p);
         let buf = p
             .try_storage_mut::<f32>()
             .expect("a fresh contiguous f32 buffer");
-        with_labels(&labels, |l| {
-            kernels::ce_backward_in_place(buf, l, &g, n, c, s)
-        });
+        with_labels(&labels, |l| kernels::ce_backward_in_place(buf, l, &g, dims));
         p
     }
 
@@ -672,17 +682,7 @@ impl FusedLossGrads for Flex {
         let v = with_f32(&x, |xs| {
             with_f32(&y, |ys| {
                 with_f32(&w, |ws| {
-                    kernels::wsq_backward(
-                        xs,
-                        ys,
-                        ws,
-                        &g,
-                        n,
-                        c,
-                        s,
-                        Act::from_code(act),
-                        act & SIGN_FLAG != 0,
-                    )
+                    kernels::wsq_backward(xs, &wsq_op(ys, ws, kdims(&x), act), &g)
                 })
             })
         });
@@ -699,7 +699,7 @@ impl FusedLossGrads for Flex {
         let g = f32_vec(&g);
         let v = with_f32(&x, |xs| {
             with_tgt(&t, |t| {
-                kernels::focal_softmax_backward(xs, t, &g, n, c, s, gamma)
+                kernels::focal_softmax_backward(xs, t, &g, kdims(&x), gamma)
             })
         });
         out(v, vec![n, c, s])
@@ -709,120 +709,42 @@ impl FusedLossGrads for Flex {
 // ---------------------------------------------------------------------------------------------
 // Autodiff: the forward of the inner backend plus a recorded backward.
 
-#[derive(Debug)]
-struct RegionBackward;
+/// The recorded backward of every fused op: `grad(state, g)` turns the upstream gradient `g`
+/// into the gradient of the op's input, from what the forward kept (`state`: the logits, or the
+/// probabilities or derivatives it computed from them, with the op's other operands). The ops
+/// differ only in `grad` and in the state's type.
+struct FusedBackward<B: Backend, S> {
+    grad: fn(S, FloatTensor<B>) -> FloatTensor<B>,
+}
 
-impl<B: FusedLossGrads> Backward<B, 1> for RegionBackward {
-    type State = (FloatTensor<B>, (TgtPrim<B>, u32));
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        // The state holds the probabilities of the forward, not the logits.
-        let (p, (t, act)) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_region_sums_grad(p, t, act, g)
-        });
+impl<B: Backend, S> std::fmt::Debug for FusedBackward<B, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FusedBackward").finish_non_exhaustive()
     }
 }
 
-#[derive(Debug)]
-struct BceBackward;
+impl<B, S> Backward<B, 1> for FusedBackward<B, S>
+where
+    B: Backend,
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    type State = S;
 
-impl<B: FusedLossGrads> Backward<B, 1> for BceBackward {
-    type State = (FloatTensor<B>, (FloatTensor<B>, f32, f32));
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        // The state holds σ(x) from the forward, not the logits.
-        let (p, (y, beta, eps)) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_bce_sums_grad(p, y, beta, eps, g)
-        });
+    fn backward(self, ops: Ops<S, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (grad, state) = (self.grad, ops.state);
+        unary::<B, _>(ops.parents, ops.node, grads, |g| grad(state, g));
     }
 }
 
-#[derive(Debug)]
-struct CeBackward;
+/// The gradient of an op from its kept state `(kept tensor, extra)` and the upstream gradient.
+type Grad<B, E> = fn((FloatTensor<B>, E), FloatTensor<B>) -> FloatTensor<B>;
 
-impl<B: FusedLossGrads> Backward<B, 1> for CeBackward {
-    type State = (FloatTensor<B>, IntTensor<B>);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        // The state holds the softmax probabilities of the forward, not the logits.
-        let (p, labels) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_ce_sums_grad(p, labels, g)
-        });
-    }
-}
-
-#[derive(Debug)]
-struct FocalSigmoidBackward;
-
-impl<B: FusedLossGrads> Backward<B, 1> for FocalSigmoidBackward {
-    type State = (FloatTensor<B>, (FloatTensor<B>, f32, f32));
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, (y, gamma, alpha)) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_focal_sigmoid_grad(x, y, gamma, alpha, g)
-        });
-    }
-}
-
-#[derive(Debug)]
-struct ShapeAwareBackward;
-
-impl<B: FusedLossGrads> Backward<B, 1> for ShapeAwareBackward {
-    type State = (FloatTensor<B>, ());
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        // The state holds the derivatives of the forward, not the logits.
-        let (d, ()) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_scale_rows_grad(d, g)
-        });
-    }
-}
-
-#[derive(Debug)]
-struct WbceBackward;
-
-impl<B: FusedLossGrads> Backward<B, 1> for WbceBackward {
-    type State = (FloatTensor<B>, (FloatTensor<B>, FloatTensor<B>));
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, (y, w)) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_wbce_grad(x, y, w, g)
-        });
-    }
-}
-
-#[derive(Debug)]
-struct WsqBackward;
-
-impl<B: FusedLossGrads> Backward<B, 1> for WsqBackward {
-    type State = (FloatTensor<B>, (FloatTensor<B>, FloatTensor<B>, u32));
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, (y, w, act)) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_wsq_grad(x, y, w, act, g)
-        });
-    }
-}
-
-#[derive(Debug)]
-struct FocalSoftmaxBackward;
-
-impl<B: FusedLossGrads> Backward<B, 1> for FocalSoftmaxBackward {
-    type State = (FloatTensor<B>, (TgtPrim<B>, f32));
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, (t, gamma)) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::fused_focal_softmax_grad(x, t, gamma, g)
-        });
-    }
+/// The backward of both softmax focal ops (mask or label targets).
+fn focal_softmax_grad<B: FusedLossGrads>(
+    (x, (t, gamma)): (FloatTensor<B>, (TgtPrim<B>, f32)),
+    g: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::fused_focal_softmax_grad(x, t, gamma, g)
 }
 
 fn focal_softmax_forward<B: FusedLossOps>(
@@ -844,11 +766,11 @@ fn region_forward<B: FusedLossOps>(x: FloatTensor<B>, t: TgtPrim<B>, act: u32) -
 }
 
 /// Runs `plain(x, extra)` on the inner backend, or, when `x` is tracked, `keep(x, extra)`, which
-/// also returns the probabilities it computed, and records `op`'s backward with the state
+/// also returns the probabilities it computed, and records the backward `grad` with the state
 /// `(probabilities, extra)`: the backward then evaluates no activation (an exp and a division
 /// per element were half of its time) and writes the gradient over the probabilities in place.
-fn keep_ad<B, C, O, E>(
-    op: O,
+fn keep_ad<B, C, E>(
+    grad: Grad<B, E>,
     x: FloatTensor<Autodiff<B, C>>,
     extra: E,
     keep: impl FnOnce(FloatTensor<B>, E) -> (FloatTensor<B>, FloatTensor<B>),
@@ -857,11 +779,14 @@ fn keep_ad<B, C, O, E>(
 where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
-    O: Backward<B, 1, State = (FloatTensor<B>, E)>,
     E: Clone + Send + std::fmt::Debug + 'static,
 {
     let (xp, node) = x.into_parts();
-    match op.prepare::<C>([node]).compute_bound().stateful() {
+    match (FusedBackward { grad })
+        .prepare::<C>([node])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             let (o, p) = keep(xp, extra.clone());
             prep.finish((p, extra), o)
@@ -880,8 +805,9 @@ where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
 {
-    keep_ad::<B, C, _, _>(
-        RegionBackward,
+    keep_ad::<B, C, _>(
+        // The state holds the probabilities of the forward, not the logits.
+        |(p, (t, act)), g| B::fused_region_sums_grad(p, t, act, g),
         x,
         (t, act),
         |x, (t, act)| B::fused_region_sums_keep(x, t, act),
@@ -889,10 +815,10 @@ where
     )
 }
 
-/// Runs `forward(x, extra)` on the inner backend and, when `x` is tracked, records `op`'s
-/// backward with the state `(x, extra)`: [`keep_ad`] with the logits as the kept tensor.
-fn ad_op<B, C, O, E>(
-    op: O,
+/// Runs `forward(x, extra)` on the inner backend and, when `x` is tracked, records the backward
+/// `grad` with the state `(x, extra)`: [`keep_ad`] with the logits as the kept tensor.
+fn ad_op<B, C, E>(
+    grad: Grad<B, E>,
     x: FloatTensor<Autodiff<B, C>>,
     extra: E,
     forward: impl Fn(FloatTensor<B>, E) -> FloatTensor<B>,
@@ -900,10 +826,9 @@ fn ad_op<B, C, O, E>(
 where
     B: FusedLossOps + FusedLossGrads,
     C: CheckpointStrategy,
-    O: Backward<B, 1, State = (FloatTensor<B>, E)>,
     E: Clone + Send + std::fmt::Debug + 'static,
 {
-    keep_ad::<B, C, O, E>(op, x, extra, |x, e| (forward(x.clone(), e), x), &forward)
+    keep_ad::<B, C, E>(grad, x, extra, |x, e| (forward(x.clone(), e), x), &forward)
 }
 
 impl<B, C> FusedLossOps for Autodiff<B, C>
@@ -917,9 +842,12 @@ where
         w: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (y, w) = (y.into_primitive(), w.into_primitive());
-        ad_op::<B, C, _, _>(WbceBackward, x, (y, w), |x, (y, w)| {
-            B::fused_wbce_sums(x, y, w)
-        })
+        ad_op::<B, C, _>(
+            |(x, (y, w)), g| B::fused_wbce_grad(x, y, w, g),
+            x,
+            (y, w),
+            |x, (y, w)| B::fused_wbce_sums(x, y, w),
+        )
     }
 
     fn fused_shape_aware_sums(
@@ -933,8 +861,8 @@ where
         let y2 = y.clone();
         let sp = spatial.clone();
         // The kept derivatives are the backward's whole state (not x, y or the map).
-        keep_ad::<B, C, _, _>(
-            ShapeAwareBackward,
+        keep_ad::<B, C, _>(
+            |(d, ()), g| B::fused_scale_rows_grad(d, g),
             x,
             (),
             move |x, ()| B::fused_shape_aware_sums_keep(x, y, spatial, config, scale),
@@ -973,8 +901,9 @@ where
         eps: f32,
     ) -> FloatTensor<Self> {
         let y = y.into_primitive();
-        keep_ad::<B, C, _, _>(
-            BceBackward,
+        keep_ad::<B, C, _>(
+            // The state holds σ(x) from the forward, not the logits.
+            |(p, (y, beta, eps)), g| B::fused_bce_sums_grad(p, y, beta, eps, g),
             x,
             (y, beta, eps),
             |x, (y, beta, eps)| B::fused_bce_sums_keep(x, y, beta, eps),
@@ -983,8 +912,9 @@ where
     }
 
     fn fused_ce_sums(x: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self> {
-        keep_ad::<B, C, _, _>(
-            CeBackward,
+        keep_ad::<B, C, _>(
+            // The state holds the softmax probabilities of the forward, not the logits.
+            |(p, labels), g| B::fused_ce_sums_grad(p, labels, g),
             x,
             labels,
             |x, labels| B::fused_ce_sums_keep(x, labels),
@@ -999,8 +929,8 @@ where
         alpha: f32,
     ) -> FloatTensor<Self> {
         let y = y.into_primitive();
-        ad_op::<B, C, _, _>(
-            FocalSigmoidBackward,
+        ad_op::<B, C, _>(
+            |(x, (y, gamma, alpha)), g| B::fused_focal_sigmoid_grad(x, y, gamma, alpha, g),
             x,
             (y, gamma, alpha),
             |x, (y, gamma, alpha)| B::fused_focal_sigmoid_sums(x, y, gamma, alpha),
@@ -1014,9 +944,12 @@ where
         act: u32,
     ) -> FloatTensor<Self> {
         let (y, w) = (y.into_primitive(), w.into_primitive());
-        ad_op::<B, C, _, _>(WsqBackward, x, (y, w, act), |x, (y, w, act)| {
-            B::fused_wsq_sums(x, y, w, act)
-        })
+        ad_op::<B, C, _>(
+            |(x, (y, w, act)), g| B::fused_wsq_grad(x, y, w, act, g),
+            x,
+            (y, w, act),
+            |x, (y, w, act)| B::fused_wsq_sums(x, y, w, act),
+        )
     }
 
     fn fused_focal_softmax_sums(
@@ -1025,7 +958,7 @@ where
         gamma: f32,
     ) -> FloatTensor<Self> {
         let t = TgtPrim::Mask(y.into_primitive());
-        ad_op::<B, C, _, _>(FocalSoftmaxBackward, x, (t, gamma), |x, (t, gamma)| {
+        ad_op::<B, C, _>(focal_softmax_grad::<B>, x, (t, gamma), |x, (t, gamma)| {
             focal_softmax_forward::<B>(x, t, gamma)
         })
     }
@@ -1035,8 +968,8 @@ where
         labels: IntTensor<Self>,
         gamma: f32,
     ) -> FloatTensor<Self> {
-        ad_op::<B, C, _, _>(
-            FocalSoftmaxBackward,
+        ad_op::<B, C, _>(
+            focal_softmax_grad::<B>,
             x,
             (TgtPrim::Labels(labels), gamma),
             |x, (t, gamma)| focal_softmax_forward::<B>(x, t, gamma),
