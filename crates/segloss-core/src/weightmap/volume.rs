@@ -5,16 +5,21 @@
 //! (instance voxels) seen so far, its instance `L1`, and the smallest squared distance `D2` to a site
 //! of any other instance. This triple is all a later pass needs: the nearest site of a line position
 //! `c'` whose instance is not `L` is the `D1` site of `c'` when `L1(c') ≠ L`, else its `D2` site. So
-//! along a line, `D1(c) = min_c' D1(c') + w·(c − c')²` (a lower envelope of parabolas, with the
-//! instances carried along), and `D2(c)` is the same envelope over the heights
-//! `h_L(c') = L1(c') ≠ L ? D1(c') : D2(c')` with `L = L1(c)`, built once per run of positions with one
-//! nearest instance. The first pass (along axis 0) starts from the sites themselves: a sweep each way
-//! keeps the nearest site and the nearest site of another instance.
+//! along a line, `D1(c) = min_c' D1(c') + w·(c − c')²` (with the instance of the minimum carried
+//! along), and `D2(c)` is the same minimum over the heights `h_L(c') = L1(c') ≠ L ? D1(c') : D2(c')`
+//! with `L = L1(c)`, per run of positions with one nearest instance. The first pass (along axis 0)
+//! starts from the sites themselves: a sweep each way keeps the nearest site and the nearest site of
+//! another instance.
 //!
 //! Values above `B²` (the band, see [`super`]) are dropped at every pass: a partial sum above `B²`
-//! only grows, and a voxel with `d2 > B` gets no border term. This keeps each envelope to the
-//! positions within `B` of its run. The work is a few passes over the volume, whatever the number of
-//! instances, their sizes or how many touch.
+//! only grows, and a voxel with `d2 > B` gets no border term. So only the sites within `B` of a
+//! position matter, and the minima along a line are taken by brute force, 16 positions at a time
+//! (vectorised, branch-free), over the sites near the block: those within `B`, less the ones at
+//! either end whose value over the block exceeds a bound it cannot need (the largest value of the
+//! block's own sites, each position being a site of itself). On the last pass, `D1` only matters up
+//! to `(B/2)²` and `D2` up to `(B − d1)²` on the background (else `d1 + d2 > B`), which narrows the
+//! sites further. Every value kept is the exact minimum; the work is a few passes over the volume,
+//! whatever the number of instances, their sizes or how many touch.
 
 use std::mem::MaybeUninit;
 
@@ -39,7 +44,7 @@ type PlaneItem<'a, F> = (
     ),
 );
 
-/// Scratch of one worker's lines.
+/// Scratch of one worker's lines: a line's inputs `g1`, `l1`, `g2` and outputs `d1`, `lo`, `d2`.
 #[derive(Default)]
 struct Lines {
     g1: Vec<f32>,
@@ -48,82 +53,75 @@ struct Lines {
     d1: Vec<f32>,
     lo: Vec<u32>,
     d2: Vec<f32>,
-    p: Vec<usize>,
-    h: Vec<f64>,
-    v: Vec<usize>,
-    z: Vec<f64>,
 }
 
 impl Lines {
-    fn resize(&mut self, n: usize) {
+    /// Room for lines of `n` positions (allocated once per worker).
+    fn reserve(&mut self, n: usize) {
+        if self.g1.len() >= n {
+            return;
+        }
         for b in [&mut self.g1, &mut self.g2, &mut self.d1, &mut self.d2] {
             b.resize(n, f32::INFINITY);
         }
-        self.l1.resize(n, 0);
-        self.lo.resize(n, 0);
+        for b in [&mut self.l1, &mut self.lo] {
+            b.resize(n, 0);
+        }
     }
 }
 
-/// The lower envelope of the parabolas `h[q] + w·(c − p[q])²` (sites `p` increasing, `h` finite),
-/// evaluated at `c` in `[a, b)`: `emit(c, value, q)` with the minimising site `q`. `v`, `z` scratch.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn envelope(
-    p: &[usize],
-    h: &[f64],
-    w: f64,
-    a: usize,
-    b: usize,
-    v: &mut Vec<usize>,
-    z: &mut Vec<f64>,
-    mut emit: impl FnMut(usize, f64, usize),
-) {
-    let m = p.len();
-    if m == 0 {
-        return;
+/// Positions of a line evaluated together (their minima stay in registers).
+const BLOCK: usize = 16;
+
+/// The band of a line pass: `cap = B²` and, on the last pass, the line's labels (0 on the
+/// background), whose voxels only need `d1 ≤ B/2` and, on the background, `d2 ≤ B − d1`.
+struct Band<'a> {
+    band: f32,
+    cap: f32,
+    last: Option<&'a [u32]>,
+}
+
+/// The sites of the block `[c0, c1)` of a line of `n` positions, as a range of positions: those
+/// within `reach` of the block, less the ones at either end whose smallest value over the block,
+/// `height + gap²·w` at its nearest position, is above `u` (the ones in between are kept: a
+/// value above `u`, or `INF` for no site, only offers a larger value).
+#[inline(always)]
+fn trim(
+    (c0, c1, n): (usize, usize, usize),
+    reach: usize,
+    w: f32,
+    u: f32,
+    height: impl Fn(usize) -> f32,
+) -> (usize, usize) {
+    // The same sum as the kernels' at the site's nearest position (so the same rounding).
+    let far = |c: usize, gap: usize| {
+        let d = gap as f32;
+        d * d * w + height(c) > u
+    };
+    // Beyond √(u/w) positions (and one for rounding) even a site at 0 is above u.
+    let reach = ((u / w).sqrt() as usize + 1).min(reach);
+    let (mut lo, mut hi) = (c0.saturating_sub(reach), (c1 + reach).min(n));
+    while lo < c0 && far(lo, c0 - lo) {
+        lo += 1;
     }
-    v.clear();
-    z.clear();
-    v.push(0);
-    z.push(f64::NEG_INFINITY);
-    z.push(f64::INFINITY);
-    let key = |q: usize| h[q] + w * (p[q] as f64) * (p[q] as f64);
-    for q in 1..m {
-        let kq = key(q);
-        loop {
-            let t = *v.last().expect("never empty");
-            // The parabolas of t and q cross at num / den (den > 0); q hides t when that is
-            // left of where t starts (compared without dividing).
-            let num = kq - key(t);
-            let den = 2.0 * w * (p[q] - p[t]) as f64;
-            let k = v.len() - 1;
-            if num <= z[k] * den {
-                v.pop();
-                z.pop();
-                continue;
-            }
-            v.push(q);
-            z[k + 1] = num / den;
-            z.push(f64::INFINITY);
-            break;
-        }
+    while hi > c1 && far(hi - 1, hi - c1) {
+        hi -= 1;
     }
-    let mut k = 0;
-    for c in a..b {
-        let x = c as f64;
-        while z[k + 1] < x {
-            k += 1;
-        }
-        let q = v[k];
-        let d = x - p[q] as f64;
-        emit(c, h[q] + w * d * d, q);
-    }
+    (lo, hi)
 }
 
 /// One line of a later pass: from `(g1, l1, g2)` (squared distances so far, `INF` for none) to the
-/// line's `(d1, lo, d2)`, for squared steps `w`; values above `cap` dropped, sites farther than
-/// `reach` positions from a run ignored (their values would be above `cap`).
-fn line(s: &mut Lines, n: usize, w: f64, cap: f64, reach: usize) {
+/// line's `(d1, lo, d2)`, for steps `sp` (spacing units); `reach` positions cover the band.
+///
+/// Every value is a minimum over the line's sites, computed by brute force [`BLOCK`] positions at a
+/// time over the block's candidate sites: a site is left out when its smallest value over the block
+/// is above a bound that no kept value needs to exceed (the band's `B²`, and the largest value the
+/// block's own sites give, each position being a site of itself at distance 0), which leaves every
+/// value at most the bound exact. `D1` takes the minimising site's instance; `D2`, per run of one
+/// nearest instance `L`, the heights `h_L(c') = L1(c') ≠ L ? D1(c') : D2(c')`. On the last pass,
+/// `D1` is capped at `(B/2)²` and `D2` at `(B − d1)²` for the block's smallest background `d1`:
+/// beyond those, no border term.
+fn line(s: &mut Lines, n: usize, sp: f64, band: &Band<'_>, reach: usize) {
     let Lines {
         g1,
         l1,
@@ -131,33 +129,42 @@ fn line(s: &mut Lines, n: usize, w: f64, cap: f64, reach: usize) {
         d1,
         lo,
         d2,
-        p,
-        h,
-        v,
-        z,
     } = s;
-    // D1 and its instance: the envelope of the finite D1 values.
-    p.clear();
-    h.clear();
-    for (c, &x) in g1[..n].iter().enumerate() {
-        if x != f32::INFINITY {
-            p.push(c);
-            h.push(x as f64);
-        }
+    let w = (sp * sp) as f32;
+    let (g1, l1, g2) = (&g1[..n], &l1[..n], &g2[..n]);
+    let (d1, lo, d2) = (&mut d1[..n], &mut lo[..n], &mut d2[..n]);
+    let cap1 = if band.last.is_some() {
+        band.cap / 4.0
+    } else {
+        band.cap
+    };
+    // D1 and its instance.
+    let mut any = false;
+    let mut c0 = 0;
+    while c0 < n {
+        let c1 = (c0 + BLOCK).min(n);
+        let u = g1[c0..c1]
+            .iter()
+            .fold(0f32, |u, &x| if x > u { x } else { u })
+            .min(cap1);
+        let (s0, s1) = trim((c0, c1, n), reach, w, u, |c| g1[c]);
+        nearest_label(
+            &g1[s0..s1],
+            &l1[s0..s1],
+            c0 - s0,
+            w,
+            cap1,
+            &mut d1[c0..c1],
+            &mut lo[c0..c1],
+        );
+        any |= s1 > s0;
+        c0 = c1;
     }
-    d1[..n].fill(f32::INFINITY);
-    lo[..n].fill(0);
-    d2[..n].fill(f32::INFINITY);
-    if p.is_empty() {
+    d2.fill(f32::INFINITY);
+    if !any {
         return;
     }
-    envelope(p, h, w, 0, n, v, z, |c, val, q| {
-        if val <= cap {
-            d1[c] = val as f32;
-            lo[c] = l1[p[q]];
-        }
-    });
-    // D2 per run of one nearest instance L: the envelope of h_L over the run's reach.
+    // D2 per run [a, b) of one nearest instance L, a block at a time.
     let mut a = 0;
     while a < n {
         let l = lo[a];
@@ -165,23 +172,194 @@ fn line(s: &mut Lines, n: usize, w: f64, cap: f64, reach: usize) {
         while b < n && lo[b] == l {
             b += 1;
         }
-        if l != 0 {
-            p.clear();
-            h.clear();
-            for c in a.saturating_sub(reach)..(b + reach).min(n) {
-                let x = if l1[c] != l { g1[c] } else { g2[c] };
-                if x != f32::INFINITY {
-                    p.push(c);
-                    h.push(x as f64);
+        let mut c0 = a;
+        while l != 0 && c0 < b {
+            let c1 = (c0 + BLOCK).min(b);
+            let cap = match band.last {
+                None => band.cap,
+                Some(labels) => {
+                    let near = (c0..c1)
+                        .filter(|&c| labels[c] == 0)
+                        .map(|c| d1[c])
+                        .fold(f32::INFINITY, f32::min);
+                    // No background voxel within B/2 (d1 is INF beyond): no border term here.
+                    if near == f32::INFINITY {
+                        c0 = c1;
+                        continue;
+                    }
+                    let r = band.band - near.sqrt();
+                    r * r
                 }
-            }
-            envelope(p, h, w, a, b, v, z, |c, val, _| {
-                if val <= cap {
-                    d2[c] = val as f32;
-                }
-            });
+            };
+            let hl = |c: usize| if l1[c] != l { g1[c] } else { g2[c] };
+            let u = (c0..c1)
+                .map(hl)
+                .fold(0f32, |u, x| if x > u { x } else { u })
+                .min(cap);
+            let (s0, s1) = trim((c0, c1, n), reach, w, u, hl);
+            nearest_other(
+                &g1[s0..s1],
+                &l1[s0..s1],
+                &g2[s0..s1],
+                l,
+                c0 - s0,
+                w,
+                cap,
+                &mut d2[c0..c1],
+            );
+            c0 = c1;
         }
         a = b;
+    }
+}
+
+avx2_dispatch!(
+    /// [`nearest_other_impl`], with AVX2 where the CPU has it.
+    fn nearest_other(
+        g1: &[f32],
+        l1: &[u32],
+        g2: &[f32],
+        l: u32,
+        x0: usize,
+        w: f32,
+        cap: f32,
+        out: &mut [f32],
+    ) = nearest_other_impl
+);
+
+/// The smallest `h(k) + (x − k)²·w` over the sites `k` (positions from 0) with the heights
+/// `h(k) = l1[k] ≠ l ? g1[k] : g2[k]`, at the at most [`BLOCK`] positions `x = x0 + i` of `out`
+/// (`i` from 0), written where at most `cap` (the others left as they are): brute force over every
+/// site, branch-free and vectorised; for the few sites near a block this costs less than an
+/// envelope's serial steps.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn nearest_other_impl(
+    g1: &[f32],
+    l1: &[u32],
+    g2: &[f32],
+    l: u32,
+    x0: usize,
+    w: f32,
+    cap: f32,
+    out: &mut [f32],
+) {
+    // A block of at most 8 positions takes 8 lanes (half the work of 16).
+    if out.len() > 8 {
+        other_block::<BLOCK>(g1, l1, g2, l, x0, w, cap, out);
+    } else {
+        other_block::<8>(g1, l1, g2, l, x0, w, cap, out);
+    }
+}
+
+/// [`nearest_other_impl`] on `N` lanes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn other_block<const N: usize>(
+    g1: &[f32],
+    l1: &[u32],
+    g2: &[f32],
+    l: u32,
+    x0: usize,
+    w: f32,
+    cap: f32,
+    out: &mut [f32],
+) {
+    let len = out.len().min(N);
+    // Positions as integers (exact in f32 below 2^24): exact differences, one rounding for `w`.
+    let mut xl = [0f32; N];
+    for (i, v) in xl.iter_mut().enumerate() {
+        *v = (x0 + i) as f32;
+    }
+    let mut acc = [f32::INFINITY; N];
+    let mut q = 0f32;
+    for ((&a, &la), &b) in g1.iter().zip(l1).zip(g2) {
+        let hq = if la != l { a } else { b };
+        for i in 0..N {
+            let d = xl[i] - q;
+            let e = d * d * w + hq;
+            acc[i] = if e < acc[i] { e } else { acc[i] };
+        }
+        q += 1.0;
+    }
+    for (o, &v) in out[..len].iter_mut().zip(&acc) {
+        if v <= cap {
+            *o = v;
+        }
+    }
+}
+
+avx2_dispatch!(
+    /// [`nearest_label_impl`], with AVX2 where the CPU has it.
+    fn nearest_label(
+        g: &[f32],
+        ls: &[u32],
+        x0: usize,
+        w: f32,
+        cap: f32,
+        out: &mut [f32],
+        lab: &mut [u32],
+    ) = nearest_label_impl
+);
+
+/// As [`nearest_other`] with the heights `g`, and the minimising site's label `ls[k]` into `lab`;
+/// every position is written, those whose smallest value is above `cap` (or without any site)
+/// with `INF` and label 0.
+#[inline(always)]
+fn nearest_label_impl(
+    g: &[f32],
+    ls: &[u32],
+    x0: usize,
+    w: f32,
+    cap: f32,
+    out: &mut [f32],
+    lab: &mut [u32],
+) {
+    if out.len() > 8 {
+        label_block::<BLOCK>(g, ls, x0, w, cap, out, lab);
+    } else {
+        label_block::<8>(g, ls, x0, w, cap, out, lab);
+    }
+}
+
+/// [`nearest_label_impl`] on `N` lanes.
+#[inline(always)]
+fn label_block<const N: usize>(
+    g: &[f32],
+    ls: &[u32],
+    x0: usize,
+    w: f32,
+    cap: f32,
+    out: &mut [f32],
+    lab: &mut [u32],
+) {
+    let len = out.len().min(N);
+    let mut xl = [0f32; N];
+    for (i, v) in xl.iter_mut().enumerate() {
+        *v = (x0 + i) as f32;
+    }
+    let mut acc = [f32::INFINITY; N];
+    let mut al = [0u32; N];
+    let mut q = 0f32;
+    for (&hq, &lq) in g.iter().zip(ls) {
+        for i in 0..N {
+            let d = xl[i] - q;
+            let e = d * d * w + hq;
+            let better = e < acc[i];
+            acc[i] = if better { e } else { acc[i] };
+            al[i] = if better { lq } else { al[i] };
+        }
+        q += 1.0;
+    }
+    for (((o, lb), &v), &l) in out[..len]
+        .iter_mut()
+        .zip(&mut lab[..len])
+        .zip(&acc)
+        .zip(&al)
+    {
+        let near = v <= cap;
+        *o = if near { v } else { f32::INFINITY };
+        *lb = if near { l } else { 0 };
     }
 }
 
@@ -201,7 +379,6 @@ pub(super) fn volume_nearest_two<F: Float>(
     let n = labels.len();
     let cap = band * band;
     let capf = cap as f32;
-    let w = [0, 1, 2].map(|a| g.spacing[a] * g.spacing[a]);
     let reach = [0, 1, 2].map(|a| ((band / g.spacing[a]).floor() as usize).min(g.shape[a]));
     let mut d1 = vec![f32::INFINITY; n];
     let mut l1 = vec![0u32; n];
@@ -311,7 +488,7 @@ pub(super) fn volume_nearest_two<F: Float>(
     let dirty = vec![[0u32, n2 as u32]; n1];
     let per_plane = |s: &mut Lines, (z, (((pd1, pl1), pd2), o)): PlaneItem<'_, F>| {
         // Axis 1: the columns of the plane.
-        s.resize(n1.max(n2));
+        s.reserve(n1.max(n2));
         for x in 0..n2 {
             let mut any = false;
             for y in 0..n1 {
@@ -324,7 +501,12 @@ pub(super) fn volume_nearest_two<F: Float>(
             if !any {
                 continue;
             }
-            line(s, n1, w[1], cap, reach[1]);
+            let pass = Band {
+                band: band as f32,
+                cap: capf,
+                last: None,
+            };
+            line(s, n1, g.spacing[1], &pass, reach[1]);
             for y in 0..n1 {
                 let i = y * n2 + x;
                 pd1[i] = s.d1[y];
@@ -341,7 +523,13 @@ pub(super) fn volume_nearest_two<F: Float>(
             s.g1[..n2].copy_from_slice(&pd1[r.clone()]);
             s.l1[..n2].copy_from_slice(&pl1[r.clone()]);
             s.g2[..n2].copy_from_slice(&pd2[r.clone()]);
-            line(s, n2, w[2], cap, reach[2]);
+            let at = z * plane + y * n2;
+            let pass = Band {
+                band: band as f32,
+                cap: capf,
+                last: Some(&labels[at..at + n2]),
+            };
+            line(s, n2, g.spacing[2], &pass, reach[2]);
             pd1[r.clone()].copy_from_slice(&s.d1[..n2]);
             pd2[r].copy_from_slice(&s.d2[..n2]);
         }
