@@ -363,6 +363,120 @@ fn label_block<const N: usize>(
     }
 }
 
+/// A position beyond any volume's extent: "no site yet" in a sweep.
+const NONE: i32 = 1 << 28;
+
+/// The state of the sweeps along axis 0 of one row of columns: per column, the position `pa` and
+/// instance `la` (0: none) of the nearest site so far and the position `pb` of the nearest site of
+/// another instance; `s` the spacing along the axis and `cap = B²`.
+struct Sweep {
+    pa: Vec<i32>,
+    la: Vec<u32>,
+    pb: Vec<i32>,
+    s: f32,
+    cap: f32,
+}
+
+/// `(k·s)²`, or `INF` above `cap`.
+#[inline(always)]
+fn dist(k: i32, s: f32, cap: f32) -> f32 {
+    let d = k as f32 * s;
+    let d2 = d * d;
+    if d2 <= cap {
+        d2
+    } else {
+        f32::INFINITY
+    }
+}
+
+/// Takes the sites `lab` (instances, 0 for none) of the plane at `z` into the sweep's state
+/// (branch-free); returns nothing, the state holds the new nearest sites.
+#[inline(always)]
+fn sweep_take(sw: &mut Sweep, lab: &[u32], z: i32) {
+    let n = lab.len();
+    let (pa, la, pb) = (&mut sw.pa[..n], &mut sw.la[..n], &mut sw.pb[..n]);
+    for x in 0..n {
+        let l = lab[x];
+        let on = l != 0;
+        let changed = on & (l != la[x]);
+        pb[x] = if changed { pa[x] } else { pb[x] };
+        pa[x] = if on { z } else { pa[x] };
+        la[x] = if on { l } else { la[x] };
+    }
+}
+
+avx2_dispatch!(
+    /// [`sweep_down_impl`], with AVX2 where the CPU has it.
+    fn sweep_down(sw: &mut Sweep, lab: &[u32], z: i32, o1: &mut [f32], ol: &mut [u32], o2: &mut [f32]) =
+        sweep_down_impl
+);
+
+/// The downward sweep at plane `z`: takes its sites, then writes the nearest site above (or at) `z`
+/// and the nearest one of another instance, as `(D1, L1, D2)` (`INF` and 0 beyond the cap).
+#[inline(always)]
+fn sweep_down_impl(
+    sw: &mut Sweep,
+    lab: &[u32],
+    z: i32,
+    o1: &mut [f32],
+    ol: &mut [u32],
+    o2: &mut [f32],
+) {
+    sweep_take(sw, lab, z);
+    let n = lab.len();
+    let (pa, la, pb) = (&sw.pa[..n], &sw.la[..n], &sw.pb[..n]);
+    let (o1, ol, o2) = (&mut o1[..n], &mut ol[..n], &mut o2[..n]);
+    let (s, cap) = (sw.s, sw.cap);
+    for x in 0..n {
+        let d1 = dist(z - pa[x], s, cap);
+        o1[x] = d1;
+        ol[x] = if d1 != f32::INFINITY { la[x] } else { 0 };
+        o2[x] = dist(z - pb[x], s, cap);
+    }
+}
+
+avx2_dispatch!(
+    /// [`sweep_up_impl`], with AVX2 where the CPU has it.
+    fn sweep_up(sw: &mut Sweep, lab: &[u32], z: i32, o1: &mut [f32], ol: &mut [u32], o2: &mut [f32]) =
+        sweep_up_impl
+);
+
+/// The upward sweep at plane `z`: takes its sites, then merges the nearest sites below (or at) `z`
+/// into the downward sweep's `(D1, L1, D2)` (branch-free): the nearer of the two nearest sites,
+/// and for `D2` the nearest of the others whose instance differs from the new nearest one's.
+#[inline(always)]
+fn sweep_up_impl(
+    sw: &mut Sweep,
+    lab: &[u32],
+    z: i32,
+    o1: &mut [f32],
+    ol: &mut [u32],
+    o2: &mut [f32],
+) {
+    sweep_take(sw, lab, z);
+    let n = lab.len();
+    let (pa, la, pb) = (&sw.pa[..n], &sw.la[..n], &sw.pb[..n]);
+    let (o1, ol, o2) = (&mut o1[..n], &mut ol[..n], &mut o2[..n]);
+    let (s, cap) = (sw.s, sw.cap);
+    let min = |a: f32, b: f32| if a < b { a } else { b };
+    for x in 0..n {
+        let r1 = dist(pa[x] - z, s, cap);
+        let rl = if r1 != f32::INFINITY { la[x] } else { 0 };
+        let r2 = dist(pb[x] - z, s, cap);
+        let (a1, al, a2) = (o1[x], ol[x], o2[x]);
+        let right = r1 < a1;
+        let other_r = if al != rl { a1 } else { a2 };
+        let other_a = if rl != al { r1 } else { r2 };
+        o1[x] = if right { r1 } else { a1 };
+        ol[x] = if right { rl } else { al };
+        o2[x] = if right {
+            min(r2, other_r)
+        } else {
+            min(a2, other_a)
+        };
+    }
+}
+
 /// [`super::nearest_two`] for 3-D label images (see the [module documentation](self)): the two
 /// smallest squared distances of every voxel to distinct instances within `band`, handed plane by
 /// plane (along axis 0) to `finish`.
@@ -391,90 +505,41 @@ pub(super) fn volume_nearest_two<F: Float>(
             Shared(l1.as_mut_ptr()),
             Shared(d2.as_mut_ptr()),
         );
-        let dist = |dz: usize| {
-            let x = dz as f64 * g.spacing[0];
-            let x2 = x * x;
-            if x2 <= cap {
-                x2 as f32
-            } else {
-                f32::INFINITY
-            }
-        };
-        let table: Vec<f32> = (0..=n0).map(dist).collect();
+        let (s0, capf) = (g.spacing[0] as f32, cap as f32);
         let row = |y: usize| {
             let (pd1, pl1, pd2) = (pd1, pl1, pd2);
-            // Nearest site (position, instance) and nearest site of another instance, per column.
-            let none = usize::MAX;
-            let mut pa = vec![none; n2];
-            let mut la = vec![0u32; n2];
-            let mut pb = vec![none; n2];
-            let gap = |p: usize, z: usize| {
-                if p == none {
-                    f32::INFINITY
-                } else {
-                    table[p.abs_diff(z)]
+            // Per column: the nearest site's position and instance, and the position of the
+            // nearest site of another instance (positions far outside the volume for none).
+            let mut sw = Sweep {
+                pa: vec![-NONE; n2],
+                la: vec![0u32; n2],
+                pb: vec![-NONE; n2],
+                s: s0,
+                cap: capf,
+            };
+            let slices = |z: usize| {
+                let at = z * plane + y * n2;
+                // SAFETY: the elements `at..at + n2` (row y of plane z) are written by this
+                // worker only, and the three buffers are distinct.
+                unsafe {
+                    (
+                        &labels[at..at + n2],
+                        std::slice::from_raw_parts_mut(pd1.0.add(at), n2),
+                        std::slice::from_raw_parts_mut(pl1.0.add(at), n2),
+                        std::slice::from_raw_parts_mut(pd2.0.add(at), n2),
+                    )
                 }
             };
             for z in 0..n0 {
-                let at = z * plane + y * n2;
-                let lab = &labels[at..at + n2];
-                for x in 0..n2 {
-                    let l = lab[x];
-                    if l != 0 {
-                        if l != la[x] {
-                            pb[x] = pa[x];
-                            la[x] = l;
-                        }
-                        pa[x] = z;
-                    }
-                    // SAFETY: element `at + x` belongs to row y, written by this worker only.
-                    unsafe {
-                        *pd1.0.add(at + x) = gap(pa[x], z);
-                        *pl1.0.add(at + x) = if pa[x] == none { 0 } else { la[x] };
-                        *pd2.0.add(at + x) = gap(pb[x], z);
-                    }
-                }
+                let (lab, o1, ol, o2) = slices(z);
+                sweep_down(&mut sw, lab, z as i32, o1, ol, o2);
             }
-            pa.fill(none);
-            pb.fill(none);
-            la.fill(0);
+            sw.pa.fill(NONE);
+            sw.pb.fill(NONE);
+            sw.la.fill(0);
             for z in (0..n0).rev() {
-                let at = z * plane + y * n2;
-                let lab = &labels[at..at + n2];
-                for x in 0..n2 {
-                    let l = lab[x];
-                    if l != 0 {
-                        if l != la[x] {
-                            pb[x] = pa[x];
-                            la[x] = l;
-                        }
-                        pa[x] = z;
-                    }
-                    if pa[x] == none {
-                        continue;
-                    }
-                    // SAFETY: as above.
-                    unsafe {
-                        let (e1, el, e2) =
-                            (pd1.0.add(at + x), pl1.0.add(at + x), pd2.0.add(at + x));
-                        let (a1, al, a2) = (*e1, *el, *e2);
-                        let (r1, rl, r2) = (gap(pa[x], z), la[x], gap(pb[x], z));
-                        if r1 < a1 || al == 0 {
-                            // The right site is the nearest.
-                            let other = if al != rl { a1 } else { a2 };
-                            *e1 = r1;
-                            *el = rl;
-                            *e2 = if r2 < other { r2 } else { other };
-                        } else {
-                            let other = if rl != al { r1 } else { r2 };
-                            *e2 = if a2 < other { a2 } else { other };
-                        }
-                        if *e1 > capf {
-                            *e1 = f32::INFINITY;
-                            *el = 0;
-                        }
-                    }
-                }
+                let (lab, o1, ol, o2) = slices(z);
+                sweep_up(&mut sw, lab, z as i32, o1, ol, o2);
             }
         };
         if parallel && n >= 1 << 15 {
