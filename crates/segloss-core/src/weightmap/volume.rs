@@ -14,11 +14,10 @@
 //! Values above `B²` (the band, see [`super`]) are dropped at every pass: a partial sum above `B²`
 //! only grows, and a voxel with `d2 > B` gets no border term. So only the sites within `B` of a
 //! position matter, and the minima along a line are taken by brute force, 16 positions at a time
-//! (vectorised, branch-free), over the sites near the block: those within `B`, less the ones at
-//! either end whose value over the block exceeds a bound it cannot need (the largest value of the
-//! block's own sites, each position being a site of itself). On the last pass, `D1` only matters up
-//! to `(B/2)²` and `D2` up to `(B − d1)²` on the background (else `d1 + d2 > B`), which narrows the
-//! sites further. Every value kept is the exact minimum; the work is a few passes over the volume,
+//! (vectorised, branch-free), over the sites near the block: those within `B`, and within `√u` for
+//! a bound `u` no value of the block exceeds (the largest value of the block's own sites, each
+//! position being a site of itself). On the last pass, `D1` only matters up to `(B/2)²` and `D2` up
+//! to `(B − d1)²` on the background (else `d1 + d2 > B`), which narrows the sites further. Every value kept is the exact minimum; the work is a few passes over the volume,
 //! whatever the number of instances, their sizes or how many touch.
 
 use std::mem::MaybeUninit;
@@ -81,43 +80,25 @@ struct Band<'a> {
     last: Option<&'a [u32]>,
 }
 
-/// The sites of the block `[c0, c1)` of a line of `n` positions, as a range of positions: those
-/// within `reach` of the block, less the ones at either end whose smallest value over the block,
-/// `height + gap²·w` at its nearest position, is above `u` (the ones in between are kept: a
-/// value above `u`, or `INF` for no site, only offers a larger value).
+/// The sites of the block `[c0, c1)` of a line of `n` positions whose value can be at most `u`
+/// somewhere in the block, as a range of positions: those within `reach` positions of the block
+/// and within `√(u/w)` (plus one for rounding), beyond which even a site at 0 is above `u` (the ones
+/// kept above `u`, or `INF` for no site, only offer larger values; picking them out costs more
+/// than the brute force spends on them).
 #[inline(always)]
-fn trim(
-    (c0, c1, n): (usize, usize, usize),
-    reach: usize,
-    w: f32,
-    u: f32,
-    height: impl Fn(usize) -> f32,
-) -> (usize, usize) {
-    // The same sum as the kernels' at the site's nearest position (so the same rounding).
-    let far = |c: usize, gap: usize| {
-        let d = gap as f32;
-        d * d * w + height(c) > u
-    };
-    // Beyond √(u/w) positions (and one for rounding) even a site at 0 is above u.
+fn site_range((c0, c1, n): (usize, usize, usize), reach: usize, w: f32, u: f32) -> (usize, usize) {
     let reach = ((u / w).sqrt() as usize + 1).min(reach);
-    let (mut lo, mut hi) = (c0.saturating_sub(reach), (c1 + reach).min(n));
-    while lo < c0 && far(lo, c0 - lo) {
-        lo += 1;
-    }
-    while hi > c1 && far(hi - 1, hi - c1) {
-        hi -= 1;
-    }
-    (lo, hi)
+    (c0.saturating_sub(reach), (c1 + reach).min(n))
 }
 
 /// One line of a later pass: from `(g1, l1, g2)` (squared distances so far, `INF` for none) to the
 /// line's `(d1, lo, d2)`, for steps `sp` (spacing units); `reach` positions cover the band.
 ///
 /// Every value is a minimum over the line's sites, computed by brute force [`BLOCK`] positions at a
-/// time over the block's candidate sites: a site is left out when its smallest value over the block
-/// is above a bound that no kept value needs to exceed (the band's `B²`, and the largest value the
-/// block's own sites give, each position being a site of itself at distance 0), which leaves every
-/// value at most the bound exact. `D1` takes the minimising site's instance; `D2`, per run of one
+/// time over the sites within reach of the block: a site is left out when even at distance 0 from
+/// the block its value would be above a bound that no kept value needs to exceed (the band's `B²`,
+/// and the largest value the block's own sites give, each position being a site of itself), which
+/// leaves every value at most the bound exact. `D1` takes the minimising site's instance; `D2`, per run of one
 /// nearest instance `L`, the heights `h_L(c') = L1(c') ≠ L ? D1(c') : D2(c')`. On the last pass,
 /// `D1` is capped at `(B/2)²` and `D2` at `(B − d1)²` for the block's smallest background `d1`:
 /// beyond those, no border term.
@@ -147,7 +128,7 @@ fn line(s: &mut Lines, n: usize, sp: f64, band: &Band<'_>, reach: usize) {
             .iter()
             .fold(0f32, |u, &x| if x > u { x } else { u })
             .min(cap1);
-        let (s0, s1) = trim((c0, c1, n), reach, w, u, |c| g1[c]);
+        let (s0, s1) = site_range((c0, c1, n), reach, w, u);
         nearest_label(
             &g1[s0..s1],
             &l1[s0..s1],
@@ -196,7 +177,7 @@ fn line(s: &mut Lines, n: usize, sp: f64, band: &Band<'_>, reach: usize) {
                 .map(hl)
                 .fold(0f32, |u, x| if x > u { x } else { u })
                 .min(cap);
-            let (s0, s1) = trim((c0, c1, n), reach, w, u, hl);
+            let (s0, s1) = site_range((c0, c1, n), reach, w, u);
             nearest_other(
                 &g1[s0..s1],
                 &l1[s0..s1],
