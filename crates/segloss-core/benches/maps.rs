@@ -109,6 +109,41 @@ fn unet_weight_map_512_100_cells(b: Bencher) {
     b.bench(|| unet_weight_map::<f32, _, _, _>(&m, None, &config).unwrap());
 }
 
+/// `count` touching nuclei on a `d × h × w` volume (as `nuclei3d` of `tools/bench/files.py`): the
+/// voxels within `radius` of a random seed, each labelled by its nearest seed (ids 1..=count).
+fn nuclei3(shape: [usize; 3], count: usize, radius: f64, seed: u64) -> Array3<u16> {
+    let mut rng = Rng(seed);
+    let seeds: Vec<[isize; 3]> = (0..count)
+        .map(|_| shape.map(|n| rng.below(n) as isize))
+        .collect();
+    let mut best = Array3::from_elem(shape, f64::INFINITY);
+    let mut lab = Array3::<u16>::zeros(shape);
+    let r = radius.floor() as isize;
+    for (i, c) in seeds.iter().enumerate() {
+        for z in (c[0] - r).max(0)..(c[0] + r + 1).min(shape[0] as isize) {
+            for y in (c[1] - r).max(0)..(c[1] + r + 1).min(shape[1] as isize) {
+                for x in (c[2] - r).max(0)..(c[2] + r + 1).min(shape[2] as isize) {
+                    let d = ((z - c[0]).pow(2) + (y - c[1]).pow(2) + (x - c[2]).pow(2)) as f64;
+                    let at = [z as usize, y as usize, x as usize];
+                    if d <= radius * radius && d < best[at] {
+                        best[at] = d;
+                        lab[at] = i as u16 + 1;
+                    }
+                }
+            }
+        }
+    }
+    lab
+}
+
+/// The 3-D weight map of `tools/bench/files.py`: 64×256×256, 200 touching nuclei of radius 9.
+#[divan::bench]
+fn unet_weight_map_3d_64x256x256_200_nuclei(b: Bencher) {
+    let lab = nuclei3([64, 256, 256], 200, 9.0, 10);
+    let config = WeightMapConfig::default();
+    b.bench(|| unet_weight_map_from_instances::<f32, _, _, _>(&lab, None, &config).unwrap());
+}
+
 /// Uniform noise with foreground probability `p` (a thresholded random prediction early in training).
 fn noise2(n: usize, p: f64, seed: u64) -> Array2<bool> {
     let mut rng = Rng(seed);

@@ -17,10 +17,12 @@
 //! 3-D images take the separable path of `weightmap/volume.rs`: one pass per axis over the whole
 //! volume, each voxel carrying its nearest instance's squared distance and label and the squared
 //! distance to the nearest *other* instance (enough for the next pass: the nearest site of another
-//! instance than `L` at a line position is its nearest one unless that is `L`, else its second), as
-//! lower envelopes of parabolas along each line; values beyond the band are dropped. No per-instance
-//! crops: the cost is a few passes over the volume whatever the number of instances and how many
-//! touch.
+//! instance than `L` at a line position is its nearest one unless that is `L`, else its second). The
+//! first pass sweeps each column both ways from the instance voxels; the later ones take each
+//! line's minima 16 positions at a time by a vectorised brute force over the sites within the band
+//! of the block (fewer where a bound shows the rest cannot be the minimum; on the last pass `d1`
+//! only up to `B/2` and `d2` up to `B − d1`). No per-instance crops: the cost is a few passes over
+//! the volume whatever the number of instances and how many touch.
 //!
 //! Memory stays O(image). Voxels with fewer than two instances within `B` get no border term, which is
 //! off by less than `ε` (default 5·10⁻⁵) from the exact definition.

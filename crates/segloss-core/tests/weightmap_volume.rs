@@ -182,3 +182,27 @@ proptest! {
         run([d, h, w], balls, noise, seed, [s0, s1, s2], config);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Lines several blocks long (rows up to 64 voxels) with a band shorter than them: the per-block
+    /// site ranges, their trimming and the runs of one nearest instance that span blocks.
+    #[test]
+    fn weight_map_3d_long_lines(
+        d in 2usize..4,
+        h in 6usize..16,
+        w in 20usize..64,
+        balls in 2usize..14,
+        noise in 0usize..6,
+        seed in any::<u64>(),
+        s0 in 0.5f64..2.5,
+        s1 in 0.5f64..1.5,
+        s2 in 0.5f64..1.5,
+        sigma in 0.4f64..2.5,
+        w0 in 1.0f64..20.0,
+    ) {
+        let config = WeightMapConfig { sigma, w0, ..Default::default() };
+        run([d, h, w], balls, noise, seed, [s0, s1, s2], config);
+    }
+}
