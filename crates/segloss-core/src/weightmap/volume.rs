@@ -129,12 +129,14 @@ fn line(s: &mut Lines, n: usize, sp: f64, band: &Band<'_>, reach: usize) {
             .fold(0f32, |u, &x| if x > u { x } else { u })
             .min(cap1);
         let (s0, s1) = site_range((c0, c1, n), reach, w, u);
-        nearest_label(
-            &g1[s0..s1],
-            &l1[s0..s1],
-            c0 - s0,
+        let at = Positions {
+            x0: c0 - s0,
             w,
-            cap1,
+            cap: cap1,
+        };
+        nearest_label(
+            (&g1[s0..s1], &l1[s0..s1]),
+            at,
             &mut d1[c0..c1],
             &mut lo[c0..c1],
         );
@@ -178,34 +180,46 @@ fn line(s: &mut Lines, n: usize, sp: f64, band: &Band<'_>, reach: usize) {
                 .fold(0f32, |u, x| if x > u { x } else { u })
                 .min(cap);
             let (s0, s1) = site_range((c0, c1, n), reach, w, u);
-            nearest_other(
-                &g1[s0..s1],
-                &l1[s0..s1],
-                &g2[s0..s1],
+            let sites = OtherSites {
+                g1: &g1[s0..s1],
+                l1: &l1[s0..s1],
+                g2: &g2[s0..s1],
                 l,
-                c0 - s0,
+            };
+            let at = Positions {
+                x0: c0 - s0,
                 w,
                 cap,
-                &mut d2[c0..c1],
-            );
+            };
+            nearest_other(sites, at, &mut d2[c0..c1]);
             c0 = c1;
         }
         a = b;
     }
 }
 
+/// The sites of [`nearest_other`]: site `k`'s height is `g1[k]` where its nearest instance
+/// `l1[k]` is not `l`, else `g2[k]` (its distance to the nearest other instance).
+#[derive(Clone, Copy)]
+struct OtherSites<'a> {
+    g1: &'a [f32],
+    l1: &'a [u32],
+    g2: &'a [f32],
+    l: u32,
+}
+
+/// Where a block's minima are taken: the positions `x0 + i` (sites counted from 0), the squared
+/// spacing `w` of the axis and the largest value kept, `cap`.
+#[derive(Clone, Copy)]
+struct Positions {
+    x0: usize,
+    w: f32,
+    cap: f32,
+}
+
 avx2_dispatch!(
     /// [`nearest_other_impl`], with AVX2 where the CPU has it.
-    fn nearest_other(
-        g1: &[f32],
-        l1: &[u32],
-        g2: &[f32],
-        l: u32,
-        x0: usize,
-        w: f32,
-        cap: f32,
-        out: &mut [f32],
-    ) = nearest_other_impl
+    fn nearest_other(sites: OtherSites<'_>, at: Positions, out: &mut [f32]) = nearest_other_impl
 );
 
 /// The smallest `h(k) + (x − k)²·w` over the sites `k` (positions from 0) with the heights
@@ -214,38 +228,20 @@ avx2_dispatch!(
 /// site, branch-free and vectorised; for the few sites near a block this costs less than an
 /// envelope's serial steps.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn nearest_other_impl(
-    g1: &[f32],
-    l1: &[u32],
-    g2: &[f32],
-    l: u32,
-    x0: usize,
-    w: f32,
-    cap: f32,
-    out: &mut [f32],
-) {
+fn nearest_other_impl(sites: OtherSites<'_>, at: Positions, out: &mut [f32]) {
     // A block of at most 8 positions takes 8 lanes (half the work of 16).
     if out.len() > 8 {
-        other_block::<BLOCK>(g1, l1, g2, l, x0, w, cap, out);
+        other_block::<BLOCK>(sites, at, out);
     } else {
-        other_block::<8>(g1, l1, g2, l, x0, w, cap, out);
+        other_block::<8>(sites, at, out);
     }
 }
 
 /// [`nearest_other_impl`] on `N` lanes.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn other_block<const N: usize>(
-    g1: &[f32],
-    l1: &[u32],
-    g2: &[f32],
-    l: u32,
-    x0: usize,
-    w: f32,
-    cap: f32,
-    out: &mut [f32],
-) {
+fn other_block<const N: usize>(sites: OtherSites<'_>, at: Positions, out: &mut [f32]) {
+    let OtherSites { g1, l1, g2, l } = sites;
+    let Positions { x0, w, cap } = at;
     let len = out.len().min(N);
     // Positions as integers (exact in f32 below 2^24): exact differences, one rounding for `w`.
     let mut xl = [0f32; N];
@@ -273,47 +269,35 @@ fn other_block<const N: usize>(
 avx2_dispatch!(
     /// [`nearest_label_impl`], with AVX2 where the CPU has it.
     fn nearest_label(
-        g: &[f32],
-        ls: &[u32],
-        x0: usize,
-        w: f32,
-        cap: f32,
+        sites: (&[f32], &[u32]),
+        at: Positions,
         out: &mut [f32],
         lab: &mut [u32],
     ) = nearest_label_impl
 );
 
-/// As [`nearest_other`] with the heights `g`, and the minimising site's label `ls[k]` into `lab`;
+/// As [`nearest_other`] with the heights `g` of the sites `(g, ls)`, and the minimising site's
+/// label `ls[k]` into `lab`;
 /// every position is written, those whose smallest value is above `cap` (or without any site)
 /// with `INF` and label 0.
 #[inline(always)]
-fn nearest_label_impl(
-    g: &[f32],
-    ls: &[u32],
-    x0: usize,
-    w: f32,
-    cap: f32,
-    out: &mut [f32],
-    lab: &mut [u32],
-) {
+fn nearest_label_impl(sites: (&[f32], &[u32]), at: Positions, out: &mut [f32], lab: &mut [u32]) {
     if out.len() > 8 {
-        label_block::<BLOCK>(g, ls, x0, w, cap, out, lab);
+        label_block::<BLOCK>(sites, at, out, lab);
     } else {
-        label_block::<8>(g, ls, x0, w, cap, out, lab);
+        label_block::<8>(sites, at, out, lab);
     }
 }
 
 /// [`nearest_label_impl`] on `N` lanes.
 #[inline(always)]
 fn label_block<const N: usize>(
-    g: &[f32],
-    ls: &[u32],
-    x0: usize,
-    w: f32,
-    cap: f32,
+    (g, ls): (&[f32], &[u32]),
+    at: Positions,
     out: &mut [f32],
     lab: &mut [u32],
 ) {
+    let Positions { x0, w, cap } = at;
     let len = out.len().min(N);
     let mut xl = [0f32; N];
     for (i, v) in xl.iter_mut().enumerate() {
