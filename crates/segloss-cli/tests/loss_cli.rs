@@ -103,26 +103,46 @@ fn loss_command_reproduces_the_distribution_oracles() {
 }
 
 #[test]
+fn loss_command_reproduces_the_region_oracles() {
+    check_file("losses/region.json", 130);
+}
+
+#[test]
 fn loss_command_reproduces_the_boundary_oracles() {
     check_file("losses/boundary.json", 30);
+}
+
+/// The `--device` of the oracle checks: `SEGLOSS_TEST_DEVICE` (`flex` by default), as the loss
+/// crate's fixture tests.
+fn test_device() -> String {
+    match std::env::var("SEGLOSS_TEST_DEVICE") {
+        Ok(d) if !d.is_empty() => d,
+        _ => "flex".to_string(),
+    }
 }
 
 fn check_file(rel: &str, min_runs: usize) {
     let text = std::fs::read_to_string(fixture(rel)).unwrap();
     let root: Value = serde_json::from_str(&text).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let device = test_device();
+    // wgpu runs float32 only: a float64 prediction there is refused (exit 2, one line).
+    let has_f64 = device != "wgpu";
     let mut checked = 0;
     for (k, c) in root["cases"].as_array().unwrap().iter().enumerate() {
         let name = c["name"].as_str().unwrap();
-        // float64 for every case; float32 for every third (docs/testing.md tolerance 2e-4).
+        // float64 for every case; float32 for every third (docs/testing.md tolerance 2e-4), or
+        // for every case on a device without float64.
         for as_f32 in [false, true] {
-            if as_f32 && k % 3 != 0 {
+            if as_f32 && k % 3 != 0 && has_f64 {
                 continue;
             }
             let (pred, target, weights) = write_case(dir.path(), c, as_f32);
             let grad = dir.path().join("grad.npy");
+            let _ = std::fs::remove_file(&grad);
             let mut cmd = bin();
             cmd.arg("loss")
+                .args(["--device", &device])
                 .arg(c["spec"].as_str().unwrap())
                 .arg("--pred")
                 .arg(&pred)
@@ -135,6 +155,14 @@ fn check_file(rel: &str, min_runs: usize) {
                 cmd.arg("--weights").arg(w);
             }
             let out = cmd.output().unwrap();
+            if !as_f32 && !has_f64 {
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+                assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+                assert!(err.contains("float64"), "{name}: {err}");
+                assert!(!grad.exists(), "{name}: no gradient file after a refusal");
+                continue;
+            }
             assert!(
                 out.status.success(),
                 "{name}: {}",

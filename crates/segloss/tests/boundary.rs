@@ -71,8 +71,9 @@ fn contour_ce_matches_scipy_surfaces_and_torch() {
 /// quotient sees them fixed as long as no probability crosses 0.5 within ±h).
 #[test]
 fn gradients_match_finite_differences() {
-    let checked = check_finite_differences(FILE, |_| true);
-    assert!(checked > 100, "only {checked} finite differences");
+    if let Some(checked) = check_finite_differences(FILE, |_| true) {
+        assert!(checked > 100, "only {checked} finite differences");
+    }
 }
 
 /// MONAI `tests/losses/test_hausdorff_loss.py` (`TEST_CASES`, rtol 1e-5; transcribed in

@@ -44,7 +44,7 @@ pub struct LossArgs {
     #[arg(long)]
     pub force: bool,
     /// The backend: flex (CPU), wgpu or cuda (the last two need the cargo feature of that name).
-    /// A float64 prediction needs a backend with float64 (flex, cuda); wgpu has none.
+    /// A float64 prediction needs a backend with float64 (flex, cuda); on wgpu it is refused.
     #[arg(long, value_enum, default_value_t = DeviceArg::Flex)]
     pub device: DeviceArg,
 }
@@ -115,13 +115,14 @@ pub fn run(a: LossArgs) -> Result<(), CliError> {
     let base = a.device.device()?;
     let dtype = if !f64_input {
         DType::F32
-    } else if base.supports_dtype(DType::F64) {
+    } else if a.device != DeviceArg::Wgpu && base.supports_dtype(DType::F64) {
         DType::F64
     } else {
-        // Never a silent f32 computation of an f64 request.
+        // Never a silent f32 computation of an f64 request. wgpu is refused even where the
+        // adapter reports float64 (Mesa's lavapipe does, and returns wrong float64 results).
         return Err(CliError::input(format!(
-            "{}: float64 prediction, but --device {} has no float64; convert the prediction to \
-             float32 or use --device flex",
+            "{}: float64 prediction, but --device {} has no usable float64; convert the \
+             prediction to float32 or use --device flex",
             a.pred.display(),
             a.device
         )));

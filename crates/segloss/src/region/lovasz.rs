@@ -124,13 +124,44 @@ pub struct LovaszLoss {
 
 region_loss_methods!(LovaszLoss);
 
+/// Row length up to which [`cumsum_rows`] takes one `cumsum`.
+const CUMSUM_BLOCK: usize = 4096;
+
+/// Cumulative sums along the rows of `t` `[rows, M]`, in blocks of [`CUMSUM_BLOCK`]: a cumsum
+/// within each block plus the running total of the blocks before it. burn 0.22's `cumsum` on
+/// wgpu returns wrong sums on rows of 100 000 elements (checked on Mesa's lavapipe; rows of
+/// 32 768 are right), and the blocks also keep the f32 sums' rounding to that of a short row.
+fn cumsum_rows(t: Tensor<2>) -> Tensor<2> {
+    let [rows, m] = t.dims();
+    if m <= CUMSUM_BLOCK {
+        return t.cumsum(1);
+    }
+    let nb = m.div_ceil(CUMSUM_BLOCK);
+    let padded = if nb * CUMSUM_BLOCK == m {
+        t
+    } else {
+        let pad = t.clone().slice([0..rows, 0..1]).zeros_like();
+        let pad = pad.repeat_dim(1, nb * CUMSUM_BLOCK - m);
+        Tensor::cat(vec![t, pad], 1)
+    };
+    let within = padded.reshape([rows, nb, CUMSUM_BLOCK]).cumsum(2);
+    let totals = within
+        .clone()
+        .slice([0..rows, 0..nb, CUMSUM_BLOCK - 1..CUMSUM_BLOCK]);
+    // Exclusive running total of the blocks: the sum of every block before this one.
+    let before = totals.clone().cumsum(1) - totals;
+    (within + before)
+        .reshape([rows, nb * CUMSUM_BLOCK])
+        .slice([0..rows, 0..m])
+}
+
 /// The Lovász gradient of the Jaccard loss for sorted targets `gt` `[rows, M]`; `neg` is
 /// `(1 − gt)` with ignored elements 0 (they come last in the order).
 fn lovasz_grad(gt: Tensor<2>, neg: Tensor<2>) -> Tensor<2> {
     let [rows, m] = gt.dims();
     let gts = gt.clone().sum_dim(1);
-    let inter = gts.clone() - gt.cumsum(1);
-    let union = gts + neg.cumsum(1);
+    let inter = gts.clone() - cumsum_rows(gt);
+    let union = gts + cumsum_rows(neg);
     let union = union.clone().mask_fill(union.equal_elem(0.0), 1.0);
     let jac = (inter / union).neg().add_scalar(1.0);
     if m == 1 {
