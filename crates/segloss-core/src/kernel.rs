@@ -686,7 +686,8 @@ fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, last: bool, squared: bool,
 
 /// The binary EDT (see [`crate::edt()`]) into `buf`, targets where `is_target(flat index)` holds:
 /// a linear sweep along the outermost axis, envelopes along the middle axis (tiled) and along the last
-/// axis (contiguous), square roots fused into the last pass.
+/// axis (contiguous), square roots fused into the last pass. On unit grids the envelopes are replaced by
+/// the exact integer passes of [`crate::intpass`].
 pub(crate) fn binary_edt<F: Float>(
     buf: &mut [F],
     g: &Grid,
@@ -704,13 +705,20 @@ pub(crate) fn binary_edt<F: Float>(
         (0, st),
         serial,
     );
+    let int = crate::intpass::applies(g);
     if first == 0 && g.shape[1] > 1 {
-        strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, serial);
+        if int {
+            crate::intpass::strided_pass(buf, g, serial);
+        } else {
+            strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, serial);
+        }
     }
-    if first < 2 {
-        contiguous_pass(buf, g, true, squared, serial);
-    } else {
+    if first == 2 {
         finish(buf, squared);
+    } else if int {
+        crate::intpass::contiguous_pass(buf, g, squared, serial);
+    } else {
+        contiguous_pass(buf, g, true, squared, serial);
     }
 }
 
