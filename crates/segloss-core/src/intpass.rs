@@ -5,79 +5,82 @@
 //! distances, i.e. integers. The pass computes, for every position `p` of a line,
 //! `m(p) = min_q G(q) + (p − q)²`. Scanning the offsets `r = |p − q|` outward from 0, the scan can stop
 //! as soon as `r² ≥ m(p)`: every farther site costs at least `r²`. A block of [`LANES`] positions (or
-//! of [`LANES`] neighbouring lines at one position) advances together, in `i32` arithmetic (exact),
-//! until `r²` reaches the largest `m` of the block, so its cost is about the largest distance in the
-//! block — a few steps on masks with small structures, where the envelope's setup and its branches
-//! dominate. A block that is still undecided after [`REACH`] offsets is handed to the envelope of
-//! [`crate::kernel`], so the worst case stays linear.
+//! of [`LINES`] neighbouring lines at one position) advances together, in `f32` arithmetic (exact on
+//! these integers), until `r²` reaches the largest `m` of the block, so its cost is about the largest
+//! distance in the block — a few steps on masks with small structures, where the envelope's setup and
+//! its branches dominate. A block that is still undecided after [`REACH`] offsets is handed to the
+//! envelope of [`crate::kernel`], so the worst case stays linear.
+//!
+//! A 3-D volume is transformed plane by plane first (the plane stays in cache), then along axis 0:
+//! two passes over the volume's memory instead of four.
 
 use rayon::prelude::*;
 
 use crate::element::Float;
 use crate::grid::{Grid, SyncPtr};
-use crate::kernel::{envelope_runs, Site};
+use crate::kernel::{envelope_runs, finish as finish_all, sweep_pass, Site};
 
-/// Positions (or lines) per block.
+/// Positions per block of a pass along the contiguous axis.
 pub(crate) const LANES: usize = 8;
+
+/// Lines per block of a pass along a strided axis (two cache lines of `f32` per row).
+pub(crate) const LINES: usize = 16;
 
 /// The largest offset scanned before a block falls back to the envelope.
 pub(crate) const REACH: usize = 64;
 
-/// Squared distances at or above this stand for "no target along this line" (infinity); adding
-/// `REACH²` keeps them inside `i32`.
-const FAR: i32 = 1 << 28;
-
 /// A block's results when it needs the envelope.
-const UNDECIDED: i32 = -1;
+const UNDECIDED: f32 = -1.0;
 
 /// Below this many voxels the passes run on the calling thread.
 const PAR_MIN: usize = 1 << 15;
 
 /// Whether the integer passes apply to `g`: spacing 1 on every axis, and every squared distance
-/// below 2²⁴ (exact in `f32`, so the `f32` maps between passes and the `f32` square root are exact).
+/// below 2²⁴, so that it and every sum that can be a minimum are exact in `f32` (a sum above 2²⁴
+/// may round, but never below 2²⁴, so it never displaces an exact smaller value).
 pub(crate) fn applies(g: &Grid) -> bool {
     let diag: u64 = g.shape.iter().map(|&n| ((n - 1) * (n - 1)) as u64).sum();
     g.spacing == [1.0; 3] && diag < 1 << 24
 }
 
-/// A value of a pass's input as an `i32` squared distance ([`FAR`] for infinity).
+/// A pass's input value as `f32` (exact: an integer below 2²⁴, or infinity).
 #[inline(always)]
-fn to_int<F: Float>(x: F) -> i32 {
-    let v = x.to_f64();
-    if v < FAR as f64 {
-        v as i32
-    } else {
-        FAR
-    }
+fn to_f32<F: Float>(x: F) -> f32 {
+    x.to_f64() as f32
 }
 
 avx2_dispatch!(
     /// [`row_blocks_impl`], with AVX2 where the CPU has it.
-    fn row_blocks(gi: &[i32], out: &mut [i32]) -> bool = row_blocks_impl
+    fn row_blocks(gi: &[f32], out: &mut [f32]) -> bool = row_blocks_impl
 );
 
-/// The brute force along one line whose positions are contiguous: `gi` holds the line's values with
-/// [`REACH`] values of [`FAR`] before and `REACH + LANES` after; `out[p]` gets `m(p)` for every
-/// position, or [`UNDECIDED`] for the positions of a block that needs the envelope. Returns whether
-/// every block was decided.
+/// The largest of `m` (infinity if any is).
 #[inline(always)]
-fn row_blocks_impl(gi: &[i32], out: &mut [i32]) -> bool {
+fn top<const N: usize>(m: &[f32; N]) -> f32 {
+    m.iter().fold(0.0, |a: f32, &b| if b > a { b } else { a })
+}
+
+/// The brute force along one line whose positions are contiguous: `gi` holds the line's values with
+/// [`REACH`] infinities before and `REACH + LANES` after; `out[p]` gets `m(p)` for every position, or
+/// [`UNDECIDED`] for the positions of a block that needs the envelope. Returns whether every block
+/// was decided.
+#[inline(always)]
+fn row_blocks_impl(gi: &[f32], out: &mut [f32]) -> bool {
     let w = out.len();
     assert!(gi.len() >= w + 2 * REACH + LANES);
     let mut all = true;
     for (b, o) in out.chunks_mut(LANES).enumerate() {
         let p0 = b * LANES;
         let c = &gi[p0..p0 + 2 * REACH + LANES];
-        let mut m: [i32; LANES] = c[REACH..REACH + LANES].try_into().unwrap();
+        let mut m: [f32; LANES] = c[REACH..REACH + LANES].try_into().unwrap();
         // Positions past the end of the line decide nothing.
         for x in m.iter_mut().skip(o.len()) {
-            *x = 0;
+            *x = 0.0;
         }
         let mut r = 1usize;
         loop {
-            let top = m.iter().fold(0, |a, &b| a.max(b));
-            let rr = (r * r) as i32;
-            if rr >= top {
+            let rr = (r * r) as f32;
+            if rr >= top(&m) {
                 break;
             }
             if r > REACH {
@@ -85,61 +88,68 @@ fn row_blocks_impl(gi: &[i32], out: &mut [i32]) -> bool {
                 all = false;
                 break;
             }
-            let lo: &[i32; LANES] = c[REACH - r..REACH - r + LANES].try_into().unwrap();
-            let hi: &[i32; LANES] = c[REACH + r..REACH + r + LANES].try_into().unwrap();
+            let lo: &[f32; LANES] = c[REACH - r..REACH - r + LANES].try_into().unwrap();
+            let hi: &[f32; LANES] = c[REACH + r..REACH + r + LANES].try_into().unwrap();
             for l in 0..LANES {
-                m[l] = m[l].min(lo[l].min(hi[l]) + rr);
+                let q = if lo[l] < hi[l] { lo[l] } else { hi[l] } + rr;
+                m[l] = if q < m[l] { q } else { m[l] };
             }
             r += 1;
         }
-        o.copy_from_slice(&m[..o.len()]);
+        if let Ok(o) = <&mut [f32; LANES]>::try_from(&mut *o) {
+            *o = m;
+        } else {
+            let k = o.len();
+            o.copy_from_slice(&m[..k]);
+        }
     }
     all
 }
 
 avx2_dispatch!(
     /// [`column_blocks_impl`], with AVX2 where the CPU has it.
-    fn column_blocks(t: &[i32], n: usize, out: &mut [i32]) -> bool = column_blocks_impl
+    fn column_blocks(t: &[f32], n: usize, out: &mut [f32]) -> bool = column_blocks_impl
 );
 
-/// The brute force along [`LANES`] lines at once: `t[(REACH + k)·LANES + l]` is position `k` of line
-/// `l` (`n` positions), with [`REACH`] rows of [`FAR`] before and after; `out[k·LANES + l]` gets
+/// The brute force along [`LINES`] lines at once: `t[(REACH + k)·LINES + l]` is position `k` of line
+/// `l` (`n` positions), with [`REACH`] rows of infinities before and after; `out[k·LINES + l]` gets
 /// `m(k)` of line `l`, or [`UNDECIDED`] for the lanes of a position that needs the envelope. Returns
 /// whether every position was decided.
 #[inline(always)]
-fn column_blocks_impl(t: &[i32], n: usize, out: &mut [i32]) -> bool {
-    assert!(t.len() >= (n + 2 * REACH) * LANES && out.len() >= n * LANES);
-    let row = |k: usize| -> &[i32; LANES] { t[k * LANES..(k + 1) * LANES].try_into().unwrap() };
+fn column_blocks_impl(t: &[f32], n: usize, out: &mut [f32]) -> bool {
+    assert!(t.len() >= (n + 2 * REACH) * LINES && out.len() >= n * LINES);
+    let row = |k: usize| -> &[f32; LINES] { t[k * LINES..(k + 1) * LINES].try_into().unwrap() };
     let mut all = true;
-    for (k, o) in out[..n * LANES].chunks_exact_mut(LANES).enumerate() {
+    for (k, o) in out[..n * LINES].chunks_exact_mut(LINES).enumerate() {
         let mut m = *row(REACH + k);
         let mut r = 1usize;
         loop {
-            let top = m.iter().fold(0, |a, &b| a.max(b));
-            let rr = (r * r) as i32;
-            if rr >= top {
+            let rr = (r * r) as f32;
+            if rr >= top(&m) {
                 break;
             }
             if r > REACH {
-                m = [UNDECIDED; LANES];
+                m = [UNDECIDED; LINES];
                 all = false;
                 break;
             }
             let (lo, hi) = (row(REACH + k - r), row(REACH + k + r));
-            for l in 0..LANES {
-                m[l] = m[l].min(lo[l].min(hi[l]) + rr);
+            for l in 0..LINES {
+                let q = if lo[l] < hi[l] { lo[l] } else { hi[l] } + rr;
+                m[l] = if q < m[l] { q } else { m[l] };
             }
             r += 1;
         }
-        o.copy_from_slice(&m);
+        let o: &mut [f32; LINES] = o.try_into().unwrap();
+        *o = m;
     }
     all
 }
 
 /// Scratch space of one task.
 struct Scratch {
-    gi: Vec<i32>,
-    m: Vec<i32>,
+    gi: Vec<f32>,
+    m: Vec<f32>,
     f: Vec<f64>,
     o: Vec<f64>,
     v: Vec<u32>,
@@ -150,8 +160,8 @@ impl Scratch {
     /// For lines of up to `n` positions (`lanes` lines at once).
     fn new(n: usize, lanes: usize) -> Scratch {
         Scratch {
-            gi: vec![FAR; (n + 2 * REACH + LANES) * lanes],
-            m: vec![0; n * lanes],
+            gi: vec![f32::INFINITY; (n + 2 * REACH + LANES) * lanes],
+            m: vec![0.0; n * lanes],
             f: vec![0.0; n],
             o: vec![0.0; n],
             v: vec![0; n + 2],
@@ -172,44 +182,127 @@ impl Scratch {
     }
 }
 
-/// The final value of a voxel from its squared distance `d2` (infinity: no target anywhere, 0).
-#[inline(always)]
-fn finish<F: Float>(d2: f64, squared: bool) -> F {
-    if d2 == f64::INFINITY {
-        F::ZERO
-    } else if squared {
-        F::from_f64(d2)
-    } else {
-        // Exact below 2²⁴ in `f32` too: its square root is then the correctly rounded one, as the
-        // `f64` root rounded to `f32` is (double rounding is innocuous for square roots).
-        F::from_f64(d2).sqrt()
-    }
+/// What a pass writes.
+#[derive(Clone, Copy)]
+pub(crate) enum Out {
+    /// Squared distances, infinity where a line has no target (a pass before the last).
+    Squared,
+    /// The map: square roots unless `squared`, 0 where no target exists (the last pass).
+    Map {
+        /// Keep the squared distances.
+        squared: bool,
+    },
 }
 
-/// The last pass, along the contiguous last axis of every row of `buf` (squared distances in, the
-/// map out: square roots unless `squared`, 0 where no target exists).
-pub(crate) fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, squared: bool, serial: bool) {
-    let n = g.shape[2];
-    let work = |sc: &mut Scratch, row: &mut [F]| {
-        for (d, &x) in sc.gi[REACH..REACH + n].iter_mut().zip(row.iter()) {
-            *d = to_int(x);
-        }
-        if !row_blocks(&sc.gi, &mut sc.m[..n]) {
-            for (d, &x) in sc.f[..n].iter_mut().zip(row.iter()) {
-                *d = x.to_f64();
-            }
-            sc.envelope(n);
-            for (m, &o) in sc.m[..n].iter_mut().zip(&sc.o[..n]) {
-                if *m == UNDECIDED {
-                    *m = if o == f64::INFINITY { FAR } else { o as i32 };
+impl Out {
+    /// The value written for the exact squared distance `m` (infinity for none).
+    #[inline(always)]
+    fn value<F: Float>(self, m: f32) -> F {
+        let v = F::from_f64(m as f64);
+        match self {
+            Out::Squared => v,
+            Out::Map { squared } => {
+                if v == F::INFINITY {
+                    F::ZERO
+                } else if squared {
+                    v
+                } else {
+                    // `m` is exact, so the `f32` root is the correctly rounded one, as the `f64`
+                    // root rounded to `f32` is (double rounding is innocuous for square roots).
+                    v.sqrt()
                 }
             }
         }
-        for (x, &m) in row.iter_mut().zip(&sc.m[..n]) {
-            let d2 = if m >= FAR { f64::INFINITY } else { m as f64 };
-            *x = finish(d2, squared);
+    }
+}
+
+/// The binary EDT (see [`crate::edt()`]) of a grid where [`applies`] holds into `buf`, targets where
+/// `is_target(flat index)` holds. A 2-D grid takes a sweep down and up its columns and the pass
+/// along its rows; a 3-D one the same in each plane (the plane stays in cache), then the pass
+/// along axis 0, which writes the map.
+pub(crate) fn binary_edt<F: Float>(
+    buf: &mut [F],
+    g: &Grid,
+    is_target: &(impl Fn(usize) -> bool + Sync),
+    squared: bool,
+    serial: bool,
+) {
+    let map = Out::Map { squared };
+    let [n0, n1, n2] = g.shape;
+    if n0 == 1 && n1 == 1 {
+        sweep_pass(buf, g, 2, &|k, _| is_target(k), (0, n2), serial);
+        finish_all(buf, squared);
+        return;
+    }
+    if n0 == 1 {
+        sweep_pass(buf, g, 1, &|k, j| is_target(k * n2 + j), (0, n2), serial);
+        contiguous_pass(buf, g, map, serial);
+        return;
+    }
+    let plane = n1 * n2;
+    let pg = Grid {
+        shape: [1, n1, n2],
+        spacing: [1.0; 3],
+        ndim: 2,
+    };
+    let one = |sc: &mut Scratch, (z, p): (usize, &mut [F])| {
+        let at = z * plane;
+        if n1 > 1 {
+            sweep_pass(p, &pg, 1, &|k, j| is_target(at + k * n2 + j), (0, n2), true);
+        } else {
+            sweep_pass(p, &pg, 2, &|k, _| is_target(at + k), (0, n2), true);
+        }
+        if n1 > 1 && n2 > 1 {
+            contiguous_rows(p, n2, Out::Squared, sc);
         }
     };
+    if !serial && g.len() >= PAR_MIN {
+        buf.par_chunks_mut(plane)
+            .enumerate()
+            .for_each_init(|| Scratch::new(n2, 1), one);
+    } else {
+        let mut sc = Scratch::new(n2, 1);
+        for item in buf.chunks_mut(plane).enumerate() {
+            one(&mut sc, item);
+        }
+    }
+    strided_pass(buf, g, 0, map, serial);
+}
+
+/// [`contiguous_pass`] on the rows of `buf` (of `n` positions each), on the calling thread.
+fn contiguous_rows<F: Float>(buf: &mut [F], n: usize, out: Out, sc: &mut Scratch) {
+    for row in buf.chunks_mut(n) {
+        contiguous_row(row, out, sc);
+    }
+}
+
+/// The pass along one contiguous row.
+#[inline]
+fn contiguous_row<F: Float>(row: &mut [F], out: Out, sc: &mut Scratch) {
+    let n = row.len();
+    for (d, &x) in sc.gi[REACH..REACH + n].iter_mut().zip(row.iter()) {
+        *d = to_f32(x);
+    }
+    if !row_blocks(&sc.gi, &mut sc.m[..n]) {
+        for (d, &x) in sc.f[..n].iter_mut().zip(row.iter()) {
+            *d = x.to_f64();
+        }
+        sc.envelope(n);
+        for (m, &o) in sc.m[..n].iter_mut().zip(&sc.o[..n]) {
+            if *m == UNDECIDED {
+                *m = o as f32;
+            }
+        }
+    }
+    for (x, &m) in row.iter_mut().zip(&sc.m[..n]) {
+        *x = out.value(m);
+    }
+}
+
+/// The pass along the contiguous last axis of every row of `buf` (squared distances in).
+fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, out: Out, serial: bool) {
+    let n = g.shape[2];
+    let work = |sc: &mut Scratch, row: &mut [F]| contiguous_row(row, out, sc);
     if !serial && g.len() >= PAR_MIN {
         buf.par_chunks_mut(n)
             .with_min_len(8)
@@ -222,42 +315,51 @@ pub(crate) fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, squared: bool, 
     }
 }
 
-/// A middle pass, along axis 1 of the padded grid (squared distances in and out, infinity where a
-/// line has no target), [`LANES`] neighbouring lines per task, read and written in place by rows.
-pub(crate) fn strided_pass<F: Float>(buf: &mut [F], g: &Grid, serial: bool) {
-    let n = g.shape[1];
-    if n == 1 {
-        return;
-    }
-    let st = g.shape[2];
-    let blocks = st.div_ceil(LANES);
-    let ntasks = g.shape[0] * blocks;
+/// The pass along axis 0 or 1 of the padded grid (squared distances in), [`LINES`] neighbouring
+/// lines per task, read and written in place by rows.
+fn strided_pass<F: Float>(buf: &mut [F], g: &Grid, axis: usize, out: Out, serial: bool) {
+    let n = g.shape[axis];
+    let st: usize = g.shape[axis + 1..].iter().product();
+    let blocks = st.div_ceil(LINES);
+    let ntasks = g.shape[..axis].iter().product::<usize>() * blocks;
     let bp = SyncPtr(buf.as_mut_ptr());
     let work = |sc: &mut Scratch, t: usize| {
-        let (o, i0) = (t / blocks, (t % blocks) * LANES);
-        let w = LANES.min(st - i0);
+        let (o, i0) = (t / blocks, (t % blocks) * LINES);
+        let w = LINES.min(st - i0);
         let base = o * n * st + i0;
         let b = bp;
         // SAFETY: task t owns the voxels base + k·st + i (k < n, i < w): the lanes i0..i0 + w of
-        // plane o, which no other task touches; base + (n − 1)·st + w ≤ buf.len().
+        // the lines of block o, which no other task touches; base + (n − 1)·st + w ≤ buf.len().
         let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(b.0.add(base + k * st), w) };
-        let mut any = false;
         for k in 0..n {
-            let dst = &mut sc.gi[(REACH + k) * LANES..(REACH + k + 1) * LANES];
-            for (d, &x) in dst.iter_mut().zip(row(k).iter()) {
-                *d = to_int(x);
-                any |= *d < FAR;
+            let dst = &mut sc.gi[(REACH + k) * LINES..(REACH + k + 1) * LINES];
+            if w == LINES {
+                let src: &[F; LINES] = (&*row(k)).try_into().unwrap();
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = to_f32(x);
+                }
+            } else {
+                for (d, &x) in dst.iter_mut().zip(row(k).iter()) {
+                    *d = to_f32(x);
+                }
+                // Lanes past the last line: sites that are never nearest, positions decided at
+                // once.
+                dst[w..].fill(0.0);
             }
-            // Lanes past the last line: sites that are never nearest, positions decided at once.
-            dst[w..].fill(0);
         }
-        if !any {
-            // No target on any of these lines: they stay infinite.
+        let lines = &sc.gi[REACH * LINES..(REACH + n) * LINES];
+        if !lines.iter().any(|&x| x < f32::INFINITY) {
+            // No target on any of these lines.
+            for k in 0..n {
+                for x in row(k).iter_mut() {
+                    *x = out.value(f32::INFINITY);
+                }
+            }
             return;
         }
         if !column_blocks(&sc.gi, n, &mut sc.m) {
             for l in 0..w {
-                if !(0..n).any(|k| sc.m[k * LANES + l] == UNDECIDED) {
+                if !(0..n).any(|k| sc.m[k * LINES + l] == UNDECIDED) {
                     continue;
                 }
                 for k in 0..n {
@@ -265,22 +367,24 @@ pub(crate) fn strided_pass<F: Float>(buf: &mut [F], g: &Grid, serial: bool) {
                 }
                 sc.envelope(n);
                 for k in 0..n {
-                    let m = &mut sc.m[k * LANES + l];
+                    let m = &mut sc.m[k * LINES + l];
                     if *m == UNDECIDED {
-                        let o = sc.o[k];
-                        *m = if o == f64::INFINITY { FAR } else { o as i32 };
+                        *m = sc.o[k] as f32;
                     }
                 }
             }
         }
         for k in 0..n {
-            let ms = &sc.m[k * LANES..k * LANES + w];
-            for (x, &m) in row(k).iter_mut().zip(ms) {
-                *x = if m >= FAR {
-                    F::INFINITY
-                } else {
-                    F::from_f64(m as f64)
-                };
+            let ms = &sc.m[k * LINES..(k + 1) * LINES];
+            if w == LINES {
+                let dst: &mut [F; LINES] = row(k).try_into().unwrap();
+                for (x, &m) in dst.iter_mut().zip(ms) {
+                    *x = out.value(m);
+                }
+            } else {
+                for (x, &m) in row(k).iter_mut().zip(ms) {
+                    *x = out.value(m);
+                }
             }
         }
     };
@@ -288,9 +392,9 @@ pub(crate) fn strided_pass<F: Float>(buf: &mut [F], g: &Grid, serial: bool) {
         (0..ntasks)
             .into_par_iter()
             .with_min_len(4)
-            .for_each_init(|| Scratch::new(n, LANES), work);
+            .for_each_init(|| Scratch::new(n, LINES), work);
     } else {
-        let mut sc = Scratch::new(n, LANES);
+        let mut sc = Scratch::new(n, LINES);
         for t in 0..ntasks {
             work(&mut sc, t);
         }

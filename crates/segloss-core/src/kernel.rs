@@ -585,7 +585,7 @@ fn sweep_chunk(lanes: usize, serial: bool) -> usize {
 /// Squared distance along axis `axis` (the outermost axis of length > 1; all axes before it have length 1)
 /// to the nearest voxel where `is_target(flat index)` holds, by one forward and one backward linear sweep
 /// over whole planes (each step is an elementwise operation on contiguous rows, so it vectorises).
-fn sweep_pass<F: Float>(
+pub(crate) fn sweep_pass<F: Float>(
     buf: &mut [F],
     g: &Grid,
     axis: usize,
@@ -631,6 +631,16 @@ fn sweep_pass<F: Float>(
         next.resize(w, F::INFINITY);
         for k in (0..n).rev() {
             let r = row(k);
+            if s == 1.0 {
+                // Exact in `F` (whole numbers), and no conversions in the loop.
+                for (x, nx) in r.iter_mut().zip(next.iter_mut()) {
+                    let c = *nx + one;
+                    let d = if c < *x { c } else { *x };
+                    *nx = d;
+                    *x = d * d;
+                }
+                continue;
+            }
             for (x, nx) in r.iter_mut().zip(next.iter_mut()) {
                 let c = *nx + one;
                 let d = if c < *x { c } else { *x };
@@ -695,6 +705,10 @@ pub(crate) fn binary_edt<F: Float>(
     squared: bool,
     serial: bool,
 ) {
+    if crate::intpass::applies(g) {
+        crate::intpass::binary_edt(buf, g, &is_target, squared, serial);
+        return;
+    }
     let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
     let st: usize = g.shape[first + 1..].iter().product();
     sweep_pass(
@@ -705,20 +719,13 @@ pub(crate) fn binary_edt<F: Float>(
         (0, st),
         serial,
     );
-    let int = crate::intpass::applies(g);
     if first == 0 && g.shape[1] > 1 {
-        if int {
-            crate::intpass::strided_pass(buf, g, serial);
-        } else {
-            strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, serial);
-        }
+        strided_pass::<bool, F>(buf, None, g, 1, LineKind::Plain, serial);
     }
-    if first == 2 {
-        finish(buf, squared);
-    } else if int {
-        crate::intpass::contiguous_pass(buf, g, squared, serial);
-    } else {
+    if first < 2 {
         contiguous_pass(buf, g, true, squared, serial);
+    } else {
+        finish(buf, squared);
     }
 }
 
