@@ -604,6 +604,33 @@ pub fn check_output(path: impl AsRef<Path>, opts: WriteOptions) -> Result<(), Io
     temp_in(path).map(drop)
 }
 
+/// [`check_output`] without creating a file: refuses an existing output (unless `opts.force`), a
+/// folder given as the output and a missing output folder, by a few `stat` calls. Whether the
+/// folder accepts new files is found out by the write itself (which checks everything again).
+pub fn check_output_quick(path: impl AsRef<Path>, opts: WriteOptions) -> Result<(), IoError> {
+    let path = path.as_ref();
+    if !opts.force && path.symlink_metadata().is_ok() {
+        return Err(IoError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Err(write_err(path, "it is a folder, expected a file name"));
+    }
+    let dir = folder_of(path);
+    if !dir.is_dir() {
+        return Err(write_err(
+            dir,
+            if dir.exists() {
+                "not a folder"
+            } else {
+                "the folder does not exist"
+            },
+        ));
+    }
+    Ok(())
+}
+
 fn temp_in(path: &Path) -> Result<tempfile::NamedTempFile, IoError> {
     let dir = folder_of(path);
     if !dir.is_dir() {
