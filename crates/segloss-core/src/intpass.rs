@@ -16,9 +16,9 @@
 
 use rayon::prelude::*;
 
-use crate::element::Float;
+use crate::element::{Float, Voxel};
 use crate::grid::{Grid, SyncPtr};
-use crate::kernel::{envelope_runs, finish as finish_all, sweep_pass, Site};
+use crate::kernel::{envelope_runs, finish as finish_all, Site};
 
 /// Positions per block of a pass along the contiguous axis.
 pub(crate) const LANES: usize = 8;
@@ -216,57 +216,153 @@ impl Out {
     }
 }
 
-/// The binary EDT (see [`crate::edt()`]) of a grid where [`applies`] holds into `buf`, targets where
-/// `is_target(flat index)` holds. A 2-D grid takes a sweep down and up its columns and the pass
-/// along its rows; a 3-D one the same in each plane (the plane stays in cache), then the pass
-/// along axis 0, which writes the map.
-pub(crate) fn binary_edt<F: Float>(
+/// The binary EDT (see [`crate::edt()`]) of a grid where [`applies`] holds into `buf`, targets the
+/// voxels of `mask` whose foreground-ness is `target`. A 1-D or 2-D grid takes a sweep down and up
+/// its columns and the pass along its rows; a 3-D one the same in each plane (the plane stays in
+/// cache), then the pass along axis 0, which writes the map.
+pub(crate) fn binary_edt<T: Voxel, F: Float>(
     buf: &mut [F],
     g: &Grid,
-    is_target: &(impl Fn(usize) -> bool + Sync),
+    (mask, target): (&[T], bool),
     squared: bool,
     serial: bool,
 ) {
     let map = Out::Map { squared };
     let [n0, n1, n2] = g.shape;
-    if n0 == 1 && n1 == 1 {
-        sweep_pass(buf, g, 2, &|k, _| is_target(k), (0, n2), serial);
-        finish_all(buf, squared);
-        return;
-    }
-    if n0 == 1 {
-        sweep_pass(buf, g, 1, &|k, j| is_target(k * n2 + j), (0, n2), serial);
-        contiguous_pass(buf, g, map, serial);
-        return;
-    }
     let plane = n1 * n2;
-    let pg = Grid {
-        shape: [1, n1, n2],
-        spacing: [1.0; 3],
-        ndim: 2,
-    };
-    let one = |sc: &mut Scratch, (z, p): (usize, &mut [F])| {
-        let at = z * plane;
-        if n1 > 1 {
-            sweep_pass(p, &pg, 1, &|k, j| is_target(at + k * n2 + j), (0, n2), true);
+    // A 1-D grid is one column of n2 rows of one voxel.
+    let (rows, width) = if n1 == 1 { (n2, 1) } else { (n1, n2) };
+    let at = SyncPtr(buf.as_mut_ptr());
+    if n0 == 1 {
+        let par = !serial && g.len() >= PAR_MIN;
+        let cl = if par {
+            width
+                .div_ceil(4 * rayon::current_num_threads())
+                .next_multiple_of(16)
+                .max(64)
         } else {
-            sweep_pass(p, &pg, 2, &|k, _| is_target(at + k), (0, n2), true);
+            width
+        };
+        let sweep = |next: &mut Vec<F>, c: usize| {
+            let j0 = c * cl;
+            let lanes = Lanes {
+                base: 0,
+                rows,
+                width,
+                j0,
+                w: cl.min(width - j0),
+            };
+            // SAFETY: task c owns the columns j0..j0 + w of every row, which no other task
+            // touches, and `buf` holds rows · width voxels.
+            unsafe { column_sweep(mask, target, at, lanes, next) };
+        };
+        let chunks = width.div_ceil(cl);
+        if par && chunks > 1 {
+            (0..chunks).into_par_iter().for_each_init(Vec::new, sweep);
+        } else {
+            let mut next = Vec::new();
+            for c in 0..chunks {
+                sweep(&mut next, c);
+            }
         }
+        if n1 == 1 {
+            finish_all(buf, squared);
+        } else {
+            contiguous_pass(buf, g, map, serial);
+        }
+        return;
+    }
+    let one = |(sc, next): &mut (Scratch, Vec<F>), z: usize| {
+        let lanes = Lanes {
+            base: z * plane,
+            rows,
+            width,
+            j0: 0,
+            w: width,
+        };
+        // SAFETY: task z owns plane z, which no other task touches; `buf` holds n0 planes.
+        unsafe { column_sweep(mask, target, at, lanes, next) };
         if n1 > 1 && n2 > 1 {
+            // SAFETY: as above.
+            let p = unsafe { std::slice::from_raw_parts_mut(at.0.add(z * plane), plane) };
             contiguous_rows(p, n2, Out::Squared, sc);
         }
     };
+    let init = || (Scratch::new(n2, 1), Vec::new());
     if !serial && g.len() >= PAR_MIN {
-        buf.par_chunks_mut(plane)
-            .enumerate()
-            .for_each_init(|| Scratch::new(n2, 1), one);
+        (0..n0).into_par_iter().for_each_init(init, one);
     } else {
-        let mut sc = Scratch::new(n2, 1);
-        for item in buf.chunks_mut(plane).enumerate() {
-            one(&mut sc, item);
+        let mut sc = init();
+        for z in 0..n0 {
+            one(&mut sc, z);
         }
     }
     strided_pass(buf, g, 0, map, serial);
+}
+
+/// The lanes `j0..j0 + w` of the plane of `rows` rows of `width` voxels that starts at voxel `base`.
+#[derive(Clone, Copy)]
+struct Lanes {
+    base: usize,
+    rows: usize,
+    width: usize,
+    j0: usize,
+    w: usize,
+}
+
+/// Squared distance along the columns of `lanes` to the nearest target voxel (whose
+/// foreground-ness in `mask` is `target`; infinity for none), by one sweep down and one up over
+/// whole rows (elementwise on contiguous slices: vectorised).
+///
+/// # Safety
+/// `out` must point to a buffer of at least `mask.len()` values, of which the caller's task owns the
+/// voxels of `lanes` (no other thread reads or writes them during the call).
+unsafe fn column_sweep<T: Voxel, F: Float>(
+    mask: &[T],
+    target: bool,
+    out: SyncPtr<F>,
+    lanes: Lanes,
+    next: &mut Vec<F>,
+) {
+    let Lanes {
+        base,
+        rows,
+        width,
+        j0,
+        w,
+    } = lanes;
+    let one = F::from_f64(1.0);
+    let at = |k: usize| base + k * width + j0;
+    let lab = |k: usize| &mask[at(k)..at(k) + w];
+    // SAFETY: rows of `lanes` (see the function's contract), in bounds as `lab` checks.
+    let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(out.0.add(at(k)), lab(k).len()) };
+    for (x, m) in row(0).iter_mut().zip(lab(0)) {
+        *x = if m.is_foreground() == target {
+            F::ZERO
+        } else {
+            F::INFINITY
+        };
+    }
+    for k in 1..rows {
+        let (p, r) = (row(k - 1), row(k));
+        for ((x, &px), m) in r.iter_mut().zip(p.iter()).zip(lab(k)) {
+            *x = if m.is_foreground() == target {
+                F::ZERO
+            } else {
+                px + one
+            };
+        }
+    }
+    next.clear();
+    next.resize(w, F::INFINITY);
+    for k in (0..rows).rev() {
+        for (x, nx) in row(k).iter_mut().zip(next.iter_mut()) {
+            let c = *nx + one;
+            let d = if c < *x { c } else { *x };
+            *nx = d;
+            *x = d * d;
+        }
+    }
 }
 
 /// [`contiguous_pass`] on the rows of `buf` (of `n` positions each), on the calling thread.

@@ -585,7 +585,7 @@ fn sweep_chunk(lanes: usize, serial: bool) -> usize {
 /// Squared distance along axis `axis` (the outermost axis of length > 1; all axes before it have length 1)
 /// to the nearest voxel where `is_target(flat index)` holds, by one forward and one backward linear sweep
 /// over whole planes (each step is an elementwise operation on contiguous rows, so it vectorises).
-pub(crate) fn sweep_pass<F: Float>(
+fn sweep_pass<F: Float>(
     buf: &mut [F],
     g: &Grid,
     axis: usize,
@@ -694,21 +694,23 @@ fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, last: bool, squared: bool,
     }
 }
 
-/// The binary EDT (see [`crate::edt()`]) into `buf`, targets where `is_target(flat index)` holds:
+/// The binary EDT (see [`crate::edt()`]) into `buf`, targets the voxels of `mask` whose
+/// foreground-ness is `target`:
 /// a linear sweep along the outermost axis, envelopes along the middle axis (tiled) and along the last
 /// axis (contiguous), square roots fused into the last pass. On unit grids the envelopes are replaced by
 /// the exact integer passes of [`crate::intpass`].
-pub(crate) fn binary_edt<F: Float>(
+pub(crate) fn binary_edt<T: Voxel, F: Float>(
     buf: &mut [F],
     g: &Grid,
-    is_target: impl Fn(usize) -> bool + Sync,
+    (mask, target): (&[T], bool),
     squared: bool,
     serial: bool,
 ) {
     if crate::intpass::applies(g) {
-        crate::intpass::binary_edt(buf, g, &is_target, squared, serial);
+        crate::intpass::binary_edt(buf, g, (mask, target), squared, serial);
         return;
     }
+    let is_target = |i: usize| mask[i].is_foreground() == target;
     let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
     let st: usize = g.shape[first + 1..].iter().product();
     sweep_pass(
