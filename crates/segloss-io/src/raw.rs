@@ -140,7 +140,11 @@ impl Native for f64 {
 /// `count` elements read into a vector of their own type in as few reads as the reader allows
 /// (no staging buffer, no per-element conversion), bytes swapped afterwards when the data's byte
 /// order (`little`) is not the machine's.
-fn read_native<T: Native, R: Read>(r: &mut R, count: usize, little: bool) -> Result<Vec<T>, RawError> {
+fn read_native<T: Native, R: Read>(
+    r: &mut R,
+    count: usize,
+    little: bool,
+) -> Result<Vec<T>, RawError> {
     let mut v = vec![T::default(); count];
     let bytes = std::mem::size_of_val(&v[..]);
     // SAFETY: `T` is a primitive integer or float (the only `Native` types): no padding, and every
@@ -150,11 +154,7 @@ fn read_native<T: Native, R: Read>(r: &mut R, count: usize, little: bool) -> Res
     let mut filled = 0;
     while filled < bytes {
         match r.read(&mut raw[filled..]) {
-            Ok(0) => {
-                return Err(RawError::Short {
-                    got: filled as u64,
-                })
-            }
+            Ok(0) => return Err(RawError::Short { got: filled as u64 }),
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(RawError::Io(e)),
