@@ -11,7 +11,7 @@ use segloss_core::{ClassWeight, Connectivity, WeightMapConfig};
 use segloss_io::MapFloat;
 
 use super::image::{
-    core_err, map_file, parse_spacing, with_labels, with_mask, Dtype, Image, MapCompute, Spacing,
+    core_err, map_file, parse_spacing, with_labels, Dtype, Image, MapCompute, Spacing,
 };
 use crate::batch::{FolderRun, OutFormat};
 use crate::error::CliError;
@@ -97,7 +97,8 @@ impl MapCompute for WeightMap {
                 segloss_core::unet_weight_map_from_instances(a, sp, &self.config).map_err(err)
             })
         } else {
-            with_mask!(img, a => segloss_core::unet_weight_map(a, sp, &self.config).map_err(err))
+            // As `bool`: the connected components scan `bool` masks a word at a time.
+            segloss_core::unet_weight_map(&*img.mask()?, sp, &self.config).map_err(err)
         }
     }
 }
