@@ -77,24 +77,27 @@ fn row_blocks_impl(gi: &[f32], out: &mut [f32]) -> bool {
         for x in m.iter_mut().skip(o.len()) {
             *x = 0.0;
         }
+        // Two offsets per test of the bound (the test's reduction costs as much as an offset).
         let mut r = 1usize;
         loop {
-            let rr = (r * r) as f32;
-            if rr >= top(&m) {
+            if (r * r) as f32 >= top(&m) {
                 break;
             }
-            if r > REACH {
+            if r + 1 > REACH {
                 m = [UNDECIDED; LANES];
                 all = false;
                 break;
             }
-            let lo: &[f32; LANES] = c[REACH - r..REACH - r + LANES].try_into().unwrap();
-            let hi: &[f32; LANES] = c[REACH + r..REACH + r + LANES].try_into().unwrap();
-            for l in 0..LANES {
-                let q = if lo[l] < hi[l] { lo[l] } else { hi[l] } + rr;
-                m[l] = if q < m[l] { q } else { m[l] };
+            for r in [r, r + 1] {
+                let rr = (r * r) as f32;
+                let lo: &[f32; LANES] = c[REACH - r..REACH - r + LANES].try_into().unwrap();
+                let hi: &[f32; LANES] = c[REACH + r..REACH + r + LANES].try_into().unwrap();
+                for l in 0..LANES {
+                    let q = if lo[l] < hi[l] { lo[l] } else { hi[l] } + rr;
+                    m[l] = if q < m[l] { q } else { m[l] };
+                }
             }
-            r += 1;
+            r += 2;
         }
         if let Ok(o) = <&mut [f32; LANES]>::try_from(&mut *o) {
             *o = m;
@@ -124,21 +127,23 @@ fn column_blocks_impl(t: &[f32], n: usize, out: &mut [f32]) -> bool {
         let mut m = *row(REACH + k);
         let mut r = 1usize;
         loop {
-            let rr = (r * r) as f32;
-            if rr >= top(&m) {
+            if (r * r) as f32 >= top(&m) {
                 break;
             }
-            if r > REACH {
+            if r + 1 > REACH {
                 m = [UNDECIDED; LINES];
                 all = false;
                 break;
             }
-            let (lo, hi) = (row(REACH + k - r), row(REACH + k + r));
-            for l in 0..LINES {
-                let q = if lo[l] < hi[l] { lo[l] } else { hi[l] } + rr;
-                m[l] = if q < m[l] { q } else { m[l] };
+            for r in [r, r + 1] {
+                let rr = (r * r) as f32;
+                let (lo, hi) = (row(REACH + k - r), row(REACH + k + r));
+                for l in 0..LINES {
+                    let q = if lo[l] < hi[l] { lo[l] } else { hi[l] } + rr;
+                    m[l] = if q < m[l] { q } else { m[l] };
+                }
             }
-            r += 1;
+            r += 2;
         }
         let o: &mut [f32; LINES] = o.try_into().unwrap();
         *o = m;
@@ -300,6 +305,43 @@ pub(crate) fn binary_edt<T: Voxel, F: Float>(
     strided_pass(buf, g, 0, map, serial);
 }
 
+/// The first row of a column sweep: 0 on the targets, infinity elsewhere.
+#[inline(never)]
+fn first_row<T: Voxel, F: Float>(r: &mut [F], lab: &[T], target: bool) {
+    for (x, m) in r.iter_mut().zip(lab) {
+        *x = if m.is_foreground() == target {
+            F::ZERO
+        } else {
+            F::INFINITY
+        };
+    }
+}
+
+/// One step down a column sweep: 0 on the targets, else the row above's distance plus 1. A
+/// function of its own, so that its slices are known not to alias and the loop vectorises.
+#[inline(never)]
+fn step_down<T: Voxel, F: Float>(r: &mut [F], p: &[F], lab: &[T], target: bool, one: F) {
+    for ((x, &px), m) in r.iter_mut().zip(p).zip(lab) {
+        *x = if m.is_foreground() == target {
+            F::ZERO
+        } else {
+            px + one
+        };
+    }
+}
+
+/// One step up a column sweep: `next` becomes the distance to the nearest target below or at this
+/// row (the smaller of the two directions), and the row its square.
+#[inline(never)]
+fn step_up<F: Float>(r: &mut [F], next: &mut [F], one: F) {
+    for (x, nx) in r.iter_mut().zip(next.iter_mut()) {
+        let c = *nx + one;
+        let d = if c < *x { c } else { *x };
+        *nx = d;
+        *x = d * d;
+    }
+}
+
 /// The lanes `j0..j0 + w` of the plane of `rows` rows of `width` voxels that starts at voxel `base`.
 #[derive(Clone, Copy)]
 struct Lanes {
@@ -336,32 +378,14 @@ unsafe fn column_sweep<T: Voxel, F: Float>(
     let lab = |k: usize| &mask[at(k)..at(k) + w];
     // SAFETY: rows of `lanes` (see the function's contract), in bounds as `lab` checks.
     let row = |k: usize| unsafe { std::slice::from_raw_parts_mut(out.0.add(at(k)), lab(k).len()) };
-    for (x, m) in row(0).iter_mut().zip(lab(0)) {
-        *x = if m.is_foreground() == target {
-            F::ZERO
-        } else {
-            F::INFINITY
-        };
-    }
+    first_row(row(0), lab(0), target);
     for k in 1..rows {
-        let (p, r) = (row(k - 1), row(k));
-        for ((x, &px), m) in r.iter_mut().zip(p.iter()).zip(lab(k)) {
-            *x = if m.is_foreground() == target {
-                F::ZERO
-            } else {
-                px + one
-            };
-        }
+        step_down(row(k), row(k - 1), lab(k), target, one);
     }
     next.clear();
     next.resize(w, F::INFINITY);
     for k in (0..rows).rev() {
-        for (x, nx) in row(k).iter_mut().zip(next.iter_mut()) {
-            let c = *nx + one;
-            let d = if c < *x { c } else { *x };
-            *nx = d;
-            *x = d * d;
-        }
+        step_up(row(k), next, one);
     }
 }
 
