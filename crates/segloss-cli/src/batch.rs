@@ -146,7 +146,7 @@ impl FolderRun<'_> {
         if folder {
             return map_folder(self, map_file);
         }
-        crate::commands::image::check_output(self.output, self.force)?;
+        crate::commands::image::check_output_quick(self.output, self.force)?;
         let t = map_file(self.input, self.output)?;
         if self.timing {
             eprintln!("{}: {}", self.name, t.summary());

@@ -51,12 +51,12 @@ fn squared_into<F: Float>(fg: &[bool], g: &Grid, out: &mut [F], serial: bool) {
     let mut outside = vec![F::ZERO; g.len()];
     let (inside, outside) = (&mut *out, &mut outside);
     if serial {
-        kernel::binary_edt(inside, g, |i| !fg[i], true, true);
-        kernel::binary_edt(outside, g, |i| fg[i], true, true);
+        kernel::binary_edt(inside, g, (fg, false), true, true);
+        kernel::binary_edt(outside, g, (fg, true), true, true);
     } else {
         rayon::join(
-            || kernel::binary_edt(inside, g, |i| !fg[i], true, false),
-            || kernel::binary_edt(outside, g, |i| fg[i], true, false),
+            || kernel::binary_edt(inside, g, (fg, false), true, false),
+            || kernel::binary_edt(outside, g, (fg, true), true, false),
         );
     }
     // Each voxel is 0 in one of the two maps.

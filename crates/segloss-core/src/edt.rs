@@ -66,7 +66,7 @@ pub(crate) fn edt_buffer<T: Voxel, F: Float>(
     let mut buf = vec![F::ZERO; g.len()];
     match feat {
         None => {
-            kernel::binary_edt(&mut buf, g, |i| !mask[i].is_foreground(), squared, false);
+            kernel::binary_edt(&mut buf, g, (mask, false), squared, false);
             return buf;
         }
         Some(fe) => {

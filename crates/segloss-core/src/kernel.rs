@@ -631,6 +631,16 @@ fn sweep_pass<F: Float>(
         next.resize(w, F::INFINITY);
         for k in (0..n).rev() {
             let r = row(k);
+            if s == 1.0 {
+                // Exact in `F` (whole numbers), and no conversions in the loop.
+                for (x, nx) in r.iter_mut().zip(next.iter_mut()) {
+                    let c = *nx + one;
+                    let d = if c < *x { c } else { *x };
+                    *nx = d;
+                    *x = d * d;
+                }
+                continue;
+            }
             for (x, nx) in r.iter_mut().zip(next.iter_mut()) {
                 let c = *nx + one;
                 let d = if c < *x { c } else { *x };
@@ -684,16 +694,23 @@ fn contiguous_pass<F: Float>(buf: &mut [F], g: &Grid, last: bool, squared: bool,
     }
 }
 
-/// The binary EDT (see [`crate::edt()`]) into `buf`, targets where `is_target(flat index)` holds:
+/// The binary EDT (see [`crate::edt()`]) into `buf`, targets the voxels of `mask` whose
+/// foreground-ness is `target`:
 /// a linear sweep along the outermost axis, envelopes along the middle axis (tiled) and along the last
-/// axis (contiguous), square roots fused into the last pass.
-pub(crate) fn binary_edt<F: Float>(
+/// axis (contiguous), square roots fused into the last pass. On unit grids the envelopes are replaced by
+/// the exact integer passes of [`crate::intpass`].
+pub(crate) fn binary_edt<T: Voxel, F: Float>(
     buf: &mut [F],
     g: &Grid,
-    is_target: impl Fn(usize) -> bool + Sync,
+    (mask, target): (&[T], bool),
     squared: bool,
     serial: bool,
 ) {
+    if crate::intpass::applies(g) {
+        crate::intpass::binary_edt(buf, g, (mask, target), squared, serial);
+        return;
+    }
+    let is_target = |i: usize| mask[i].is_foreground() == target;
     let first = (0..3).find(|&a| g.shape[a] > 1).unwrap_or(2);
     let st: usize = g.shape[first + 1..].iter().product();
     sweep_pass(

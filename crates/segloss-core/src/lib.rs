@@ -85,6 +85,7 @@ mod error;
 #[doc(hidden)]
 pub mod fastmath;
 mod grid;
+mod intpass;
 mod kernel;
 pub mod label;
 pub mod metrics;

@@ -350,3 +350,48 @@ fn weight_map_into_rejects_buffers_of_the_wrong_length() {
         "{err}"
     );
 }
+
+/// Unit-spacing masks with lines longer than the integer passes' reach and few background voxels (the
+/// brute force of `intpass` hands the far voxels to the envelope), 2-D and 3-D, long axes in either
+/// place.
+fn far_case() -> impl Strategy<Value = (Vec<usize>, Vec<u8>)> {
+    prop_oneof![
+        (1usize..24, 60usize..180).prop_map(|(a, b)| vec![a, b]),
+        (60usize..180, 1usize..24).prop_map(|(a, b)| vec![a, b]),
+        (1usize..4, 60usize..140, 1usize..10).prop_map(|(a, b, c)| vec![a, b, c]),
+        (1usize..4, 1usize..10, 60usize..140).prop_map(|(a, b, c)| vec![a, b, c]),
+        (60usize..100, 1usize..6, 1usize..6).prop_map(|(a, b, c)| vec![a, b, c]),
+    ]
+    .prop_flat_map(|s| {
+        let n: usize = s.iter().product();
+        (
+            Just(s),
+            (0.0f64..0.03).prop_flat_map(move |p0| {
+                prop::collection::vec((0.0f64..1.0).prop_map(move |u| (u >= p0) as u8), n)
+            }),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 120, ..ProptestConfig::default() })]
+
+    #[test]
+    fn edt_on_unit_grids_is_exact((s, v) in far_case()) {
+        let a = arr(&s, &v);
+        let want = edt_reference(&v, &s, None);
+        let got: ArrayD<f64> = edt(&a, None).unwrap();
+        prop_assert_eq!(got.as_slice().unwrap(), &want[..]);
+        let got32: ArrayD<f32> = edt(&a, None).unwrap();
+        let want32: Vec<f32> = want.iter().map(|&x| x as f32).collect();
+        prop_assert_eq!(got32.as_slice().unwrap(), &want32[..]);
+        let sq: ArrayD<f32> = edt_squared(&a, None).unwrap();
+        let want2: Vec<f32> = want.iter().map(|&x| (x * x).round() as f32).collect();
+        prop_assert_eq!(sq.as_slice().unwrap(), &want2[..]);
+        let inv: Vec<bool> = v.iter().map(|&x| x == 0).collect();
+        let d_out = edt_reference(&inv, &s, None);
+        let two: ArrayD<f64> = two_sided_edt(&a, None).unwrap();
+        let want_two: Vec<f64> = want.iter().zip(&d_out).map(|(x, y)| x + y).collect();
+        prop_assert_eq!(two.as_slice().unwrap(), &want_two[..]);
+    }
+}

@@ -27,7 +27,12 @@
 //! complete, so a failure never leaves a partial file and a reader sees the old file or the
 //! new one, never a mix; an existing file is only replaced with [`WriteOptions::force`]. Like
 //! `numpy.save`, the writers leave flushing to the disk to the operating system (no `fsync`):
-//! the guarantee is against errors and concurrent readers, not against a power cut.
+//! the guarantee is against errors and concurrent readers, not against a power cut. On Linux an
+//! existing file is replaced by swapping it with the new one in one step (`renameat2` with
+//! `RENAME_EXCHANGE`) and then removing it: renaming over an existing file makes ext4 start
+//! writing the new file to the disk at once (its `auto_da_alloc` heuristic for programs that do
+//! not `fsync`), which took some 4 ms per 4 MiB written; elsewhere, or where the file system
+//! cannot swap, the new file is renamed over the old one.
 //!
 //! ```
 //! use ndarray::ArrayD;
@@ -604,6 +609,33 @@ pub fn check_output(path: impl AsRef<Path>, opts: WriteOptions) -> Result<(), Io
     temp_in(path).map(drop)
 }
 
+/// [`check_output`] without creating a file: refuses an existing output (unless `opts.force`), a
+/// folder given as the output and a missing output folder, by a few `stat` calls. Whether the
+/// folder accepts new files is found out by the write itself (which checks everything again).
+pub fn check_output_quick(path: impl AsRef<Path>, opts: WriteOptions) -> Result<(), IoError> {
+    let path = path.as_ref();
+    if !opts.force && path.symlink_metadata().is_ok() {
+        return Err(IoError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Err(write_err(path, "it is a folder, expected a file name"));
+    }
+    let dir = folder_of(path);
+    if !dir.is_dir() {
+        return Err(write_err(
+            dir,
+            if dir.exists() {
+                "not a folder"
+            } else {
+                "the folder does not exist"
+            },
+        ));
+    }
+    Ok(())
+}
+
 fn temp_in(path: &Path) -> Result<tempfile::NamedTempFile, IoError> {
     let dir = folder_of(path);
     if !dir.is_dir() {
@@ -642,6 +674,12 @@ fn atomic_write(
     }
     let mut tmp = temp_in(path)?;
     body(tmp.as_file_mut()).map_err(|d| write_err(path, d))?;
+    // Only a file (or a link) is swapped out: a folder at `path` makes the rename below fail.
+    let replaces_file = opts.force && path.symlink_metadata().is_ok_and(|m| !m.is_dir());
+    if replaces_file && exchange(tmp.path(), path) {
+        // The temporary name now holds the replaced file: dropping `tmp` removes it.
+        return Ok(());
+    }
     let res = if opts.force {
         tmp.persist(path)
     } else {
@@ -656,6 +694,39 @@ fn atomic_write(
             write_err(path, e.error.to_string())
         }
     })
+}
+
+/// Swaps the files `a` and `b` in one step (both must exist; Linux's `renameat2` with
+/// `RENAME_EXCHANGE`); `false` when they were not swapped (`b` missing, or a file system or kernel
+/// without the call), leaving both as they were.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> bool {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(ca), Ok(cb)) = (
+        CString::new(a.as_os_str().as_bytes()),
+        CString::new(b.as_os_str().as_bytes()),
+    ) else {
+        return false;
+    };
+    // SAFETY: two valid NUL-terminated paths that outlive the call; the call reads nothing else
+    // and either swaps the two directory entries or fails without a change.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    r == 0
+}
+
+/// Elsewhere: never swapped (the caller renames over the old file).
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> bool {
+    false
 }
 
 fn buffered(

@@ -104,6 +104,70 @@ fn read_vec<T, const N: usize, R: Read>(
     Ok(out)
 }
 
+/// The element types read straight into their vector's memory: primitive integers and floats
+/// (no padding; every byte pattern is a value).
+trait Native: Copy + Default {
+    /// The value with its bytes reversed (the other byte order).
+    fn swapped(self) -> Self;
+}
+
+macro_rules! native_int {
+    ($($t:ty),*) => {$(
+        impl Native for $t {
+            #[inline(always)]
+            fn swapped(self) -> Self {
+                self.swap_bytes()
+            }
+        }
+    )*};
+}
+native_int!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+impl Native for f32 {
+    #[inline(always)]
+    fn swapped(self) -> Self {
+        f32::from_bits(self.to_bits().swap_bytes())
+    }
+}
+
+impl Native for f64 {
+    #[inline(always)]
+    fn swapped(self) -> Self {
+        f64::from_bits(self.to_bits().swap_bytes())
+    }
+}
+
+/// `count` elements read into a vector of their own type in as few reads as the reader allows
+/// (no staging buffer, no per-element conversion), bytes swapped afterwards when the data's byte
+/// order (`little`) is not the machine's.
+fn read_native<T: Native, R: Read>(
+    r: &mut R,
+    count: usize,
+    little: bool,
+) -> Result<Vec<T>, RawError> {
+    let mut v = vec![T::default(); count];
+    let bytes = std::mem::size_of_val(&v[..]);
+    // SAFETY: `T` is a primitive integer or float (the only `Native` types): no padding, and every
+    // byte pattern is a valid `T`; the view covers exactly the `bytes` initialised bytes of `v` and
+    // is dropped before `v` is used again.
+    let raw = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), bytes) };
+    let mut filled = 0;
+    while filled < bytes {
+        match r.read(&mut raw[filled..]) {
+            Ok(0) => return Err(RawError::Short { got: filled as u64 }),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(RawError::Io(e)),
+        }
+    }
+    if little != cfg!(target_endian = "little") {
+        for x in v.iter_mut() {
+            *x = x.swapped();
+        }
+    }
+    Ok(v)
+}
+
 fn build<T: Copy + Default>(
     shape: &[usize],
     fortran: bool,
@@ -140,13 +204,19 @@ pub(crate) fn read_array<R: Read>(
     let count = element_count(shape).ok_or(RawError::Shape)?;
     macro_rules! num {
         ($variant:ident, $t:ty, $n:literal) => {{
-            let v = read_vec::<$t, $n, R>(r, count, cap, |b| {
-                if little {
-                    <$t>::from_le_bytes(b)
-                } else {
-                    <$t>::from_be_bytes(b)
-                }
-            })?;
+            // A size checked against the file's (`count` within `cap`) is allocated at once and
+            // read in place; otherwise in chunks, the vector growing only as data arrives.
+            let v = if count <= cap {
+                read_native::<$t, R>(r, count, little)?
+            } else {
+                read_vec::<$t, $n, R>(r, count, cap, |b| {
+                    if little {
+                        <$t>::from_le_bytes(b)
+                    } else {
+                        <$t>::from_be_bytes(b)
+                    }
+                })?
+            };
             ArrayData::$variant(build(shape, fortran, v)?)
         }};
     }

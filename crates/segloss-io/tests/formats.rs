@@ -1354,3 +1354,37 @@ fn pipes_are_read_whole() {
         assert_eq!(v.source, PathBuf::from(&path));
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn forced_writes_replace_files_and_links_not_what_links_point_to() {
+    let d = dir();
+    let a = arr2(&[[1.0f32, 2.0]]).into_dyn();
+    // Replaced again and again: the newest content, no temporary files left.
+    let p = put(&d, "o.npy", b"old");
+    for k in 0..3 {
+        let b = a.mapv(|x| x + k as f32);
+        write(&p, &b, None, WriteOptions { force: true }).unwrap();
+        assert_eq!(read(&p).unwrap().data.to_f32(), b);
+    }
+    // A link at the output name is replaced by the file; its target keeps its bytes.
+    let target = put(&d, "target.bin", b"keep");
+    let link = d.path().join("l.npy");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    write(&link, &a, None, WriteOptions { force: true }).unwrap();
+    assert!(!link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    assert_eq!(files_in(d.path()), vec!["l.npy", "o.npy", "target.bin"]);
+    // The quick check: an existing file is refused without force, a missing folder always.
+    assert!(matches!(
+        check_output_quick(&p, WriteOptions::default()),
+        Err(IoError::Exists { .. })
+    ));
+    check_output_quick(&p, WriteOptions { force: true }).unwrap();
+    check_output_quick(d.path().join("new.npy"), WriteOptions::default()).unwrap();
+    check_msg(
+        &check_output_quick(d.path().join("no/o.npy"), WriteOptions::default()).unwrap_err(),
+        &["does not exist"],
+    );
+    assert!(check_output_quick(d.path(), WriteOptions { force: true }).is_err());
+}

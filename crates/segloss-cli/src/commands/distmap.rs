@@ -9,7 +9,7 @@ use ndarray::ArrayD;
 use segloss_io::MapFloat;
 
 use super::image::{
-    core_err, map_file, parse_spacing, with_labels, Dtype, Image, MapCompute, Spacing,
+    core_err, map_file, parse_spacing, with_labels, with_mask, Dtype, Image, MapCompute, Spacing,
 };
 use crate::batch::{FolderRun, OutFormat};
 use crate::error::CliError;
@@ -67,12 +67,14 @@ impl MapCompute for Kind {
         let err = core_err(&img.path);
         let sp = img.spacing();
         match self {
-            Kind::Edt => segloss_core::edt(&*img.mask()?, sp).map_err(err),
+            Kind::Edt => with_mask!(img, a => segloss_core::edt(a, sp).map_err(err)),
             Kind::Labels => {
                 with_labels!(img.typed_labels()?, a => segloss_core::multilabel_edt(a, sp).map_err(err))
             }
-            Kind::Signed => segloss_core::signed_distance_map(&*img.mask()?, sp).map_err(err),
-            Kind::Penalty => segloss_core::penalty_map(&*img.mask()?, sp).map_err(err),
+            Kind::Signed => {
+                with_mask!(img, a => segloss_core::signed_distance_map(a, sp).map_err(err))
+            }
+            Kind::Penalty => with_mask!(img, a => segloss_core::penalty_map(a, sp).map_err(err)),
         }
     }
 }

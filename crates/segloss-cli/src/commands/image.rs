@@ -89,6 +89,31 @@ macro_rules! with_labels {
 }
 pub(crate) use with_labels;
 
+/// Applies `$body` to the voxels of `$img` (an [`Image`]) as a mask (non-zero = foreground), bound
+/// to `$a`: `bool` and integer images as they are (no converted copy), float images through
+/// [`Image::mask`] (which refuses NaN). Returns early with its error.
+macro_rules! with_mask {
+    ($img:expr, $a:ident => $body:expr) => {
+        match &$img.volume.data {
+            segloss_io::ArrayData::Bool($a) => $body,
+            segloss_io::ArrayData::U8($a) => $body,
+            segloss_io::ArrayData::U16($a) => $body,
+            segloss_io::ArrayData::U32($a) => $body,
+            segloss_io::ArrayData::U64($a) => $body,
+            segloss_io::ArrayData::I8($a) => $body,
+            segloss_io::ArrayData::I16($a) => $body,
+            segloss_io::ArrayData::I32($a) => $body,
+            segloss_io::ArrayData::I64($a) => $body,
+            _ => {
+                let m = $img.mask()?;
+                let $a = &*m;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_mask;
+
 impl Image {
     /// Reads a 1–3D image; `spacing` overrides the header's.
     pub fn read(path: &Path, spacing: Option<&Spacing>) -> Result<Image, CliError> {
@@ -196,6 +221,13 @@ impl Image {
 /// Refuses an existing output before any work is done (the write itself is atomic too).
 pub fn check_output(path: &Path, force: bool) -> Result<(), CliError> {
     segloss_io::check_output(path, WriteOptions { force })?;
+    Ok(())
+}
+
+/// [`check_output`] by `stat` calls alone (no probe file): for one map, whose own write follows
+/// at once and checks the folder again.
+pub fn check_output_quick(path: &Path, force: bool) -> Result<(), CliError> {
+    segloss_io::check_output_quick(path, WriteOptions { force })?;
     Ok(())
 }
 

@@ -97,6 +97,7 @@ impl MapCompute for WeightMap {
                 segloss_core::unet_weight_map_from_instances(a, sp, &self.config).map_err(err)
             })
         } else {
+            // As `bool`: the connected components scan `bool` masks a word at a time.
             segloss_core::unet_weight_map(&*img.mask()?, sp, &self.config).map_err(err)
         }
     }
