@@ -590,6 +590,19 @@ fn folder_of(path: &Path) -> &Path {
     }
 }
 
+/// Refuses an existing output (unless `opts.force`) and a folder given as the output.
+fn check_name(path: &Path, opts: WriteOptions) -> Result<(), IoError> {
+    if !opts.force && path.symlink_metadata().is_ok() {
+        return Err(IoError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Err(write_err(path, "it is a folder, expected a file name"));
+    }
+    Ok(())
+}
+
 /// Checks, before any work is done, that `path` could be written: it must not exist unless
 /// `opts.force`, and its folder must exist and accept new files (a temporary file is created
 /// and removed to find out).
@@ -598,14 +611,7 @@ fn folder_of(path: &Path) -> &Path {
 /// long computation rather than after.
 pub fn check_output(path: impl AsRef<Path>, opts: WriteOptions) -> Result<(), IoError> {
     let path = path.as_ref();
-    if !opts.force && path.symlink_metadata().is_ok() {
-        return Err(IoError::Exists {
-            path: path.to_path_buf(),
-        });
-    }
-    if path.is_dir() {
-        return Err(write_err(path, "it is a folder, expected a file name"));
-    }
+    check_name(path, opts)?;
     temp_in(path).map(drop)
 }
 
@@ -614,14 +620,7 @@ pub fn check_output(path: impl AsRef<Path>, opts: WriteOptions) -> Result<(), Io
 /// folder accepts new files is found out by the write itself (which checks everything again).
 pub fn check_output_quick(path: impl AsRef<Path>, opts: WriteOptions) -> Result<(), IoError> {
     let path = path.as_ref();
-    if !opts.force && path.symlink_metadata().is_ok() {
-        return Err(IoError::Exists {
-            path: path.to_path_buf(),
-        });
-    }
-    if path.is_dir() {
-        return Err(write_err(path, "it is a folder, expected a file name"));
-    }
+    check_name(path, opts)?;
     let dir = folder_of(path);
     if !dir.is_dir() {
         return Err(write_err(
